@@ -1,0 +1,5 @@
+import sys
+
+from castui.cli import main
+
+sys.exit(main())

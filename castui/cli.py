@@ -1,0 +1,141 @@
+"""The ``castui`` command line.
+
+Every subcommand loads settings the same way, runs core code, and turns a ``CastuiError`` into
+its message on stderr and its exit code: a person sees what to do, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from rich.console import Console
+
+from castui_core import __version__
+from castui_core.errors import CastuiError, ConfigError
+from castui_core.fsinfo import filesystem_of
+from castui_core.settings import Settings, load_settings
+from castui_core.tools import find_tool
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="settings file (default: $CASTUI_CONFIG, ./settings.yaml, ~/.config/castui/)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="castui",
+        description="Keep a media library playable directly on every Chromecast.",
+    )
+    parser.add_argument("--version", action="version", version=f"castui {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    config = sub.add_parser("config", help="inspect the settings")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = config_sub.add_parser("check", help="validate the settings file; print ok or errors")
+    _add_config(check)
+    check.set_defaults(handler=run_config_check)
+
+    scan = sub.add_parser(
+        "scan",
+        help="show which files a Chromecast cannot play, and what castui would do",
+        description=(
+            "Walk the configured libraries (or the PATHs given), probe every media file and "
+            "print what castui would do with it and why. Changes nothing on disk."
+        ),
+    )
+    _add_config(scan)
+    scan.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to scan")
+    scan.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
+    scan.add_argument("--profile", metavar="NAME", help="target profile for PATHs")
+    scan.add_argument("--library", metavar="NAME", help="scan only this configured library")
+    scan.add_argument(
+        "--all", action="store_true", help="also list files that already play directly"
+    )
+    scan.set_defaults(handler=run_scan)
+
+    try:
+        from castui import cli_store
+    except ImportError:  # pragma: no cover - the store commands ship with the package
+        pass
+    else:
+        cli_store.register(sub)
+    return parser
+
+
+def run_config_check(args: argparse.Namespace) -> int:
+    """Validate settings (and the environment they point at); print ok or every problem."""
+    settings = load_settings(args.config)
+    problems = check_environment(settings)
+    if problems:
+        raise ConfigError("settings are valid, but:", problems=tuple(problems))
+    out = Console(highlight=False)
+    out.print("ok")
+    source = settings.source or "built-in defaults (no settings file found)"
+    out.print(f"  settings:  {source}")
+    out.print(f"  database:  {settings.database}")
+    for lib in settings.libraries:
+        state = "" if lib.path.is_dir() else "  (missing or not mounted)"
+        out.print(
+            f"  library:   {lib.name}: {lib.path} -> {lib.profile}, watch {lib.watch.value}{state}"
+        )
+    out.print(f"  profiles:  {', '.join(sorted(settings.profiles))}")
+    out.print(f"  ffmpeg:    {find_tool('ffmpeg', settings.ffmpeg)}")
+    out.print(f"  ffprobe:   {find_tool('ffprobe', settings.ffprobe)}")
+    return 0
+
+
+def check_environment(settings: Settings) -> list[str]:
+    """Problems that validation of the file alone cannot see."""
+    problems: list[str] = []
+    mount = filesystem_of(settings.database)
+    if mount is not None and mount.is_network:
+        problems.append(
+            f"database: {settings.database} is on a {mount.fs_type} share ({mount.mount_point});"
+            " SQLite locking is unsafe there: put it on a local disk"
+        )
+    for name, configured in (("ffmpeg", settings.ffmpeg), ("ffprobe", settings.ffprobe)):
+        try:
+            find_tool(name, configured)  # type: ignore[arg-type]
+        except CastuiError as exc:
+            problems.append(str(exc))
+    return problems
+
+
+def run_scan(args: argparse.Namespace) -> int:
+    from castui.scan_view import run_scan_command
+
+    return asyncio.run(run_scan_command(args))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return 0
+    try:
+        return handler(args)
+    except CastuiError as exc:
+        print(f"castui: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("castui: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:  # `castui scan | head`
+        return 0
+
+
+def json_dump(data: object) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False, default=str)
+

@@ -1,0 +1,158 @@
+"""``castui scan``: run core scans and show them (table, JSON, live progress on a terminal)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from castui_core.bus import EventBus, Subscription
+from castui_core.decide import Action
+from castui_core.errors import ConfigError, ToolNotFoundError
+from castui_core.events import ScanProblem, ScanProgress
+from castui_core.probe import ProbePool
+from castui_core.scan import IgnoreRules, ScanReport, Scanner, ScanTarget
+from castui_core.settings import Settings, load_settings
+from castui_core.tools import find_tool
+
+_ACTION_STYLE = {
+    Action.SKIP: "green",
+    Action.REMUX: "cyan",
+    Action.TRANSCODE: "yellow",
+    Action.REJECT: "red",
+}
+
+
+def scan_targets(settings: Settings, args: argparse.Namespace) -> list[ScanTarget]:
+    """Explicit PATHs (first library's profile or --profile), else the configured libraries."""
+    if args.paths:
+        if args.profile:
+            name = args.profile
+        elif settings.libraries:
+            name = settings.libraries[0].profile
+        else:
+            name = "chromecast-1080p"
+        if name not in settings.profiles:
+            known = ", ".join(sorted(settings.profiles))
+            raise ConfigError(f"--profile {name!r} is not a profile; known: {known}")
+        roots = tuple(Path(p).absolute() for p in args.paths)
+        return [ScanTarget("(paths)", roots, settings.profiles[name], explicit=True)]
+    libraries = settings.libraries
+    if args.library:
+        libraries = (settings.library_named(args.library),)
+    if args.profile:
+        raise ConfigError("--profile applies to PATHs; a library uses its own profile")
+    return [
+        ScanTarget(lib.name, (lib.path,), settings.profile_for(lib), lib.follow_symlinks)
+        for lib in libraries
+    ]
+
+
+async def run_scan_command(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    targets = scan_targets(settings, args)
+    try:
+        ffprobe: Path | None = find_tool("ffprobe", settings.ffprobe)
+    except ToolNotFoundError:
+        ffprobe = None  # only the crash fallback needs it; PyAV does the probing
+    err = Console(stderr=True, highlight=False)
+    bus = EventBus()
+    rules = IgnoreRules(settings.scan.extensions, settings.scan.ignore)
+    reports: list[ScanReport] = []
+    with ProbePool(settings.scan.probe_workers, timeout=settings.scan.probe_timeout_s) as pool:
+        scanner = Scanner(pool, rules=rules, bus=bus, ffprobe=ffprobe)
+        watcher = asyncio.create_task(_show_progress(bus.subscribe(), err))
+        try:
+            for target in targets:
+                reports.append(await scanner.scan(target))
+        finally:
+            bus.close()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+    files = [f for report in reports for f in report.files]
+    if args.json:
+        data = [
+            {
+                "path": f.path,
+                "action": f.action.value,
+                "reasons": list(f.decision.reasons),
+                "size": f.size,
+                "library": f.library,
+            }
+            for f in files
+        ]
+        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    else:
+        out = Console(highlight=False, soft_wrap=False)
+        shown = [f for f in files if args.all or f.action is not Action.SKIP]
+        if shown:
+            table = Table(show_edge=False, pad_edge=False, expand=False)
+            table.add_column("action")
+            table.add_column("path", overflow="fold")
+            table.add_column("reasons", overflow="fold")
+            for f in shown:
+                style = _ACTION_STYLE[f.action]
+                table.add_row(
+                    f"[{style}]{f.action.value}[/]", f.path, "; ".join(f.decision.reasons)
+                )
+            out.print(table)
+        out.print(summary_line(reports))
+    return 0
+
+
+def summary_line(reports: list[ScanReport]) -> str:
+    counts = dict.fromkeys(Action, 0)
+    total = to_process = 0
+    seconds = 0.0
+    for report in reports:
+        for action, n in report.counts.items():
+            counts[action] += n
+        total += len(report.files)
+        to_process += report.bytes_to_process
+        seconds += report.seconds
+    parts = ", ".join(f"{n} {action.value}" for action, n in counts.items())
+    return (
+        f"{total} files: {parts}; {format_bytes(to_process)} would be processed"
+        f" (scanned in {seconds:.1f} s)"
+    )
+
+
+def format_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1000 or unit == "TB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1000
+    raise AssertionError("unreachable")
+
+
+async def _show_progress(sub: Subscription, err: Console) -> None:
+    """Follow scan events on stderr: a live bar on a terminal, problems always."""
+    live = err.is_terminal
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} files"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not live,
+    )
+    tasks: dict[str, object] = {}
+    with progress:
+        async for event in sub:
+            if isinstance(event, ScanProblem):
+                progress.console.print(f"[yellow]warning[/]: {event.path}: {event.reason}")
+            elif isinstance(event, ScanProgress) and live:
+                task = tasks.get(event.library)
+                if task is None:
+                    task = tasks[event.library] = progress.add_task(f"scan {event.library}")
+                total = event.found if event.walk_done else None
+                progress.update(task, completed=event.decided, total=total)  # type: ignore[arg-type]

@@ -1,0 +1,74 @@
+"""One error tree for everything castui reports to a person.
+
+Every error carries a message that says what went wrong *and what to do about it*; the CLI
+prints ``str(error)`` and exits with ``error.exit_code`` instead of showing a traceback.
+Errors from sqlite3, NVML, subprocesses and the file system are translated into these where
+they enter castui (``raise ... from exc``) so callers only ever catch ``CastuiError``.
+"""
+
+from __future__ import annotations
+
+
+class CastuiError(Exception):
+    """Base class: a problem castui can explain to the user."""
+
+    exit_code: int = 1
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class ConfigError(CastuiError):
+    """The settings file is missing, unreadable or invalid.
+
+    ``problems`` lists one line per invalid field (``field.path: bad value: what is allowed``)
+    so ``castui config check`` can print all of them at once.
+    """
+
+    exit_code = 2
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.message
+        return "\n".join([self.message, *(f"  - {p}" for p in self.problems)])
+
+
+class ToolNotFoundError(CastuiError):
+    """ffmpeg or ffprobe could not be found."""
+
+    exit_code = 2
+
+
+class ProbeError(CastuiError):
+    """A file could not be probed (unreadable, not media, corrupt, or the demuxer hung)."""
+
+    def __init__(self, path: str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+class StoreError(CastuiError):
+    """The queue/catalog database could not be opened, read or written."""
+
+
+class SchemaTooNewError(StoreError):
+    """The database was written by a newer castui; it is refused, never modified."""
+
+    exit_code = 2
+
+
+class LeaseLostError(StoreError):
+    """A worker's lease on a job was taken over; that worker must not touch the job's files."""
+
+
+class JobNotFoundError(StoreError):
+    """An operator action named a job that does not exist (or is not in a state that allows it)."""

@@ -1,0 +1,303 @@
+"""Scanning: walk libraries, probe the media files, decide each one.
+
+The walk runs in a thread (``os.scandir`` blocks, and on a network share it blocks for long)
+and streams paths to the probe pool while it is still going, so probing starts at once. It
+survives unreadable directories and symlink loops and reports them as ``ScanProblem`` events
+instead of failing. A scan only reads: it changes nothing on disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import os
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from castui_core.bus import EventBus
+from castui_core.decide import Action, Decision, decide
+from castui_core.errors import ProbeError
+from castui_core.events import (
+    FileDecided,
+    ScanFinished,
+    ScanProblem,
+    ScanProgress,
+    ScanStarted,
+)
+from castui_core.media import MediaInfo, ProbeFailure
+from castui_core.probe import ProbePool, ProbeResult, probe_ffprobe
+from castui_core.profiles import Profile
+
+_PROGRESS_INTERVAL_S = 0.25
+
+
+@dataclass(frozen=True)
+class ScanTarget:
+    """What to scan: a library root (or explicit paths) and the profile to decide against."""
+
+    library: str
+    roots: tuple[Path, ...]
+    profile: Profile
+    follow_symlinks: bool = False
+    explicit: bool = False  # roots named by the user: a missing file is a reject, not a warning
+
+
+@dataclass(frozen=True)
+class ScannedFile:
+    library: str
+    path: str
+    size: int
+    decision: Decision
+    info: MediaInfo | None = None
+
+    @property
+    def action(self) -> Action:
+        return self.decision.action
+
+
+@dataclass
+class ScanReport:
+    files: list[ScannedFile] = field(default_factory=list)
+    problems: list[ScanProblem] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def counts(self) -> dict[Action, int]:
+        counter = Counter(f.action for f in self.files)
+        return {action: counter.get(action, 0) for action in Action}
+
+    @property
+    def bytes_to_process(self) -> int:
+        return sum(f.size for f in self.files if f.action.needs_work)
+
+
+class IgnoreRules:
+    """Extension filter and ignore globs (``dir/`` patterns match directories)."""
+
+    def __init__(self, extensions: Sequence[str], ignore: Sequence[str]) -> None:
+        self.extensions = frozenset(e.lower().lstrip(".") for e in extensions)
+        self.file_globs = tuple(p for p in ignore if not p.endswith("/"))
+        self.dir_globs = tuple(p.rstrip("/") for p in ignore if p.endswith("/"))
+
+    def ignores_dir(self, name: str) -> bool:
+        return name.startswith(".") or any(fnmatch.fnmatchcase(name, g) for g in self.dir_globs)
+
+    def ignores_file(self, name: str) -> bool:
+        return any(fnmatch.fnmatchcase(name, g) for g in self.file_globs)
+
+    def is_media(self, name: str) -> bool:
+        dot = name.rfind(".")
+        return dot > 0 and name[dot + 1 :].lower() in self.extensions
+
+    def wants(self, name: str) -> bool:
+        return self.is_media(name) and not self.ignores_file(name)
+
+
+def walk_media(
+    root: Path,
+    rules: IgnoreRules,
+    *,
+    follow_symlinks: bool,
+    on_problem: Callable[[str, str], None],
+) -> Iterator[str]:
+    """Yield media file paths under ``root`` (depth first, sorted per directory).
+
+    Unreadable directories and symlink loops are reported through ``on_problem`` and
+    skipped; the walk never raises for them.
+    """
+    seen: set[tuple[int, int]] = set()
+    stack: list[str] = [str(root)]
+    while stack:
+        directory = stack.pop()
+        try:
+            st = os.stat(directory)
+        except OSError as exc:
+            on_problem(directory, f"cannot read directory: {exc.strerror}")
+            continue
+        key = (st.st_dev, st.st_ino)
+        if key in seen:
+            on_problem(directory, "symlink loop (directory already visited); skipped")
+            continue
+        seen.add(key)
+        try:
+            with os.scandir(directory) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            on_problem(directory, f"cannot read directory: {exc.strerror}")
+            continue
+        subdirs: list[str] = []
+        for entry in entries:
+            try:
+                if entry.is_dir(follow_symlinks=follow_symlinks):
+                    if not rules.ignores_dir(entry.name):
+                        subdirs.append(entry.path)
+                elif rules.wants(entry.name) and (follow_symlinks or not entry.is_symlink()):
+                    yield entry.path
+            except OSError as exc:
+                on_problem(entry.path, f"cannot read: {exc.strerror}")
+        stack.extend(reversed(subdirs))
+
+
+class Scanner:
+    """Walk + probe + decide, publishing progress on the bus."""
+
+    def __init__(
+        self,
+        pool: ProbePool,
+        *,
+        rules: IgnoreRules,
+        bus: EventBus | None = None,
+        ffprobe: Path | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.pool = pool
+        self.rules = rules
+        self.bus = bus if bus is not None else EventBus()
+        self.ffprobe = ffprobe
+        self.clock = clock
+
+    async def scan(self, target: ScanTarget) -> ScanReport:
+        """Scan one target; every file found ends in the report with a decision."""
+        started = self.clock()
+        report = ScanReport()
+        library = target.library
+        for root in target.roots:
+            self.bus.publish(ScanStarted(library=library, root=str(root)))
+
+        found = 0
+        walk_done = False
+        last_progress = 0.0
+
+        def problem(path: str, reason: str) -> None:
+            event = ScanProblem(library=library, path=path, reason=reason)
+            report.problems.append(event)
+            self.bus.publish(event)
+
+        def progress(force: bool = False) -> None:
+            nonlocal last_progress
+            now = self.clock()
+            if force or now - last_progress >= _PROGRESS_INTERVAL_S:
+                last_progress = now
+                self.bus.publish(
+                    ScanProgress(
+                        library=library,
+                        found=found,
+                        decided=len(report.files),
+                        walk_done=walk_done,
+                    )
+                )
+
+        async def paths() -> AsyncIterator[str]:
+            nonlocal found, walk_done
+            async for path in self._walk(target, problem):
+                found += 1
+                progress()
+                yield path
+            walk_done = True
+
+        async for result in self.pool.probe_many(paths()):
+            if isinstance(result, ProbeFailure) and result.extra.get("crashed"):
+                result = await self._ffprobe_fallback(result)
+            decision = decide(result, target.profile)
+            scanned = ScannedFile(
+                library=library,
+                path=result.path,
+                size=result.size,
+                decision=decision,
+                info=result if isinstance(result, MediaInfo) else None,
+            )
+            report.files.append(scanned)
+            self.bus.publish(
+                FileDecided(
+                    library=library,
+                    path=scanned.path,
+                    size=scanned.size,
+                    action=decision.action.value,
+                    reasons=decision.reasons,
+                )
+            )
+            progress()
+        walk_done = True
+        progress(force=True)
+        report.files.sort(key=lambda f: f.path)
+        report.seconds = self.clock() - started
+        self.bus.publish(
+            ScanFinished(
+                library=library,
+                files=len(report.files),
+                counts=tuple((a.value, n) for a, n in report.counts.items()),
+                bytes_to_process=report.bytes_to_process,
+                seconds=report.seconds,
+            )
+        )
+        return report
+
+    async def _walk(
+        self, target: ScanTarget, problem: Callable[[str, str], None]
+    ) -> AsyncIterator[str]:
+        """Run the blocking walk in a thread and stream its paths in chunks."""
+        loop = asyncio.get_running_loop()
+        # Unbounded on purpose: a bounded queue would block the walk thread forever if the
+        # consumer went away, and a path list is small next to what probing it costs.
+        chunks: asyncio.Queue[list[str] | None] = asyncio.Queue()
+        stop = False
+
+        def report_problem(path: str, reason: str) -> None:
+            loop.call_soon_threadsafe(problem, path, reason)
+
+        def put(item: list[str] | None) -> None:
+            with contextlib.suppress(RuntimeError):  # loop already closed: nobody listens
+                loop.call_soon_threadsafe(chunks.put_nowait, item)
+
+        def walk() -> None:
+            try:
+                chunk: list[str] = []
+                for root in target.roots:
+                    for path in self._paths_under(root, target, report_problem):
+                        if stop:
+                            return
+                        chunk.append(path)
+                        if len(chunk) >= 64:
+                            put(chunk)
+                            chunk = []
+                if chunk:
+                    put(chunk)
+            finally:
+                put(None)
+
+        task = asyncio.create_task(asyncio.to_thread(walk))
+        try:
+            while (chunk := await chunks.get()) is not None:
+                for path in chunk:
+                    yield path
+            await task
+        finally:
+            stop = True
+
+    def _paths_under(
+        self, root: Path, target: ScanTarget, problem: Callable[[str, str], None]
+    ) -> Iterator[str]:
+        """A file root is yielded as is (whatever its extension); a directory is walked."""
+        if root.is_dir():
+            yield from walk_media(
+                root, self.rules, follow_symlinks=target.follow_symlinks, on_problem=problem
+            )
+        elif target.explicit or root.exists() or root.is_symlink():
+            yield str(root)
+        else:
+            problem(str(root), "does not exist (missing or not mounted)")
+
+    async def _ffprobe_fallback(self, failure: ProbeFailure) -> ProbeResult:
+        """Retry a file that crashed PyAV with an ffprobe subprocess (isolated, timed)."""
+        if self.ffprobe is None:
+            return failure
+        try:
+            return await probe_ffprobe(self.ffprobe, failure.path, timeout=self.pool.timeout)
+        except ProbeError as exc:
+            return ProbeFailure(
+                failure.path, failure.size, f"{failure.reason}; ffprobe: {exc.reason}"
+            )

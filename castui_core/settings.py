@@ -1,0 +1,322 @@
+"""Settings: where they are looked up, what they mean, and errors a person can act on.
+
+Lookup order (first hit wins): ``--config PATH``, ``$CASTUI_CONFIG``, ``./settings.yaml``,
+the user config dir (``~/.config/castui/settings.yaml``), then the built-in defaults. An
+explicitly named file that does not exist is an error rather than a silent fallback, so a typo
+in a service unit never makes castui run on defaults.
+
+Every key is validated by pydantic with ``extra="forbid"``; errors are turned into one line per
+problem naming the field path, the bad value and what is allowed (``ConfigError.problems``).
+"""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from castui_core.errors import ConfigError
+from castui_core.profiles import DEFAULT_PROFILE, ProblemList, Profile, resolve_profiles
+
+ENV_CONFIG = "CASTUI_CONFIG"
+APP_NAME = "castui"
+
+#: File extensions treated as media when walking a library (lower case, no dot).
+DEFAULT_EXTENSIONS: tuple[str, ...] = (
+    "mkv", "mp4", "m4v", "mov", "avi", "wmv", "asf", "flv", "webm", "ts", "m2ts", "mts",
+    "mpg", "mpeg", "vob", "ogm", "ogv", "3gp", "divx", "rm", "rmvb",
+)  # fmt: skip
+
+#: Names never picked up: downloads in progress, temp files, hidden files, castui's own
+#: ``.original`` backups and sample clips. A pattern ending in ``/`` matches a directory.
+DEFAULT_IGNORE: tuple[str, ...] = (
+    "*.part", "*.partial", "*.!qB", "*.tmp", "*.crdownload", ".*", "*.original.*", "Sample/",
+)  # fmt: skip
+
+
+def user_config_file() -> Path:
+    return platformdirs.user_config_path(APP_NAME) / "settings.yaml"
+
+
+def default_database() -> Path:
+    return platformdirs.user_data_path(APP_NAME) / "castui.db"
+
+
+def default_library_path() -> Path:
+    return Path(platformdirs.user_videos_dir())
+
+
+class WatchMode(StrEnum):
+    """How a library notices new files (``true`` means ``auto``, ``false`` means ``off``)."""
+
+    AUTO = "auto"  # inotify events on local disks, polling on network shares
+    EVENTS = "events"
+    POLL = "poll"
+    OFF = "off"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class LibrarySettings(_Strict):
+    """One media library (a folder tree Jellyfin serves)."""
+
+    name: str = Field(min_length=1)
+    path: Path
+    profile: str = DEFAULT_PROFILE
+    watch: WatchMode = WatchMode.AUTO
+    delete_source: bool = Field(
+        False, description="Remove the original after its replacement is in place and verified."
+    )
+    output_dir: Path | None = Field(
+        None, description="Write outputs to a mirrored tree here instead of next to the source."
+    )
+    follow_symlinks: bool = False
+
+    @field_validator("watch", mode="before")
+    @classmethod
+    def _watch_bool(cls, value: Any) -> Any:
+        if value is True:
+            return WatchMode.AUTO
+        if value is False or value is None:
+            return WatchMode.OFF
+        if isinstance(value, str) and value.lower() in {"true", "yes", "on"}:
+            return WatchMode.AUTO
+        if isinstance(value, str) and value.lower() in {"false", "no"}:
+            return WatchMode.OFF
+        return value
+
+    @field_validator("path", "output_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser()
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+
+class OperationalSettings(_Strict):
+    """How much work runs at once."""
+
+    max_concurrent_jobs: int = Field(1, ge=1, le=16)
+
+
+class ScanSettings(_Strict):
+    """How libraries are walked and probed."""
+
+    extensions: tuple[str, ...] = DEFAULT_EXTENSIONS
+    ignore: tuple[str, ...] = DEFAULT_IGNORE
+    probe_workers: int | None = Field(
+        None, ge=1, le=32, description="Probe processes; default: number of CPUs (at most 4)."
+    )
+    probe_timeout_s: float = Field(
+        30.0, gt=0, le=600, description="A file whose probe takes longer is rejected."
+    )
+
+    @field_validator("extensions")
+    @classmethod
+    def _normalize_ext(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        cleaned = tuple(dict.fromkeys(v.strip().lower().lstrip(".") for v in value))
+        if any(not v for v in cleaned):
+            raise ValueError("extensions must not be empty strings")
+        return cleaned
+
+
+class Settings(_Strict):
+    """The whole settings file."""
+
+    database: Path = Field(default_factory=default_database)
+    ffmpeg: Path | None = None
+    ffprobe: Path | None = None
+    libraries: tuple[LibrarySettings, ...] = Field(
+        default_factory=lambda: (LibrarySettings(name="Videos", path=default_library_path()),)
+    )
+    profiles: dict[str, Profile] = Field(default_factory=dict)
+    operational: OperationalSettings = Field(default_factory=OperationalSettings)
+    scan: ScanSettings = Field(default_factory=ScanSettings)
+
+    _source: Path | None = PrivateAttr(default=None)
+
+    @property
+    def source(self) -> Path | None:
+        """The file these settings were read from (``None``: built-in defaults)."""
+        return self._source
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_profiles(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        user = data.get("profiles") or {}
+        if not isinstance(user, dict):
+            raise ProblemList([("profiles", "must be a mapping of profile name -> fields")])
+        data["profiles"] = resolve_profiles(user)
+        return data
+
+    @field_validator("database", "ffmpeg", "ffprobe")
+    @classmethod
+    def _expand(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        value = value.expanduser()
+        if not value.is_absolute():
+            raise ValueError("must be an absolute path")
+        return value
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> Settings:
+        problems: list[tuple[str, str]] = []
+        for name, profile in self.profiles.items():
+            if profile.extends is not None and profile.extends not in self.profiles:
+                known = ", ".join(sorted(self.profiles))
+                problems.append(
+                    (
+                        f"profiles.{name}.extends",
+                        f"{profile.extends!r} is not a profile; known: {known}",
+                    )
+                )
+        seen_names: set[str] = set()
+        for i, lib in enumerate(self.libraries):
+            if lib.profile not in self.profiles:
+                known = ", ".join(sorted(self.profiles))
+                problems.append(
+                    (f"libraries.{i}.profile", f"{lib.profile!r} is not a profile; known: {known}")
+                )
+            if lib.name in seen_names:
+                problems.append((f"libraries.{i}.name", f"{lib.name!r} is used twice"))
+            seen_names.add(lib.name)
+            if self.database.is_relative_to(lib.path):
+                problems.append(
+                    (
+                        "database",
+                        f"{self.database} is inside library {lib.name!r}; keep the database on"
+                        " local disk, outside the media folders",
+                    )
+                )
+        if problems:
+            raise ProblemList(problems)
+        return self
+
+    def profile_for(self, library: LibrarySettings) -> Profile:
+        return self.profiles[library.profile]
+
+    def library_named(self, name: str) -> LibrarySettings:
+        for lib in self.libraries:
+            if lib.name == name:
+                return lib
+        known = ", ".join(lib.name for lib in self.libraries) or "none"
+        raise ConfigError(f"no library named {name!r} (configured: {known})")
+
+
+def find_settings_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """The settings file to use, following the documented lookup order.
+
+    ``None`` means no file anywhere: run on the built-in defaults.
+    """
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise ConfigError(
+                f"settings file {path} does not exist; check --config, or copy"
+                " settings.sample.yaml there"
+            )
+        return path
+    env = os.environ.get(ENV_CONFIG)
+    if env:
+        path = Path(env).expanduser()
+        if not path.is_file():
+            raise ConfigError(f"${ENV_CONFIG} points to {path}, which does not exist")
+        return path
+    for candidate in (Path.cwd() / "settings.yaml", user_config_file()):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
+    """Find, read and validate the settings. Raises ``ConfigError`` with readable problems."""
+    path = find_settings_file(explicit)
+    if path is None:
+        return Settings()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read settings file {path}: {exc.strerror}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"settings file {path} is not UTF-8 text") from exc
+    settings = parse_settings(text, source=path)
+    settings._source = path
+    return settings
+
+
+def parse_settings(text: str, *, source: Path | str = "<settings>") -> Settings:
+    """Validate settings from YAML text."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        where = ""
+        mark = getattr(exc, "problem_mark", None)
+        if mark is not None:
+            where = f" (line {mark.line + 1}, column {mark.column + 1})"
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"{source}{where}: not valid YAML: {problem}") from exc
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of settings (key: value)")
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: invalid settings", problems=format_problems(exc)) from exc
+
+
+def format_problems(exc: ValidationError) -> tuple[str, ...]:
+    """One line per problem: ``field.path: bad value: what is wrong / allowed``."""
+    lines: list[str] = []
+    for err in exc.errors(include_url=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        msg = err["msg"]
+        kind = err["type"]
+        if kind == "value_error":
+            msg = msg.removeprefix("Value error, ")
+            # Cross-field checks report "field: message" lines relative to ``loc``.
+            for line in msg.splitlines():
+                field, sep, rest = line.partition(": ")
+                if sep and " " not in field:
+                    path = f"{loc}.{field}" if loc and not field.startswith(loc) else field
+                    lines.append(f"{path}: {rest}")
+                else:
+                    lines.append(f"{loc or 'settings'}: {_shown(err.get('input'))}{line}")
+            continue
+        if kind == "extra_forbidden":
+            lines.append(f"{loc}: unknown setting (check its spelling; see settings.sample.yaml)")
+            continue
+        if kind == "missing":
+            lines.append(f"{loc}: required but missing")
+            continue
+        lines.append(f"{loc}: {_shown(err.get('input'))}{msg}")
+    return tuple(lines)
+
+
+def _shown(value: Any) -> str:
+    """The offending value as a prefix (``'4.3': ``), omitted for whole mappings."""
+    if isinstance(value, dict | list | tuple) or value is None:
+        return ""
+    return f"{str(value)!r}: " if isinstance(value, Path) else f"{value!r}: "
