@@ -138,4 +138,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def json_dump(data: object) -> str:
     return json.dumps(data, indent=2, ensure_ascii=False, default=str)
-

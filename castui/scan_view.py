@@ -18,7 +18,7 @@ from castui_core.decide import Action
 from castui_core.errors import ConfigError, ToolNotFoundError
 from castui_core.events import ScanProblem, ScanProgress
 from castui_core.probe import ProbePool
-from castui_core.scan import IgnoreRules, ScanReport, Scanner, ScanTarget
+from castui_core.scan import IgnoreRules, Scanner, ScanReport, ScanTarget
 from castui_core.settings import Settings, load_settings
 from castui_core.tools import find_tool
 

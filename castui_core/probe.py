@@ -85,7 +85,7 @@ def _tag_bitrate(metadata: dict[str, str]) -> int | None:
 
 
 def _codec_name(cc: Any) -> str:
-    """The codec's canonical name as ffprobe prints it (``mp3``), not the decoder's (``mp3float``)."""
+    """The codec name as ffprobe prints it (``mp3``), not PyAV's decoder name (``mp3float``)."""
     try:
         return str(cc.codec.canonical_name)
     except Exception:

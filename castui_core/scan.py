@@ -135,8 +135,14 @@ def walk_media(
                 if entry.is_dir(follow_symlinks=follow_symlinks):
                     if not rules.ignores_dir(entry.name):
                         subdirs.append(entry.path)
-                elif rules.wants(entry.name) and (follow_symlinks or not entry.is_symlink()):
-                    yield entry.path
+                elif rules.wants(entry.name):
+                    if not entry.is_symlink():
+                        yield entry.path
+                    elif follow_symlinks:
+                        if os.path.exists(entry.path):
+                            yield entry.path
+                        else:
+                            on_problem(entry.path, "broken symlink; skipped")
             except OSError as exc:
                 on_problem(entry.path, f"cannot read: {exc.strerror}")
         stack.extend(reversed(subdirs))

@@ -25,6 +25,7 @@ class Sample:
     reason: str | None = None  # a reason text it must contain
 
 
+# fmt: off
 SAMPLES: tuple[Sample, ...] = (
     Sample("compliant.mp4", (*_V, *_A, *_X264, "-pix_fmt", "yuv420p", "-c:a", "aac"), "skip"),
     Sample(
@@ -48,7 +49,7 @@ SAMPLES: tuple[Sample, ...] = (
         ),
         "transcode",
         "HDR PQ (smpte2084)",
-    ),  # fmt: skip
+    ),
     Sample(
         "mpeg4.avi",
         (*_V, *_A, "-c:v", "mpeg4", "-c:a", "libmp3lame"),
@@ -63,7 +64,7 @@ SAMPLES: tuple[Sample, ...] = (
         ),
         "transcode",
         "2560x1440 is larger than 1920x1080",
-    ),  # fmt: skip
+    ),
     Sample(
         "interlaced.ts",
         (
@@ -72,7 +73,7 @@ SAMPLES: tuple[Sample, ...] = (
         ),
         "transcode",
         "interlaced (tt)",
-    ),  # fmt: skip
+    ),
     Sample(
         "anamorphic_mpeg2.mpg",
         (
@@ -81,7 +82,7 @@ SAMPLES: tuple[Sample, ...] = (
         ),
         "transcode",
         "video codec mpeg2video is not H.264",
-    ),  # fmt: skip
+    ),
     Sample(
         "vp9_noaudio.webm",
         (*_V, "-c:v", "libvpx-vp9", "-deadline", "realtime", "-an"),
@@ -96,7 +97,7 @@ SAMPLES: tuple[Sample, ...] = (
         ),
         "remux",
         "no AAC/MP3 audio track with at most 2 channels (has: FLAC 8ch)",
-    ),  # fmt: skip
+    ),
     Sample(
         "two_audio_srt.mkv",
         (
@@ -109,9 +110,10 @@ SAMPLES: tuple[Sample, ...] = (
         ),
         "remux",
         "container matroska is not MP4",
-    ),  # fmt: skip
+    ),
     Sample("audio_only.m4a", (*_A, "-c:a", "aac"), "reject", "no video stream"),
 )
+# fmt: on
 
 SRT = "1\n00:00:00,000 --> 00:00:00,900\nHello\n"
 
