@@ -78,7 +78,7 @@ def run_config_check(args: argparse.Namespace) -> int:
     problems = check_environment(settings)
     if problems:
         raise ConfigError("settings are valid, but:", problems=tuple(problems))
-    out = Console(highlight=False)
+    out = Console(highlight=False, soft_wrap=True)
     out.print("ok")
     source = settings.source or "built-in defaults (no settings file found)"
     out.print(f"  settings:  {source}")

@@ -22,6 +22,9 @@ from castui_core.scan import IgnoreRules, Scanner, ScanReport, ScanTarget
 from castui_core.settings import Settings, load_settings
 from castui_core.tools import find_tool
 
+#: Library label of a scan of PATHs given on the command line.
+PATHS_LABEL = "(paths)"
+
 _ACTION_STYLE = {
     Action.SKIP: "green",
     Action.REMUX: "cyan",
@@ -43,7 +46,7 @@ def scan_targets(settings: Settings, args: argparse.Namespace) -> list[ScanTarge
             known = ", ".join(sorted(settings.profiles))
             raise ConfigError(f"--profile {name!r} is not a profile; known: {known}")
         roots = tuple(Path(p).absolute() for p in args.paths)
-        return [ScanTarget("(paths)", roots, settings.profiles[name], explicit=True)]
+        return [ScanTarget(PATHS_LABEL, roots, settings.profiles[name], explicit=True)]
     libraries = settings.libraries
     if args.library:
         libraries = (settings.library_named(args.library),)
@@ -62,7 +65,7 @@ async def run_scan_command(args: argparse.Namespace) -> int:
         ffprobe: Path | None = find_tool("ffprobe", settings.ffprobe)
     except ToolNotFoundError:
         ffprobe = None  # only the crash fallback needs it; PyAV does the probing
-    err = Console(stderr=True, highlight=False)
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
     bus = EventBus()
     rules = IgnoreRules(settings.scan.extensions, settings.scan.ignore)
     reports: list[ScanReport] = []
@@ -149,7 +152,8 @@ async def _show_progress(sub: Subscription, err: Console) -> None:
     with progress:
         async for event in sub:
             if isinstance(event, ScanProblem):
-                progress.console.print(f"[yellow]warning[/]: {event.path}: {event.reason}")
+                where = "" if event.library == PATHS_LABEL else f"library {event.library}: "
+                progress.console.print(f"[yellow]warning[/]: {where}{event.path}: {event.reason}")
             elif isinstance(event, ScanProgress) and live:
                 task = tasks.get(event.library)
                 if task is None:

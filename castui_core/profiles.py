@@ -99,6 +99,8 @@ class VideoTarget(_Strict):
             data = dict(data)
             if "level" in data and isinstance(data["level"], str | int | float):
                 data["level"] = normalize_level(data["level"])
+            if data.get("bitrate_kbps") is not None and "quality" not in data:
+                data["quality"] = None  # a bitrate alone means "not constant quality"
             if isinstance(data.get("profile"), str):
                 data["profile"] = data["profile"].strip().lower().replace(" ", "")
         return data
@@ -163,35 +165,49 @@ class VideoTarget(_Strict):
         if self.quality is not None and self.bitrate_kbps is not None:
             problems.append(("bitrate_kbps", "set either quality or bitrate_kbps, not both"))
         if not problems:
-            problems.extend(("level", p) for p in self._level_problems())
+            problems.extend(self._level_problems())
         if problems:
             raise ProblemList(problems)
         return self
 
-    def _level_problems(self) -> list[str]:
-        """Check the worst cases the profile admits against the level's limits."""
-        cases: list[tuple[int, int, float]] = []
-        big_fps = self.max_fps_above_720p if self.max_fps_above_720p is not None else self.max_fps
-        if self.max_width > 1280 or self.max_height > 720:
-            cases.append((self.max_width, self.max_height, big_fps))
-            cases.append((min(self.max_width, 1280), min(self.max_height, 720), self.max_fps))
+    def _level_problems(self) -> list[tuple[str, str]]:
+        """Check the worst cases the profile admits against the level's limits.
+
+        Each problem is reported under the field holding the value the level cannot carry: a
+        frame rate under ``max_fps``/``max_fps_above_720p``, the bitrate under
+        ``max_bitrate_kbps``, a frame size under ``level``.
+        """
+        cases: list[tuple[int, int, float, str]] = []
+        if self.max_fps_above_720p is not None:
+            big_fps, big_field = self.max_fps_above_720p, "max_fps_above_720p"
         else:
-            cases.append((self.max_width, self.max_height, self.max_fps))
-        problems: list[str] = []
-        for width, height, fps in cases:
-            problems.extend(
-                level_limit_problems(
+            big_fps, big_field = self.max_fps, "max_fps"
+        if self.max_width > 1280 or self.max_height > 720:
+            cases.append((self.max_width, self.max_height, big_fps, big_field))
+            cases.append(
+                (min(self.max_width, 1280), min(self.max_height, 720), self.max_fps, "max_fps")
+            )
+        else:
+            cases.append((self.max_width, self.max_height, self.max_fps, "max_fps"))
+        problems: list[tuple[str, str]] = []
+        for width, height, fps, fps_field in cases:
+            for with_fps in (0.0, fps):  # frame size alone first, then the frame rate
+                found = level_limit_problems(
                     self.codec,
                     self.level,
                     width=width,
                     height=height,
-                    fps=fps,
+                    fps=with_fps,
                     maxrate_kbps=None,
                     profile=self.profile,
                 )
-            )
+                if found:
+                    field = "level" if with_fps == 0 else fps_field
+                    problems.extend((field, p) for p in found)
+                    break
         problems.extend(
-            level_limit_problems(
+            ("max_bitrate_kbps", p)
+            for p in level_limit_problems(
                 self.codec,
                 self.level,
                 width=16,
@@ -374,6 +390,16 @@ def resolve_profiles(user: dict[str, Any]) -> dict[str, Any]:
         else:
             base = resolve(str(parent), (*chain, name))
         result = deep_merge(base, body)
+        video = body.get("video")
+        # Asking for a bitrate means "not constant quality", even where the parent profile
+        # set a quality: don't make the user write `quality: null` too.
+        bitrate_only = (
+            isinstance(video, dict)
+            and video.get("bitrate_kbps") is not None
+            and "quality" not in video
+        )
+        if bitrate_only:
+            result["video"] = {**result["video"], "quality": None}
         resolved[name] = result
         return result
 
