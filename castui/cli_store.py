@@ -1,0 +1,247 @@
+"""``castui queue``, ``castui history`` and ``castui db backup``.
+
+Looking must never change anything: ``queue`` and ``history`` open the store without
+reclaiming leases or pruning the audit log, and do not create a database that is not there
+yet. ``CastuiError``s propagate to ``castui.cli.main``, which prints them and exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from castui_core.settings import load_settings
+from castui_core.store import FINISHED_STATES, Job, JobState, Store
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        metavar="PATH",
+        help="settings file (default: $CASTUI_CONFIG, ./settings.yaml, ~/.config/castui/)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the store subcommands to the main ``castui`` parser."""
+    queue = subparsers.add_parser("queue", help="list queued and running conversion jobs")
+    _add_config(queue)
+    queue.add_argument("--json", action="store_true", help="print a JSON array")
+    queue.set_defaults(handler=run_queue, func=run_queue)
+
+    history = subparsers.add_parser(
+        "history", help="list finished jobs: done, failed, dead, cancelled (newest first)"
+    )
+    _add_config(history)
+    history.add_argument("--json", action="store_true", help="print a JSON array")
+    history.add_argument(
+        "--state",
+        choices=[str(s) for s in FINISHED_STATES],
+        action="append",
+        help="only jobs in this state (repeatable)",
+    )
+    history.add_argument("--library", metavar="NAME", help="only jobs from this library")
+    history.add_argument(
+        "--limit", type=int, default=50, metavar="N", help="at most N jobs (default 50)"
+    )
+    history.set_defaults(handler=run_history, func=run_history)
+
+    db = subparsers.add_parser("db", help="database maintenance")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    backup = db_sub.add_parser(
+        "backup",
+        help="copy the live database to PATH (safe while castui is running)",
+    )
+    _add_config(backup)
+    backup.add_argument("path", metavar="PATH", help="where to write the copy")
+    backup.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
+    backup.set_defaults(handler=run_db_backup, func=run_db_backup)
+
+
+# --- handlers ---------------------------------------------------------------------------
+
+
+def run_queue(args: argparse.Namespace) -> int:
+    database = load_settings(args.config).database
+    jobs = asyncio.run(_read_jobs(database, active=True)) if database.exists() else []
+    if args.json:
+        _print_json(jobs)
+    else:
+        _print_queue(jobs, database)
+    return 0
+
+
+def run_history(args: argparse.Namespace) -> int:
+    database = load_settings(args.config).database
+    states = getattr(args, "state", None)
+    if isinstance(states, str):
+        states = [states]
+    jobs: list[Job] = []
+    if database.exists():
+        jobs = asyncio.run(
+            _read_jobs(
+                database,
+                active=False,
+                states=states,
+                library=getattr(args, "library", None),
+                limit=getattr(args, "limit", 50),
+            )
+        )
+    if args.json:
+        _print_json(jobs)
+    else:
+        _print_history(jobs, database)
+    return 0
+
+
+def run_db_backup(args: argparse.Namespace) -> int:
+    database = load_settings(args.config).database
+    dest = Path(args.path).expanduser()
+    written = asyncio.run(_backup(database, dest, overwrite=bool(getattr(args, "force", False))))
+    Console(highlight=False).print(f"backed up {database} to {written}")
+    return 0
+
+
+async def _read_jobs(
+    database: Path,
+    *,
+    active: bool,
+    states: list[str] | None = None,
+    library: str | None = None,
+    limit: int = 50,
+) -> list[Job]:
+    async with Store.open(database, reclaim_on_open=False, event_retention_s=None) as store:
+        if active:
+            return await store.active_jobs()
+        return await store.history(states=states, library=library, limit=limit)
+
+
+async def _backup(database: Path, dest: Path, *, overwrite: bool) -> Path:
+    async with Store.open(database, reclaim_on_open=False, event_retention_s=None) as store:
+        return await store.backup(dest, overwrite=overwrite)
+
+
+# --- output -----------------------------------------------------------------------------
+
+
+def _iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds")
+
+
+def job_to_json(job: Job) -> dict[str, Any]:
+    """The JSON shape of a job for ``--json`` (stable keys; times are ISO 8601 UTC)."""
+    r = job.result
+    p = job.progress
+    return {
+        "id": job.id,
+        "path": job.path,
+        "library": job.library,
+        "state": str(job.state),
+        "action": str(job.action),
+        "reasons": list(job.reasons),
+        "reason": job.reason,
+        "priority": job.priority,
+        "attempts": job.attempts,
+        "max_attempts": job.max_attempts,
+        "output_path": r.output_path,
+        "source_size": r.source_size,
+        "output_size": r.output_size,
+        "bytes_saved": r.bytes_saved,
+        "duration_s": r.duration_s,
+        "encoder": r.encoder,
+        "command": r.command_line or None,
+        "exit_code": r.exit_code,
+        "stderr_tail": r.stderr_tail,
+        "progress": None
+        if p is None
+        else {"percent": p.percent, "fps": p.fps, "speed": p.speed, "eta_s": p.eta_s},
+        "lease_owner": job.lease_owner,
+        "rerun_requested": job.rerun_requested,
+        "created_at": _iso(job.created_at),
+        "run_after": _iso(job.run_after),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+    }
+
+
+def _print_json(jobs: list[Job]) -> None:
+    sys.stdout.write(json.dumps([job_to_json(j) for j in jobs], indent=2, ensure_ascii=False))
+    sys.stdout.write("\n")
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return ""
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def _local(ts: float | None) -> str:
+    if ts is None:
+        return ""
+    return datetime.fromtimestamp(ts).strftime("%Y-%m-%d %H:%M")
+
+
+def _print_queue(jobs: list[Job], database: Path) -> None:
+    out = Console(highlight=False)
+    if not jobs:
+        out.print(f"no queued or running jobs ({database})")
+        return
+    table = Table(title=f"castui queue — {len(jobs)} active")
+    for column in ("id", "state", "action", "progress", "prio", "try", "path", "why"):
+        table.add_column(column, overflow="fold")
+    for job in jobs:
+        if job.state is JobState.RUNNING and job.progress and job.progress.percent is not None:
+            progress = f"{job.progress.percent:.0f}%"
+            if job.progress.speed is not None:
+                progress += f" {job.progress.speed:.1f}x"
+        elif job.state is JobState.QUEUED:
+            progress = f"after {_local(job.run_after)}" if job.attempts else ""
+        else:
+            progress = ""
+        table.add_row(
+            str(job.id),
+            str(job.state),
+            str(job.action),
+            progress,
+            str(job.priority),
+            f"{job.attempts}/{job.max_attempts}",
+            job.path,
+            job.reason or "; ".join(job.reasons),
+        )
+    out.print(table)
+
+
+def _print_history(jobs: list[Job], database: Path) -> None:
+    out = Console(highlight=False)
+    if not jobs:
+        out.print(f"no finished jobs ({database})")
+        return
+    table = Table(title=f"castui history — newest {len(jobs)}")
+    for column in ("finished", "state", "action", "path", "before", "after", "reason"):
+        table.add_column(column, overflow="fold")
+    for job in jobs:
+        table.add_row(
+            _local(job.finished_at),
+            str(job.state),
+            str(job.action),
+            job.path,
+            _size(job.result.source_size),
+            _size(job.result.output_size),
+            job.reason or "",
+        )
+    out.print(table)

@@ -1,0 +1,106 @@
+"""The ``files`` catalog: what castui last saw and decided about each media file.
+
+Probing is the slow part of a scan (it opens every file, often over the network), so the
+catalog remembers (size, mtime_ns) per path and a rescan only re-probes files whose
+fingerprint changed. Runs on a connection the Store has put in a transaction (or autocommit
+for reads).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import aiosqlite
+
+from castui_core.store.db import execute_count, executemany, fetchall, fetchone
+from castui_core.store.models import CatalogEntry, catalog_from_row, dump_json
+
+_UPSERT = """
+    INSERT INTO files (path, library, size, mtime_ns, inode, probe, probed_at, decision,
+                       reasons, updated_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT(path) DO UPDATE SET
+        library = excluded.library, size = excluded.size, mtime_ns = excluded.mtime_ns,
+        inode = excluded.inode, probe = excluded.probe, probed_at = excluded.probed_at,
+        decision = excluded.decision, reasons = excluded.reasons,
+        updated_at = excluded.updated_at
+"""
+
+
+def _params(entry: CatalogEntry, now: float) -> tuple[Any, ...]:
+    probed_at = entry.probed_at
+    if probed_at is None and entry.probe is not None:
+        probed_at = now
+    return (
+        entry.path,
+        entry.library,
+        entry.size,
+        entry.mtime_ns,
+        entry.inode,
+        dump_json(entry.probe),
+        probed_at,
+        entry.decision,
+        dump_json(list(entry.reasons)),
+        now,
+    )
+
+
+async def upsert_files(
+    conn: aiosqlite.Connection, entries: Iterable[CatalogEntry], now: float
+) -> None:
+    await executemany(conn, _UPSERT, (_params(e, now) for e in entries))
+
+
+async def get_file(conn: aiosqlite.Connection, path: str) -> CatalogEntry | None:
+    row = await fetchone(conn, "SELECT * FROM files WHERE path = ?", (path,))
+    return catalog_from_row(row) if row is not None else None
+
+
+async def needs_probe(
+    conn: aiosqlite.Connection, path: str, size: int, mtime_ns: int, inode: int | None = None
+) -> bool:
+    """True if the file is unknown, was never probed, or its fingerprint changed.
+
+    ``inode`` is optional: when given, a file replaced by another with the same size and mtime
+    (e.g. ``mv`` of a copy that preserved timestamps) is re-probed too.
+    """
+    row = await fetchone(
+        conn,
+        "SELECT size, mtime_ns, inode, probe IS NOT NULL FROM files WHERE path = ?",
+        (path,),
+    )
+    if row is None or not row[3]:
+        return True
+    if row[0] != size or row[1] != mtime_ns:
+        return True
+    return inode is not None and row[2] is not None and row[2] != inode
+
+
+async def fingerprints(
+    conn: aiosqlite.Connection, library: str | None = None
+) -> dict[str, tuple[int, int]]:
+    """path -> (size, mtime_ns) for probed files, so a scan can diff a whole tree in memory."""
+    sql = "SELECT path, size, mtime_ns FROM files WHERE probe IS NOT NULL"
+    params: tuple[Any, ...] = ()
+    if library is not None:
+        sql += " AND library = ?"
+        params = (library,)
+    return {r[0]: (r[1], r[2]) for r in await fetchall(conn, sql, params)}
+
+
+async def list_files(conn: aiosqlite.Connection, library: str | None = None) -> list[CatalogEntry]:
+    if library is None:
+        rows = await fetchall(conn, "SELECT * FROM files ORDER BY path")
+    else:
+        rows = await fetchall(
+            conn, "SELECT * FROM files WHERE library = ? ORDER BY path", (library,)
+        )
+    return [catalog_from_row(r) for r in rows]
+
+
+async def remove_files(conn: aiosqlite.Connection, paths: Iterable[str]) -> int:
+    removed = 0
+    for path in paths:
+        removed += await execute_count(conn, "DELETE FROM files WHERE path = ?", (path,))
+    return removed

@@ -1,0 +1,331 @@
+"""The SQLite file: connection settings, schema migrations and sqlite3-error translation.
+
+Durability choices, and why:
+
+* WAL so readers (the dashboard, ``castui queue``) never block the workers' writes.
+* ``synchronous=FULL`` so a committed claim/complete survives power loss, not just a crash:
+  losing a "done" would re-convert a file, losing a claim could run a job twice.
+* ``busy_timeout`` so processes queue up on the write lock instead of failing at once.
+* Every write transaction starts with ``BEGIN IMMEDIATE``: a deferred transaction that reads
+  and then writes gets SQLITE_BUSY_SNAPSHOT, which does *not* honour busy_timeout.
+
+The schema version lives in ``PRAGMA user_version`` and the file is tagged with
+``PRAGMA application_id`` so castui never "migrates" somebody else's database. A file from a
+newer castui is refused before anything is written to it (not even the WAL switch).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from castui_core.errors import SchemaTooNewError, StoreError
+
+APPLICATION_ID = 0x63617374  # "cast"
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    statements: tuple[str, ...]
+
+
+_FINISHED_SQL = "('done', 'failed', 'dead', 'cancelled')"
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "catalog, job queue and queue settings",
+        (
+            """
+            CREATE TABLE files (
+                path        TEXT PRIMARY KEY,
+                library     TEXT NOT NULL,
+                size        INTEGER NOT NULL,
+                mtime_ns    INTEGER NOT NULL,
+                inode       INTEGER,
+                probe       TEXT,
+                probed_at   REAL,
+                decision    TEXT,
+                reasons     TEXT NOT NULL DEFAULT '[]',
+                updated_at  REAL NOT NULL
+            )
+            """,
+            "CREATE INDEX files_library ON files(library)",
+            """
+            CREATE TABLE jobs (
+                id               INTEGER PRIMARY KEY,
+                path             TEXT NOT NULL,
+                library          TEXT NOT NULL,
+                action           TEXT NOT NULL CHECK (action IN ('remux', 'transcode')),
+                state            TEXT NOT NULL CHECK (state IN
+                                   ('queued', 'running', 'done', 'failed', 'dead', 'cancelled')),
+                reasons          TEXT NOT NULL DEFAULT '[]',
+                priority         INTEGER NOT NULL DEFAULT 0,
+                attempts         INTEGER NOT NULL DEFAULT 0,
+                max_attempts     INTEGER NOT NULL DEFAULT 3,
+                run_after        REAL NOT NULL,
+                lease_owner      TEXT,
+                lease_token      INTEGER NOT NULL DEFAULT 0,
+                lease_expires    REAL,
+                progress_percent REAL,
+                progress_fps     REAL,
+                progress_speed   REAL,
+                progress_eta_s   REAL,
+                progress_at      REAL,
+                output_path      TEXT,
+                source_size      INTEGER,
+                output_size      INTEGER,
+                duration_s       REAL,
+                encoder          TEXT,
+                command          TEXT,
+                exit_code        INTEGER,
+                stderr_tail      TEXT,
+                reason           TEXT,
+                created_at       REAL NOT NULL,
+                updated_at       REAL NOT NULL,
+                started_at       REAL,
+                finished_at      REAL
+            )
+            """,
+            # The invariant "at most one active job per path" is enforced by SQLite itself, so
+            # no code path (or future bug) can queue the same file twice.
+            """
+            CREATE UNIQUE INDEX jobs_one_active_per_path
+                ON jobs(path) WHERE state IN ('queued', 'running')
+            """,
+            """
+            CREATE INDEX jobs_ready
+                ON jobs(priority DESC, run_after, id) WHERE state = 'queued'
+            """,
+            "CREATE INDEX jobs_leases ON jobs(lease_expires) WHERE state = 'running'",
+            # History is read newest-first; one partial index serves every filter (state,
+            # library, time) by walking finished_at backwards. No plain (state, ...) index: it
+            # would tempt the planner to sort all queued rows for the claim query.
+            f"""
+            CREATE INDEX jobs_finished
+                ON jobs(finished_at) WHERE state IN {_FINISHED_SQL}
+            """,
+            "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+        ),
+    ),
+    Migration(
+        2,
+        "audit log and re-run-on-change",
+        (
+            """
+            CREATE TABLE events (
+                id          INTEGER PRIMARY KEY,
+                at          REAL NOT NULL,
+                kind        TEXT NOT NULL,
+                job_id      INTEGER,
+                path        TEXT,
+                actor       TEXT,
+                from_state  TEXT,
+                to_state    TEXT,
+                reason      TEXT,
+                details     TEXT
+            )
+            """,
+            "CREATE INDEX events_at ON events(at)",
+            "CREATE INDEX events_job ON events(job_id, at)",
+            "CREATE INDEX events_kind ON events(kind, at)",
+            # A job that is running when its file changes again carries the next run's
+            # parameters here; they turn into a queued job when the current run ends.
+            "ALTER TABLE jobs ADD COLUMN rerun_action TEXT",
+            "ALTER TABLE jobs ADD COLUMN rerun_reasons TEXT",
+            "ALTER TABLE jobs ADD COLUMN rerun_priority INTEGER",
+            "ALTER TABLE jobs ADD COLUMN rerun_after REAL",
+        ),
+    ),
+)
+
+SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+def translate_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
+    """Turn a sqlite3 error into a :class:`StoreError` whose message says what to do."""
+    text = str(exc)
+    low = text.lower()
+    if "locked" in low or "busy" in low:
+        hint = (
+            "another castui process kept the database busy for too long; check for a stuck "
+            "castui process (or a slow/network disk) and try again"
+        )
+    elif "full" in low:
+        hint = f"the disk holding {path} is full; free some space and try again"
+    elif "readonly" in low or "read-only" in low or "unable to open" in low:
+        hint = (
+            f"castui cannot write {path}; check that the file and its folder are writable "
+            "by this user, or point `database:` at another path"
+        )
+    elif "malformed" in low or "not a database" in low or "corrupt" in low:
+        hint = (
+            "the file is damaged or is not a castui database; move it aside (castui then "
+            "starts a fresh one) or restore a copy made with `castui db backup`"
+        )
+    elif "disk i/o" in low:
+        hint = f"the disk holding {path} reported an I/O error; check it, then try again"
+    else:
+        hint = "try again; if it keeps happening, keep a `castui db backup` and report the error"
+    return StoreError(f"castui database {path}: {doing} failed ({text}): {hint}.")
+
+
+# aiosqlite runs every call on its own thread; each ``await`` is a thread hop (~0.1 ms), and
+# ``async with conn.execute(...)`` costs three (execute, fetch, close). ``execute_fetchall`` is
+# one, so the helpers below use it; only ``execute_count`` pays for a cursor to read rowcount.
+
+
+async def execute(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> None:
+    """Run one statement (fully stepped, so RETURNING/DML work completes)."""
+    await conn.execute_fetchall(sql, params)
+
+
+async def execute_count(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> int:
+    """Run one statement; returns the number of rows it changed."""
+    async with conn.execute(sql, params) as cur:
+        return cur.rowcount
+
+
+async def fetchone(
+    conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
+) -> sqlite3.Row | None:
+    # fetchall, not fetchone: an UPDATE ... RETURNING only finishes its work once stepped to
+    # the end.
+    rows = list(await conn.execute_fetchall(sql, params))
+    return rows[0] if rows else None
+
+
+async def fetchall(
+    conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
+) -> list[sqlite3.Row]:
+    return list(await conn.execute_fetchall(sql, params))
+
+
+async def executemany(
+    conn: aiosqlite.Connection, sql: str, params: Iterable[Sequence[Any]]
+) -> None:
+    async with conn.executemany(sql, params):
+        pass
+
+
+async def _pragma_int(conn: aiosqlite.Connection, name: str) -> int:
+    row = await fetchone(conn, f"PRAGMA {name}")
+    assert row is not None
+    return int(row[0])
+
+
+async def check_identity(conn: aiosqlite.Connection, path: Path) -> int:
+    """Refuse files that are not castui databases or come from a newer castui.
+
+    Runs before any statement that could write, so a refused file is left byte-for-byte
+    untouched. Returns the file's schema version (0 for a new, empty file).
+    """
+    app_id = await _pragma_int(conn, "application_id")
+    version = await _pragma_int(conn, "user_version")
+    if app_id not in (0, APPLICATION_ID):
+        raise StoreError(
+            f"{path} is a SQLite database of another program (application id {app_id:#x}), "
+            "not a castui database; point `database:` at another file."
+        )
+    if version > SCHEMA_VERSION:
+        raise SchemaTooNewError(
+            f"{path} was written by a newer castui (schema version {version}; this castui "
+            f"understands up to {SCHEMA_VERSION}). It was not modified. Upgrade castui, or "
+            "point `database:` at another file."
+        )
+    if version == 0:
+        row = await fetchone(conn, "SELECT count(*) FROM sqlite_master")
+        if row is not None and row[0] > 0:
+            raise StoreError(
+                f"{path} already holds tables but is not a castui database; point `database:` "
+                "at another file."
+            )
+    return version
+
+
+async def connect(path: Path, *, busy_timeout_s: float) -> aiosqlite.Connection:
+    """Open ``path`` with castui's pragmas, refusing foreign or too-new files.
+
+    The caller owns the returned connection and must close it. Raises ``StoreError``.
+    """
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot create the folder for the castui database {path} ({exc}); create it or "
+            "point `database:` somewhere writable."
+        ) from exc
+    try:
+        # isolation_level=None: no implicit transactions; we issue BEGIN IMMEDIATE ourselves.
+        conn = await aiosqlite.connect(path, isolation_level=None)
+    except sqlite3.Error as exc:
+        raise translate_error(exc, path, "opening") from exc
+    try:
+        conn.row_factory = sqlite3.Row
+        await execute(conn, f"PRAGMA busy_timeout = {max(0, int(busy_timeout_s * 1000))}")
+        await check_identity(conn, path)
+        row = await fetchone(conn, "PRAGMA journal_mode = WAL")
+        mode = str(row[0]).lower() if row is not None else "?"
+        if mode != "wal":
+            raise StoreError(
+                f"castui database {path}: SQLite could not switch to WAL mode (got {mode!r}); "
+                "network file systems do not support it, so put the database on a local disk."
+            )
+        await execute(conn, "PRAGMA synchronous = FULL")
+        await execute(conn, "PRAGMA foreign_keys = ON")
+    except BaseException as exc:
+        await conn.close()
+        if isinstance(exc, sqlite3.Error):
+            raise translate_error(exc, path, "opening") from exc
+        raise
+    return conn
+
+
+async def migrate(conn: aiosqlite.Connection, path: Path, *, target: int | None = None) -> int:
+    """Apply forward migrations up to ``target`` (default: latest); returns the final version.
+
+    Each step runs in its own ``BEGIN IMMEDIATE`` and re-reads the version under the write lock,
+    so two castui processes starting together never apply a step twice.
+    """
+    goal = SCHEMA_VERSION if target is None else target
+    try:
+        for migration in MIGRATIONS:
+            if migration.version > goal:
+                break
+            await execute(conn, "BEGIN IMMEDIATE")
+            try:
+                current = await _pragma_int(conn, "user_version")
+                if current >= migration.version:
+                    await execute(conn, "COMMIT")
+                    continue
+                if current != migration.version - 1:
+                    raise StoreError(
+                        f"castui database {path} is at schema version {current}, which this "
+                        f"castui cannot upgrade to {migration.version}; restore a backup."
+                    )
+                for statement in migration.statements:
+                    await execute(conn, statement)
+                await execute(conn, f"PRAGMA application_id = {APPLICATION_ID}")
+                await execute(conn, f"PRAGMA user_version = {migration.version}")
+                await execute(conn, "COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    await execute(conn, "ROLLBACK")
+                raise
+        final = await _pragma_int(conn, "user_version")
+    except sqlite3.Error as exc:
+        raise translate_error(exc, path, "upgrading the schema") from exc
+    if final > SCHEMA_VERSION:
+        # Another, newer castui migrated the file while we were starting: step aside.
+        raise SchemaTooNewError(
+            f"{path} was just upgraded by a newer castui (schema version {final}); upgrade "
+            "this castui too."
+        )
+    return final

@@ -1,0 +1,531 @@
+"""The :class:`Store`: one process's handle on the durable queue, catalog and audit log.
+
+Each process (engine, CLI command, test worker) opens its own Store; SQLite's file locks and
+``BEGIN IMMEDIATE`` coordinate between processes, and an ``asyncio.Lock`` serialises the
+async tasks of one process on its single connection (one connection cannot hold two
+transactions, and an unrelated read must not land inside another task's transaction).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from castui_core.errors import StoreError
+from castui_core.store import audit, catalog, jobs
+from castui_core.store.db import connect, execute, fetchall, migrate, translate_error
+from castui_core.store.jobs import NewJob, QueuePolicy
+from castui_core.store.models import (
+    CatalogEntry,
+    ClaimedJob,
+    EnqueueResult,
+    Event,
+    HistoryTotals,
+    Job,
+    JobAction,
+    JobResult,
+    JobState,
+    Progress,
+)
+
+Clock = Callable[[], float]
+
+DEFAULT_EVENT_RETENTION_S = 180 * 86400.0
+
+
+class Store:
+    """Durable job queue + file catalog + audit log in one SQLite file.
+
+    Use :meth:`open` (``async with Store.open(path) as store``) or :meth:`connect` /
+    :meth:`close` for a long-lived engine. All methods raise :class:`StoreError` (or a
+    subclass) rather than ``sqlite3`` errors. Times are epoch seconds from ``clock``.
+    """
+
+    def __init__(
+        self,
+        conn: aiosqlite.Connection,
+        path: Path,
+        *,
+        clock: Clock,
+        policy: QueuePolicy,
+    ) -> None:
+        self._conn: aiosqlite.Connection | None = conn
+        self.path = path
+        self._clock = clock
+        self._policy = policy
+        self._lock = asyncio.Lock()
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        clock: Clock = time.time,
+        lease_seconds: float = 60.0,
+        max_attempts: int = 3,
+        backoff_base_s: float = 30.0,
+        backoff_cap_s: float = 3600.0,
+        busy_timeout_s: float = 10.0,
+        rng: random.Random | None = None,
+        reclaim_on_open: bool = True,
+        event_retention_s: float | None = DEFAULT_EVENT_RETENTION_S,
+    ) -> Store:
+        """Open (creating and migrating if needed) the database at ``path``.
+
+        ``reclaim_on_open`` takes back leases that expired while no castui was running, and
+        ``event_retention_s`` prunes older audit events; read-only tools (``castui queue``)
+        pass ``False``/``None`` so that looking never changes anything.
+        """
+        if lease_seconds <= 0 or max_attempts < 1:
+            raise ValueError("lease_seconds must be > 0 and max_attempts >= 1")
+        db_path = Path(path)
+        conn = await connect(db_path, busy_timeout_s=busy_timeout_s)
+        policy = QueuePolicy(
+            lease_seconds=lease_seconds,
+            max_attempts=max_attempts,
+            backoff_base_s=backoff_base_s,
+            backoff_cap_s=backoff_cap_s,
+            rng=rng or random.Random(),
+        )
+        store = cls(conn, db_path, clock=clock, policy=policy)
+        try:
+            await migrate(conn, db_path)
+            if reclaim_on_open:
+                await store.reclaim_expired()
+            if event_retention_s is not None:
+                await store.prune_events(older_than=clock() - event_retention_s)
+        except BaseException:
+            await store.close()
+            raise
+        return store
+
+    @classmethod
+    @asynccontextmanager
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        clock: Clock = time.time,
+        lease_seconds: float = 60.0,
+        max_attempts: int = 3,
+        backoff_base_s: float = 30.0,
+        backoff_cap_s: float = 3600.0,
+        busy_timeout_s: float = 10.0,
+        rng: random.Random | None = None,
+        reclaim_on_open: bool = True,
+        event_retention_s: float | None = DEFAULT_EVENT_RETENTION_S,
+    ) -> AsyncIterator[Store]:
+        store = await cls.connect(
+            path,
+            clock=clock,
+            lease_seconds=lease_seconds,
+            max_attempts=max_attempts,
+            backoff_base_s=backoff_base_s,
+            backoff_cap_s=backoff_cap_s,
+            busy_timeout_s=busy_timeout_s,
+            rng=rng,
+            reclaim_on_open=reclaim_on_open,
+            event_retention_s=event_retention_s,
+        )
+        try:
+            yield store
+        finally:
+            await store.close()
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with suppress(sqlite3.Error):
+                await conn.close()
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._policy.lease_seconds
+
+    def _now(self) -> float:
+        return float(self._clock())
+
+    def _require(self) -> aiosqlite.Connection:
+        if self._conn is None:
+            raise StoreError(f"castui database {self.path} is closed; open the store again.")
+        return self._conn
+
+    @asynccontextmanager
+    async def _write(self, doing: str) -> AsyncIterator[aiosqlite.Connection]:
+        """A ``BEGIN IMMEDIATE`` transaction: committed on success, rolled back on any error."""
+        async with self._lock:
+            conn = self._require()
+            try:
+                await execute(conn, "BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise translate_error(exc, self.path, doing) from exc
+            try:
+                yield conn
+                await execute(conn, "COMMIT")
+            except BaseException as exc:
+                # Shielded so a cancelled task still leaves the connection usable.
+                await asyncio.shield(self._rollback(conn))
+                if isinstance(exc, sqlite3.Error):
+                    raise translate_error(exc, self.path, doing) from exc
+                raise
+
+    async def _rollback(self, conn: aiosqlite.Connection) -> None:
+        if conn.in_transaction:
+            with suppress(sqlite3.Error):
+                await execute(conn, "ROLLBACK")
+
+    @asynccontextmanager
+    async def _read(self, doing: str) -> AsyncIterator[aiosqlite.Connection]:
+        """A read-only snapshot (deferred transaction) so multi-query reads are consistent."""
+        async with self._lock:
+            conn = self._require()
+            try:
+                await execute(conn, "BEGIN")
+                try:
+                    yield conn
+                finally:
+                    await asyncio.shield(self._rollback(conn))
+            except sqlite3.Error as exc:
+                raise translate_error(exc, self.path, doing) from exc
+
+    # --- queue: workers -----------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        path: str,
+        library: str,
+        action: JobAction | str,
+        reasons: Sequence[str] = (),
+        *,
+        priority: int = 0,
+        debounce_s: float = 0.0,
+    ) -> EnqueueResult:
+        """Queue ``path``; see :class:`EnqueueOutcome` for what happens if it is already active."""
+        item = NewJob(path, library, action, tuple(reasons), priority, debounce_s)
+        async with self._write("queueing a job") as conn:
+            return await jobs.enqueue(conn, self._now(), item, self._policy)
+
+    async def enqueue_many(self, items: Iterable[NewJob]) -> list[EnqueueResult]:
+        """Queue many paths in one transaction (one fsync): what a full scan should use."""
+        batch = list(items)
+        async with self._write("queueing jobs") as conn:
+            return await jobs.enqueue_many(conn, self._now(), batch, self._policy)
+
+    async def claim(self, owner: str) -> ClaimedJob | None:
+        """Take the best ready job (priority desc, run_after, id), or ``None``.
+
+        Returns ``None`` while the queue is paused. Expired leases are reclaimed first, in
+        the same transaction, so a crashed worker's job is picked up even without a reaper.
+        """
+        async with self._write("claiming a job") as conn:
+            return await jobs.claim(conn, self._now(), owner, self._policy)
+
+    async def heartbeat(self, job_id: int, token: int, progress: Progress | None = None) -> float:
+        """Extend the lease and record progress; returns the new expiry.
+
+        Raises :class:`LeaseLostError` if the job was reclaimed or cancelled: stop ffmpeg and
+        leave the files alone.
+        """
+        async with self._write("recording progress") as conn:
+            return await jobs.heartbeat(conn, self._now(), job_id, token, progress, self._policy)
+
+    async def complete(self, job_id: int, token: int, result: JobResult) -> Job:
+        """Mark the job done with its result. Raises :class:`LeaseLostError` if fenced out.
+
+        Call this *before* swapping the output into place; a ``LeaseLostError`` means the
+        swap must not happen.
+        """
+        async with self._write("recording a finished job") as conn:
+            return await jobs.complete(conn, self._now(), job_id, token, result)
+
+    async def fail(
+        self,
+        job_id: int,
+        token: int,
+        reason: str,
+        *,
+        retryable: bool = True,
+        result: JobResult | None = None,
+    ) -> Job:
+        """Record a failed attempt; returns the job in its new state.
+
+        Retryable failures go back to ``queued`` with exponential backoff + jitter until
+        ``max_attempts`` is reached, then ``dead``. ``retryable=False`` goes to ``failed``.
+        """
+        async with self._write("recording a failed job") as conn:
+            return await jobs.fail(
+                conn,
+                self._now(),
+                job_id,
+                token,
+                reason,
+                retryable=retryable,
+                result=result,
+                policy=self._policy,
+            )
+
+    async def release(self, job_id: int, token: int, reason: str = "worker shutting down") -> Job:
+        """Hand a running job back to the queue without using up an attempt (clean shutdown)."""
+        async with self._write("handing a job back") as conn:
+            return await jobs.release(conn, self._now(), job_id, token, reason)
+
+    async def reclaim_expired(self) -> list[Job]:
+        """Requeue (or bury, if out of attempts) jobs whose lease expired; returns them."""
+        async with self._write("reclaiming expired leases") as conn:
+            return await jobs.reclaim_expired(conn, self._now(), self._policy)
+
+    async def reap_forever(self, interval_s: float) -> None:
+        """Reclaim expired leases every ``interval_s`` until cancelled (run as a task)."""
+        while True:
+            await self.reclaim_expired()
+            await asyncio.sleep(interval_s)
+
+    # --- queue: operator ----------------------------------------------------------------
+
+    async def pause(self, *, actor: str = "operator", reason: str | None = None) -> None:
+        """Stop handing out jobs (persisted across restarts); running jobs continue."""
+        async with self._write("pausing the queue") as conn:
+            await jobs.set_paused(conn, self._now(), True, actor, reason)
+
+    async def resume(self, *, actor: str = "operator", reason: str | None = None) -> None:
+        async with self._write("resuming the queue") as conn:
+            await jobs.set_paused(conn, self._now(), False, actor, reason)
+
+    async def is_paused(self) -> bool:
+        async with self._read("reading the queue state") as conn:
+            return await jobs.is_paused(conn)
+
+    async def cancel(
+        self, job_id: int, *, actor: str = "operator", reason: str = "cancelled by operator"
+    ) -> Job:
+        """Cancel a queued or running job; a running worker gets LeaseLost on its next call."""
+        async with self._write("cancelling a job") as conn:
+            return await jobs.cancel(conn, self._now(), job_id, actor, reason)
+
+    async def retry(self, job_id: int, *, actor: str = "operator") -> Job:
+        """Put a failed/dead/cancelled job back in the queue with a fresh attempt budget."""
+        async with self._write("retrying a job") as conn:
+            return await jobs.retry(conn, self._now(), job_id, actor)
+
+    async def set_priority(self, job_id: int, priority: int, *, actor: str = "operator") -> Job:
+        async with self._write("changing a job's priority") as conn:
+            return await jobs.set_priority(conn, self._now(), job_id, priority, actor)
+
+    async def clear_history(
+        self,
+        *,
+        older_than: float | None = None,
+        states: Sequence[JobState] | None = None,
+        actor: str = "operator",
+    ) -> int:
+        """Delete finished jobs (optionally only older ones / some states); returns the count.
+
+        The audit log keeps their events, subject to its own retention.
+        """
+        async with self._write("clearing history") as conn:
+            return await jobs.clear_history(
+                conn, self._now(), older_than=older_than, states=states, actor=actor
+            )
+
+    # --- queue: queries -----------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job:
+        async with self._read("reading a job") as conn:
+            return await jobs.get_job(conn, job_id)
+
+    async def active_jobs(self) -> list[Job]:
+        """Running jobs first, then queued ones in the order they will be claimed."""
+        async with self._read("listing active jobs") as conn:
+            return await jobs.active_jobs(conn)
+
+    async def history(
+        self,
+        *,
+        states: Sequence[JobState | str] | None = None,
+        library: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Finished jobs, newest first; ``since``/``until`` filter on ``finished_at``."""
+        async with self._read("reading history") as conn:
+            return await jobs.history(
+                conn,
+                states=states,
+                library=library,
+                since=since,
+                until=until,
+                limit=limit,
+                offset=offset,
+            )
+
+    async def totals(
+        self,
+        *,
+        library: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> HistoryTotals:
+        async with self._read("summing history") as conn:
+            return await jobs.totals(conn, library=library, since=since, until=until)
+
+    # --- catalog ------------------------------------------------------------------------
+
+    async def upsert_file(self, entry: CatalogEntry) -> None:
+        await self.upsert_files((entry,))
+
+    async def upsert_files(self, entries: Iterable[CatalogEntry]) -> None:
+        async with self._write("updating the catalog") as conn:
+            await catalog.upsert_files(conn, entries, self._now())
+
+    async def get_file(self, path: str) -> CatalogEntry | None:
+        async with self._read("reading the catalog") as conn:
+            return await catalog.get_file(conn, path)
+
+    async def needs_probe(
+        self, path: str, size: int, mtime_ns: int, inode: int | None = None
+    ) -> bool:
+        """Whether a scan must (re-)probe this file: unknown, never probed, or changed."""
+        async with self._read("reading the catalog") as conn:
+            return await catalog.needs_probe(conn, path, size, mtime_ns, inode)
+
+    async def fingerprints(self, library: str | None = None) -> dict[str, tuple[int, int]]:
+        async with self._read("reading the catalog") as conn:
+            return await catalog.fingerprints(conn, library)
+
+    async def list_files(self, library: str | None = None) -> list[CatalogEntry]:
+        async with self._read("reading the catalog") as conn:
+            return await catalog.list_files(conn, library)
+
+    async def remove_files(self, paths: Iterable[str]) -> int:
+        async with self._write("updating the catalog") as conn:
+            return await catalog.remove_files(conn, paths)
+
+    # --- audit --------------------------------------------------------------------------
+
+    async def record_event(
+        self,
+        kind: str,
+        *,
+        job_id: int | None = None,
+        path: str | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Log an operator action, profile edit (``details={"before":…, "after":…}``) or
+        guardrail trip. Job state transitions are logged by the store itself."""
+        async with self._write("writing the audit log") as conn:
+            return await audit.record_event(
+                conn,
+                self._now(),
+                kind,
+                job_id=job_id,
+                path=path,
+                actor=actor,
+                reason=reason,
+                details=details,
+            )
+
+    async def list_events(
+        self,
+        *,
+        kind: str | None = None,
+        job_id: int | None = None,
+        path: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        """Newest first."""
+        async with self._read("reading the audit log") as conn:
+            return await audit.list_events(
+                conn, kind=kind, job_id=job_id, path=path, since=since, until=until, limit=limit
+            )
+
+    async def prune_events(self, *, older_than: float, keep_last: int | None = None) -> int:
+        async with self._write("pruning the audit log") as conn:
+            return await audit.prune_events(conn, older_than=older_than, keep_last=keep_last)
+
+    # --- maintenance --------------------------------------------------------------------
+
+    async def integrity_check(self) -> list[str]:
+        """``PRAGMA integrity_check`` lines; ``["ok"]`` for a healthy file."""
+        async with self._read("checking integrity") as conn:
+            rows = await fetchall(conn, "PRAGMA integrity_check")
+        return [str(r[0]) for r in rows]
+
+    async def backup(self, dest: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+        """Copy the live database to ``dest`` with SQLite's online backup API.
+
+        Safe while workers are writing. Written to ``dest.partial``, verified with
+        ``integrity_check``, then renamed into place, so ``dest`` is either absent or a
+        complete, consistent copy.
+        """
+        target_path = Path(dest)
+        partial, target = await asyncio.to_thread(
+            _open_backup_target, target_path, self.path, overwrite
+        )
+        try:
+            async with self._lock:
+                await self._require().backup(target)
+            check = await asyncio.to_thread(
+                lambda: [str(r[0]) for r in target.execute("PRAGMA integrity_check")]
+            )
+            if check != ["ok"]:
+                raise StoreError(
+                    f"the backup {partial} failed its integrity check ({check[:3]}); "
+                    "the live database may be damaged: run `castui db backup` again and "
+                    "keep earlier backups."
+                )
+        except sqlite3.Error as exc:
+            target.close()
+            partial.unlink(missing_ok=True)
+            raise translate_error(exc, self.path, "backing up") from exc
+        except BaseException:
+            target.close()
+            partial.unlink(missing_ok=True)
+            raise
+        target.close()
+        try:
+            os.replace(partial, target_path)
+        except OSError as exc:
+            raise StoreError(
+                f"backup written to {partial} but could not be renamed to {target_path} "
+                f"({exc}); rename it yourself."
+            ) from exc
+        return target_path
+
+
+def _open_backup_target(
+    target_path: Path, live: Path, overwrite: bool
+) -> tuple[Path, sqlite3.Connection]:
+    """File-system checks for :meth:`Store.backup` (blocking, so run in a thread)."""
+    if target_path.exists() and not overwrite:
+        raise StoreError(
+            f"{target_path} already exists; choose another backup path or remove it first."
+        )
+    if target_path.resolve() == live.resolve():
+        raise StoreError("the backup path is the live database itself; choose another path.")
+    partial = target_path.with_name(target_path.name + ".partial")
+    try:
+        target_path.parent.mkdir(parents=True, exist_ok=True)
+        partial.unlink(missing_ok=True)
+        # check_same_thread=False: aiosqlite runs the backup on its own worker thread.
+        return partial, sqlite3.connect(partial, check_same_thread=False)
+    except (OSError, sqlite3.Error) as exc:
+        raise StoreError(
+            f"cannot write the backup {partial} ({exc}); choose a writable path."
+        ) from exc
