@@ -106,7 +106,7 @@ async def run_scan_command(args: argparse.Namespace) -> int:
                     f"[{style}]{f.action.value}[/]", f.path, "; ".join(f.decision.reasons)
                 )
             out.print(table)
-        out.print(summary_line(reports))
+        out.print(summary_line(reports), soft_wrap=True)
     return 0
 
 
