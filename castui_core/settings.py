@@ -14,11 +14,12 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import platformdirs
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -59,6 +60,17 @@ def default_library_path() -> Path:
     return Path(platformdirs.user_videos_dir())
 
 
+def _absolute(value: Path) -> Path:
+    """``~`` expanded; relative paths refused (a service's working directory is arbitrary)."""
+    value = value.expanduser()
+    if not value.is_absolute():
+        raise ValueError("must be an absolute path")
+    return value
+
+
+AbsolutePath = Annotated[Path, AfterValidator(_absolute)]
+
+
 class WatchMode(StrEnum):
     """How a library notices new files (``true`` means ``auto``, ``false`` means ``off``)."""
 
@@ -76,13 +88,13 @@ class LibrarySettings(_Strict):
     """One media library (a folder tree Jellyfin serves)."""
 
     name: str = Field(min_length=1)
-    path: Path
+    path: AbsolutePath
     profile: str = DEFAULT_PROFILE
     watch: WatchMode = WatchMode.AUTO
     delete_source: bool = Field(
         False, description="Remove the original after its replacement is in place and verified."
     )
-    output_dir: Path | None = Field(
+    output_dir: AbsolutePath | None = Field(
         None, description="Write outputs to a mirrored tree here instead of next to the source."
     )
     follow_symlinks: bool = False
@@ -98,16 +110,6 @@ class LibrarySettings(_Strict):
             return WatchMode.AUTO
         if isinstance(value, str) and value.lower() in {"false", "no"}:
             return WatchMode.OFF
-        return value
-
-    @field_validator("path", "output_dir")
-    @classmethod
-    def _absolute(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return None
-        value = value.expanduser()
-        if not value.is_absolute():
-            raise ValueError("must be an absolute path")
         return value
 
 
@@ -141,9 +143,9 @@ class ScanSettings(_Strict):
 class Settings(_Strict):
     """The whole settings file."""
 
-    database: Path = Field(default_factory=default_database)
-    ffmpeg: Path | None = None
-    ffprobe: Path | None = None
+    database: AbsolutePath = Field(default_factory=default_database)
+    ffmpeg: AbsolutePath | None = None
+    ffprobe: AbsolutePath | None = None
     libraries: tuple[LibrarySettings, ...] = Field(
         default_factory=lambda: (LibrarySettings(name="Videos", path=default_library_path()),)
     )
@@ -169,16 +171,6 @@ class Settings(_Strict):
             raise ProblemList([("profiles", "must be a mapping of profile name -> fields")])
         data["profiles"] = resolve_profiles(user)
         return data
-
-    @field_validator("database", "ffmpeg", "ffprobe")
-    @classmethod
-    def _expand(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return None
-        value = value.expanduser()
-        if not value.is_absolute():
-            raise ValueError("must be an absolute path")
-        return value
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
