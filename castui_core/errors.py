@@ -72,3 +72,32 @@ class LeaseLostError(StoreError):
 
 class JobNotFoundError(StoreError):
     """An operator action named a job that does not exist (or is not in a state that allows it)."""
+
+
+class ValidationError(CastuiError):
+    """A converted file failed validation; the source was not touched.
+
+    ``problems`` lists every check that failed, in plain words, so one message tells the whole
+    story (a truncated file usually fails several checks at once).
+    """
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.message
+        return "\n".join([self.message, *(f"  - {p}" for p in self.problems)])
+
+
+class SwapError(CastuiError):
+    """Putting a validated output in place failed; the journal says what is left to finish."""
+
+
+class OutputExistsError(SwapError):
+    """The output (or backup) name is taken by a file castui did not write: it is never replaced."""
+
+
+class InsufficientSpaceError(CastuiError):
+    """Not enough free space for the output (plus the free space the user asked to keep)."""

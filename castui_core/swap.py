@@ -1,0 +1,753 @@
+"""Put a validated output in place without ever losing the source, even across a crash.
+
+The sequence for one job (each step journaled *after* it happened, fsynced, so a crash at any
+instant leaves a journal entry that says how far it got):
+
+1. ``begin``: journal ``encoding``; the encoder writes a hidden temp file in the *final*
+   directory (same filesystem, so the later rename is atomic).
+2. the caller validates the temp (``castui_core.validate``);
+3. ``commit``: fsync the temp, journal ``validated``; when the output has the source's own
+   name (``Movie.mp4`` from ``Movie.mp4``) rename the source to ``Movie.original.mp4`` first
+   (journal ``source_moved``); rename the temp to the final name and fsync the directory
+   (journal ``placed``); only now, if asked, delete the source (journal ``source_deleted``);
+   remove the journal entry (``done``).
+4. ``recover`` at start-up rolls every left-over entry forward (the temp was validated) or
+   back (the temp may be partial) so that the source, or its byte-identical content under
+   the backup name, always survives.
+
+Renames refuse to replace an existing name (hard link + unlink, which fails atomically with
+EEXIST; plain exists-check + rename on filesystems without hard links), so castui never
+overwrites a file it did not write. Everything here is blocking file I/O on purpose: the
+engine runs these functions in a thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from castui_core.errors import InsufficientSpaceError, OutputExistsError, SwapError
+from castui_core.fsinfo import filesystem_of
+
+if TYPE_CHECKING:
+    from castui_core.ffmpeg.command import EncodePlan
+    from castui_core.media import MediaInfo
+    from castui_core.profiles import Profile
+
+#: Safety margin on output size estimates (container overhead, VBV peaks).
+SIZE_MARGIN = 1.1
+#: Bitrate assumed for a copied audio track whose source bitrate is unknown.
+_UNKNOWN_AUDIO_BPS = 640_000
+_NAME_MAX = 255  # bytes, for one path component on every Linux filesystem castui targets
+_JOURNAL_VERSION = 1
+
+
+class Step(StrEnum):
+    """How far one job's swap got; journaled after each step happened."""
+
+    ENCODING = "encoding"  # temp may be partial
+    VALIDATED = "validated"  # temp complete, validated and fsynced
+    SOURCE_MOVED = "source_moved"  # same-name case: source renamed to the backup name
+    PLACED = "placed"  # final is the new file
+    SOURCE_DELETED = "source_deleted"  # the source (or backup) was deleted as asked
+    DONE = "done"  # entry removed
+
+
+_ORDER = {step: n for n, step in enumerate(Step)}
+
+
+# --- placement ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where one job reads and writes.
+
+    ``temp`` is a hidden name in ``final``'s directory; ``backup`` is set only when the output
+    takes the source's own name (the source is renamed there before the output is placed).
+    """
+
+    source: Path
+    final: Path
+    temp: Path
+    backup: Path | None
+
+    @property
+    def temp_prefix(self) -> str:
+        """Name prefix of every temp file of this job (the MP4 and any sidecar temps)."""
+        name = self.temp.name
+        return name[: name.rindex(".tmp")]
+
+    def sidecar_temp(self, suffix: str) -> Path:
+        """Temp name for a sidecar written with the output (``.eng.sup`` -> hidden temp)."""
+        return self.temp.with_name(f"{self.temp_prefix}.tmp{suffix}")
+
+    def sidecar_final(self, temp: Path) -> Path:
+        """Final name for a sidecar temp: ``Movie.eng.sup`` next to ``Movie.mp4``.
+
+        Accepts both ``sidecar_temp`` names and ``<prefix><suffix>`` names (the temp stem
+        with the sidecar suffix appended).
+        """
+        rest = temp.name[len(self.temp_prefix) :]
+        if not temp.name.startswith(self.temp_prefix) or temp == self.temp or not rest:
+            raise SwapError(f"{temp} is not a sidecar temp of {self.final}")
+        if rest.startswith(".tmp."):
+            rest = rest[len(".tmp") :]
+        return self.final.with_name(f"{self.final.stem}{rest}")
+
+    @property
+    def key(self) -> str:
+        """Stable journal key of this job (the temp name is unique per job via the token)."""
+        return hashlib.sha256(os.fsencode(self.temp)).hexdigest()[:32]
+
+
+def _fit_name(stem: str, rest: str) -> str:
+    """``stem + rest`` shortened (stem only, on a character boundary) to fit NAME_MAX bytes."""
+    budget = _NAME_MAX - len(os.fsencode(rest))
+    while len(os.fsencode(stem)) > budget and stem:
+        stem = stem[:-1]
+    return stem + rest
+
+
+def plan_placement(
+    source: Path,
+    *,
+    library_root: Path | None = None,
+    output_dir: Path | None = None,
+    suffix: str = ".mp4",
+    token: str,
+) -> Placement:
+    """Where the output of ``source`` goes (pure: nothing is read from disk).
+
+    With ``output_dir`` the library tree is mirrored there (``output_dir /
+    source.relative_to(library_root)``, or flat without ``library_root``); otherwise the
+    output goes next to the source. An output that would take the source's own name (also
+    case-insensitively, for SMB/exFAT shares) gets a backup name ``<stem>.original.<ext>`` for
+    the source. ``token`` makes the temp name unique per job.
+    """
+    if not token or "/" in token or "\0" in token:
+        raise SwapError(f"invalid job token {token!r}")
+    if output_dir is not None:
+        if library_root is not None:
+            try:
+                relative = source.relative_to(library_root)
+            except ValueError:
+                raise SwapError(
+                    f"{source} is not inside the library {library_root}: cannot mirror it"
+                    f" under {output_dir}"
+                ) from None
+            final_dir = output_dir / relative.parent
+        else:
+            final_dir = output_dir
+    else:
+        final_dir = source.parent
+    final = final_dir / f"{source.stem}{suffix}"
+    same = final == source or (
+        final.parent == source.parent and final.name.casefold() == source.name.casefold()
+    )
+    backup = source.with_name(f"{source.stem}.original{source.suffix}") if same else None
+    temp = final_dir / _fit_name(f".{source.stem}", f".castui-{token}.tmp{suffix}")
+    return Placement(source=source, final=final, temp=temp, backup=backup)
+
+
+# --- journal -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One job's swap state as stored on disk."""
+
+    placement: Placement
+    step: Step
+    delete_source: bool
+    source_size: int | None
+    source_mtime_ns: int | None
+    output_size: int | None = None  # the validated temp, recorded at ``validated``
+    output_mtime_ns: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        p = self.placement
+        return {
+            "version": _JOURNAL_VERSION,
+            "step": str(self.step),
+            "source": str(p.source),
+            "final": str(p.final),
+            "temp": str(p.temp),
+            "backup": None if p.backup is None else str(p.backup),
+            "delete_source": self.delete_source,
+            "source_size": self.source_size,
+            "source_mtime_ns": self.source_mtime_ns,
+            "output_size": self.output_size,
+            "output_mtime_ns": self.output_mtime_ns,
+            "updated": time.time(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> JournalEntry:
+        backup = data.get("backup")
+        placement = Placement(
+            source=Path(data["source"]),
+            final=Path(data["final"]),
+            temp=Path(data["temp"]),
+            backup=None if backup is None else Path(backup),
+        )
+        return cls(
+            placement=placement,
+            step=Step(data["step"]),
+            delete_source=bool(data["delete_source"]),
+            source_size=data.get("source_size"),
+            source_mtime_ns=data.get("source_mtime_ns"),
+            output_size=data.get("output_size"),
+            output_mtime_ns=data.get("output_mtime_ns"),
+        )
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make renames/unlinks in ``directory`` durable (ignored where the FS cannot, e.g. SMB)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class Journal:
+    """One small JSON file per job in ``directory`` (the engine uses ``<db dir>/journal``).
+
+    Each write is atomic and durable (temp file, fsync, ``os.replace``, fsync of the
+    directory), so after a crash an entry is either the old or the new state, never torn.
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def _path(self, placement: Placement) -> Path:
+        return self.directory / f"{placement.key}.json"
+
+    def write(self, entry: JournalEntry) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        path = self._path(entry.placement)
+        tmp = path.with_name(f".{path.name}.tmp")
+        data = json.dumps(entry.to_json(), indent=1).encode()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        _fsync_dir(self.directory)
+
+    def read(self, placement: Placement) -> JournalEntry | None:
+        try:
+            return JournalEntry.from_json(json.loads(self._path(placement).read_bytes()))
+        except FileNotFoundError:
+            return None
+
+    def remove(self, placement: Placement) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self._path(placement).unlink()
+            _fsync_dir(self.directory)
+
+    def entries(self) -> list[tuple[Path, JournalEntry | None]]:
+        """Every entry file with its parsed entry (``None``: unreadable, left for a person)."""
+        if not self.directory.is_dir():
+            return []
+        found: list[tuple[Path, JournalEntry | None]] = []
+        for path in sorted(self.directory.glob("*.json")):
+            try:
+                found.append((path, JournalEntry.from_json(json.loads(path.read_bytes()))))
+            except (OSError, ValueError, KeyError, TypeError):
+                found.append((path, None))
+        return found
+
+    def advance(self, entry: JournalEntry, step: Step, **changes: Any) -> JournalEntry:
+        """Write ``entry`` moved on to ``step`` (with ``changes``) and return it."""
+        new = replace(entry, step=step, **changes)
+        self.write(new)
+        return new
+
+
+# --- free space --------------------------------------------------------------------------------
+
+
+UsageFn = Callable[[str], Any]  # shutil.disk_usage-like: returns an object with ``.free``
+
+
+def _human(n: int) -> str:
+    if n >= 1_000_000_000:
+        return f"{n / 1e9:.1f} GB"
+    return f"{n / 1e6:.0f} MB"
+
+
+def check_free_space(
+    directory: Path,
+    needed_bytes: int,
+    *,
+    min_free_bytes: int = 0,
+    usage: UsageFn = shutil.disk_usage,
+) -> None:
+    """Refuse to start a job whose output would not fit (or would eat the reserve).
+
+    Checked before encoding so a full disk never ends a job hours in with a partial temp,
+    and so the free space the person keeps for other things is respected. ``directory`` may
+    not exist yet (a mirrored output tree): its nearest existing parent is measured.
+    """
+    probe = directory
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = int(usage(str(probe)).free)
+    if free - needed_bytes >= min_free_bytes:
+        return
+    mount = filesystem_of(probe)
+    where = mount.mount_point if mount is not None else str(probe)
+    keep = f" (keep {_human(min_free_bytes)} free)" if min_free_bytes > 0 else ""
+    raise InsufficientSpaceError(
+        f"need {_human(needed_bytes)} for the output, {_human(free)} free on {where}{keep}"
+    )
+
+
+def estimate_output_size(source: MediaInfo, plan: EncodePlan, profile: Profile) -> int:
+    """Bytes to reserve for the output: an upper estimate, never a guess on the low side.
+
+    A remux is about the source's size; a transcode is at most the profile's maximum video
+    bitrate plus the audio tracks for the duration (and, in practice, at most the source),
+    both with a 10 % margin.
+    """
+    if plan.video == "copy" or not source.duration_s:
+        return int(source.size * SIZE_MARGIN)
+    by_index = {a.index: a for a in source.audio}
+    audio_bps = 0
+    for track in plan.audio_plan:
+        if track.action == "copy":
+            stream = by_index.get(track.source_index)
+            audio_bps += (stream.bit_rate if stream else None) or _UNKNOWN_AUDIO_BPS
+        else:
+            audio_bps += profile.audio.bitrate_kbps * 1000
+    video_bps = profile.video.max_bitrate_kbps * 1000
+    capped = source.duration_s * (video_bps + audio_bps) / 8
+    return int(min(source.size, capped) * SIZE_MARGIN)
+
+
+# --- the swap ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SwapResult:
+    final: Path
+    backup: Path | None  # where the original now lives (None: deleted, or not renamed)
+    source_deleted: bool
+    bytes_before: int
+    bytes_after: int
+
+
+AfterStep = Callable[[str], None]
+
+
+def _exists(path: Path) -> bool:
+    return os.path.lexists(path)
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def _rename_noreplace(src: Path, dst: Path) -> None:
+    """Rename ``src`` to ``dst``, never replacing an existing ``dst`` (``OutputExistsError``).
+
+    A hard link fails atomically when ``dst`` exists; after it both names are the same
+    inode, which recovery recognises (``samefile``) and finishes by removing ``src``.
+    Filesystems without hard links get an exists-check and ``os.replace``.
+    """
+    try:
+        os.link(src, dst, follow_symlinks=False)
+    except FileExistsError:
+        raise OutputExistsError(
+            f"{dst} already exists; castui never overwrites a file it did not write"
+        ) from None
+    except OSError as exc:
+        if exc.errno not in (
+            errno.EPERM,
+            errno.ENOTSUP,
+            errno.EOPNOTSUPP,
+            errno.EXDEV,
+            errno.EMLINK,
+        ):
+            raise
+        if _exists(dst):
+            raise OutputExistsError(
+                f"{dst} already exists; castui never overwrites a file it did not write"
+            ) from None
+        os.replace(src, dst)
+        return
+    os.unlink(src)
+
+
+def _stat_pair(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_size, st.st_mtime_ns
+
+
+def _unchanged(path: Path, entry: JournalEntry) -> bool:
+    """The source (or its backup) still is the file the job started from."""
+    return _stat_pair(path) == (entry.source_size, entry.source_mtime_ns)
+
+
+def _is_output(path: Path, entry: JournalEntry) -> bool:
+    """``path`` is the validated output this job placed (size and mtime as recorded)."""
+    if entry.output_size is None or entry.output_size == 0:
+        return False
+    return _stat_pair(path) == (entry.output_size, entry.output_mtime_ns)
+
+
+def _check_names_free(placement: Placement) -> None:
+    """``OutputExistsError`` when the final (or backup) name holds a file castui did not write."""
+    message = "{} already exists; castui never overwrites a file it did not write"
+    if _exists(placement.final) and not _same(placement.final, placement.source):
+        raise OutputExistsError(message.format(placement.final))
+    if placement.backup is not None and _exists(placement.backup):
+        raise OutputExistsError(message.format(placement.backup))
+
+
+def begin(journal: Journal, placement: Placement, *, delete_source: bool) -> None:
+    """Record the job before the encoder writes anything (journal ``encoding``).
+
+    Refuses a taken output name up front, so hours of encoding are not wasted on a job that
+    could never be placed; records the source's size and mtime so nothing deletes a source
+    that changed in the meantime.
+    """
+    try:
+        st = os.stat(placement.source)
+    except OSError as exc:
+        raise SwapError(f"{placement.source}: cannot read the source: {exc.strerror}") from exc
+    _check_names_free(placement)
+    try:
+        placement.final.parent.mkdir(parents=True, exist_ok=True)
+        journal.write(
+            JournalEntry(
+                placement=placement,
+                step=Step.ENCODING,
+                delete_source=delete_source,
+                source_size=st.st_size,
+                source_mtime_ns=st.st_mtime_ns,
+            )
+        )
+    except OSError as exc:
+        raise SwapError(f"cannot prepare {placement.final.parent}: {exc.strerror}") from exc
+
+
+def commit(
+    journal: Journal,
+    placement: Placement,
+    *,
+    delete_source: bool,
+    sidecar_temps: Sequence[Path] = (),
+    _after_step: AfterStep | None = None,
+) -> SwapResult:
+    """Put the validated temp in place (call only after validation passed).
+
+    Checks first, touching nothing: the temp exists and is not empty, the source exists, the
+    final (and backup) name is free. Then each step happens and is journaled; the source is
+    deleted (if asked) only once the new file is in place and durable, and only if it is
+    still the file the job started from. An ``OSError`` midway leaves the journal entry:
+    ``recover`` (or ``abort``) finishes it.
+
+    ``sidecar_temps`` (bitmap-subtitle sidecars written beside the temp, validated with
+    it) are moved to their final names right after the output, before the original may be
+    deleted: they carry subtitles that exist nowhere else once the original is gone.
+
+    ``_after_step`` is a test hook called after each step (``"validated"``, ...,
+    ``"done"``) and after each filesystem change before it is journaled
+    (``"<step>-pending"``): crash tests kill the process there.
+    """
+    hook = _after_step or (lambda _step: None)
+    entry = journal.read(placement)
+    temp_stat = _stat_pair(placement.temp)
+    if temp_stat is None or temp_stat[0] == 0:
+        raise SwapError(f"{placement.temp}: the output to place is missing or empty")
+    source_stat = _stat_pair(placement.source)
+    if source_stat is None:
+        raise SwapError(f"{placement.source}: the source vanished during the job; nothing placed")
+    _check_names_free(placement)
+    sidecars = [(t, placement.sidecar_final(t)) for t in sidecar_temps]
+    for temp, final in sidecars:
+        if not _exists(temp):
+            raise SwapError(f"{temp}: the subtitle sidecar to place is missing")
+        if _exists(final):
+            raise OutputExistsError(
+                f"{final} already exists; castui never overwrites a file it did not write"
+            )
+    if entry is None:  # begin() was not called: record the source as it is now
+        entry = JournalEntry(placement, Step.ENCODING, delete_source, *source_stat)
+    try:
+        for path in (placement.temp, *(temp for temp, _ in sidecars)):
+            _fsync_file(path)
+        entry = journal.advance(
+            entry,
+            Step.VALIDATED,
+            delete_source=delete_source,
+            output_size=temp_stat[0],
+            output_mtime_ns=temp_stat[1],
+        )
+        hook(Step.VALIDATED)
+        if placement.backup is not None:
+            _rename_noreplace(placement.source, placement.backup)
+            _fsync_dir(placement.backup.parent)
+            hook(f"{Step.SOURCE_MOVED}-pending")
+            entry = journal.advance(entry, Step.SOURCE_MOVED)
+            hook(Step.SOURCE_MOVED)
+        _rename_noreplace(placement.temp, placement.final)
+        for temp, final in sidecars:
+            _rename_noreplace(temp, final)
+        _fsync_dir(placement.final.parent)
+        hook(f"{Step.PLACED}-pending")
+        entry = journal.advance(entry, Step.PLACED)
+        hook(Step.PLACED)
+        deleted = False
+        if delete_source:
+            deleted = _delete_original(entry)
+            if deleted:
+                hook(f"{Step.SOURCE_DELETED}-pending")
+                entry = journal.advance(entry, Step.SOURCE_DELETED)
+                hook(Step.SOURCE_DELETED)
+        journal.remove(placement)
+        hook(Step.DONE)
+    except OSError as exc:
+        raise SwapError(
+            f"placing {placement.final} failed: {exc.strerror or exc}; the journal keeps the"
+            " state and castui finishes or undoes it at the next start"
+        ) from exc
+    kept = placement.backup if placement.backup is not None and not deleted else None
+    return SwapResult(
+        final=placement.final,
+        backup=kept,
+        source_deleted=deleted,
+        bytes_before=source_stat[0],
+        bytes_after=temp_stat[0],
+    )
+
+
+def _delete_original(entry: JournalEntry) -> bool:
+    """Delete the source (or its backup) now that the output is in place; False if kept.
+
+    Kept when the output is not (or no longer) in place and non-empty, or when the original
+    changed since the job started (the person replaced it: the output is of the old file).
+    """
+    p = entry.placement
+    victim = p.backup if p.backup is not None else p.source
+    if not _exists(victim):
+        return False
+    final = _stat_pair(p.final)
+    if final is None or final[0] == 0 or _same(victim, p.final):
+        return False
+    if not _unchanged(victim, entry):
+        return False
+    os.unlink(victim)
+    _fsync_dir(victim.parent)
+    return True
+
+
+def _remove_temps(placement: Placement) -> list[Path]:
+    """Remove the job's temp and sidecar temps: hidden names starting with the temp prefix.
+
+    Covers ``.<stem>.castui-<token>.tmp.mp4``, ``sidecar_temp`` names and sidecars written
+    as ``.<stem>.castui-<token>.eng.sup`` (the token makes the prefix unique to the job).
+    """
+    removed: list[Path] = []
+    prefix = placement.temp_prefix
+    directory = placement.temp.parent
+    try:
+        names = os.listdir(directory)
+    except OSError:
+        return removed
+    for name in names:
+        if name.startswith(prefix + "."):
+            path = directory / name
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    if removed:
+        _fsync_dir(directory)
+    return removed
+
+
+def abort(journal: Journal, placement: Placement) -> None:
+    """Give up a job before its output was placed: remove the temps, restore the source name.
+
+    If the swap had already placed the output, undoing it would be the riskier move, so the
+    entry is rolled forward instead (as ``recover`` would).
+    """
+    entry = journal.read(placement)
+    if entry is not None and _ORDER[entry.step] >= _ORDER[Step.PLACED]:
+        _recover_entry(journal, entry)
+        return
+    if entry is not None and entry.step is not Step.ENCODING and not _exists(placement.temp):
+        _recover_entry(journal, entry)  # the temp was already renamed into place
+        return
+    backup = placement.backup
+    if backup is not None and _exists(backup):
+        if _exists(placement.source) and _same(placement.source, backup):
+            os.unlink(backup)  # crashed between link and unlink: the source name is intact
+        elif not _exists(placement.source):
+            _rename_noreplace(backup, placement.source)
+        _fsync_dir(backup.parent)
+    _remove_temps(placement)
+    journal.remove(placement)
+
+
+def recover(journal: Journal) -> list[str]:
+    """Finish or undo every swap a crash interrupted; return what was done, in words.
+
+    Run once at start-up, before any job starts. The rule everywhere: a temp journaled as
+    ``validated`` is complete and may be placed; one still ``encoding`` may be partial and is
+    removed; the original is deleted only when the new file is in place, non-empty and the
+    original is unchanged; and the original is never left without a name.
+    """
+    lines: list[str] = []
+    for path, entry in journal.entries():
+        if entry is None:
+            lines.append(f"journal entry {path} is unreadable: left for you to inspect")
+            continue
+        try:
+            lines.append(_recover_entry(journal, entry))
+        except (OSError, SwapError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+            lines.append(
+                f"could not recover {entry.placement.source}: {reason}; journal entry kept"
+            )
+    for stray in journal.directory.glob(".*.json.tmp") if journal.directory.is_dir() else ():
+        with contextlib.suppress(OSError):
+            stray.unlink()
+    return lines
+
+
+def _recover_entry(journal: Journal, entry: JournalEntry) -> str:
+    p = entry.placement
+    if entry.step is Step.ENCODING:
+        _remove_temps(p)
+        journal.remove(p)
+        return f"recovered: removed the partial output for {p.source} (crash during the encode)"
+    how = {
+        Step.VALIDATED: "crash after validation",
+        Step.SOURCE_MOVED: "crash after the original was renamed",
+        Step.PLACED: "crash after placing",
+        Step.SOURCE_DELETED: "crash after deleting the original",
+        Step.DONE: "crash while finishing",
+    }[entry.step]
+    placed_now = False
+    if _exists(p.temp):
+        if _exists(p.final) and _same(p.temp, p.final):
+            os.unlink(p.temp)  # crashed between link and unlink
+            _fsync_dir(p.temp.parent)
+            placed_now = True
+        else:
+            conflict = _prepare_final_name(p)
+            if conflict is not None:
+                _remove_temps(p)
+                journal.remove(p)
+                return f"recovered: {conflict}; removed the new file, the original is untouched"
+            _rename_noreplace(p.temp, p.final)
+            _fsync_dir(p.final.parent)
+            placed_now = True
+    elif p.backup is not None and _exists(p.backup) and not _exists(p.final):
+        # The original was renamed but the new file never arrived: give it its name back.
+        _rename_noreplace(p.backup, p.source)
+        _fsync_dir(p.source.parent)
+        _remove_temps(p)
+        journal.remove(p)
+        return f"recovered: restored {p.source} from {p.backup.name} (new file missing, {how})"
+    elif p.backup is not None and _exists(p.backup) and _same(p.backup, p.source):
+        os.unlink(p.backup)  # link done, unlink not: the source name still holds the original
+        _fsync_dir(p.backup.parent)
+    if not placed_now and not _is_output(p.final, entry):
+        _remove_temps(p)
+        journal.remove(p)
+        return f"recovered: nothing to finish for {p.source} ({how}); the original is in place"
+    kept = _place_sidecar_temps(p)
+    deleted = entry.delete_source and _delete_original(entry)
+    _remove_temps(p)
+    journal.remove(p)
+    what = "finished placing" if placed_now else "checked"
+    tail = f"; deleted {p.backup or p.source} as asked" if deleted else ""
+    if kept:
+        tail += f"; placed {len(kept)} subtitle sidecar(s)"
+    return f"recovered: {what} {p.final} ({how}){tail}"
+
+
+def _prepare_final_name(p: Placement) -> str | None:
+    """Free the final name for the temp: move the original to its backup name if needed.
+
+    Returns why the temp cannot be placed (a file castui did not write holds a name), else
+    ``None``.
+    """
+    if p.backup is not None:
+        source_there = _exists(p.source)
+        backup_there = _exists(p.backup)
+        if source_there and backup_there:
+            if not _same(p.source, p.backup):
+                return f"{p.backup} already exists"
+            os.unlink(p.source)  # link done, unlink not
+            _fsync_dir(p.source.parent)
+        elif source_there:
+            _rename_noreplace(p.source, p.backup)
+            _fsync_dir(p.backup.parent)
+        return None
+    if _exists(p.final):
+        return f"{p.final} appeared meanwhile and is not castui's"
+    return None
+
+
+def _place_sidecar_temps(p: Placement) -> list[Path]:
+    """Recovery: move left-over, non-empty sidecar temps of a placed job to their names.
+
+    They were written and validated with the output (a job reaches ``validated`` only after
+    that), so they are complete; a name already taken is never overwritten (the temp is then
+    removed with the other temps).
+    """
+    placed: list[Path] = []
+    try:
+        names = sorted(os.listdir(p.temp.parent))
+    except OSError:
+        return placed
+    for name in names:
+        temp = p.temp.parent / name
+        if not name.startswith(p.temp_prefix + ".") or temp == p.temp:
+            continue
+        final = p.sidecar_final(temp)
+        with contextlib.suppress(OSError, SwapError):
+            if os.stat(temp).st_size > 0 and not _exists(final):
+                _rename_noreplace(temp, final)
+                placed.append(final)
+    if placed:
+        _fsync_dir(p.temp.parent)
+    return placed
