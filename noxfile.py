@@ -31,5 +31,5 @@ def tests(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks (not tests): results printed as tables and saved under .bench/."""
     session.install("-e", ".")
-    for script in ("bench/bench_scan.py", "bench/bench_store.py"):
+    for script in ("bench/bench_scan.py", "bench/bench_store.py", "bench/bench_convert.py"):
         session.run("python", script, *session.posargs)

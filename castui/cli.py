@@ -63,6 +63,25 @@ def build_parser() -> argparse.ArgumentParser:
     )
     scan.set_defaults(handler=run_scan)
 
+    convert = sub.add_parser(
+        "convert",
+        help="convert files now: decide, encode, validate, swap in safely",
+        description=(
+            "Run decide -> encode -> validate -> swap on the given files now, with a live "
+            "progress bar. The original is only replaced after the new file is validated. "
+            "Exit 0 when every file succeeded (or already plays directly), 1 otherwise."
+        ),
+    )
+    _add_config(convert)
+    convert.add_argument("files", nargs="+", metavar="FILE", help="media files to convert")
+    convert.add_argument("--profile", metavar="NAME", help="target profile (default: library's)")
+    convert.add_argument(
+        "--encoder",
+        choices=("auto", "nvenc", "cpu"),
+        help="auto: NVENC when a working NVIDIA encoder is found, else CPU (default: settings)",
+    )
+    convert.set_defaults(handler=run_convert)
+
     try:
         from castui import cli_store
     except ImportError:  # pragma: no cover - the store commands ship with the package
@@ -115,6 +134,12 @@ def run_scan(args: argparse.Namespace) -> int:
     from castui.scan_view import run_scan_command
 
     return asyncio.run(run_scan_command(args))
+
+
+def run_convert(args: argparse.Namespace) -> int:
+    from castui.convert_view import run_convert_command
+
+    return asyncio.run(run_convert_command(args))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

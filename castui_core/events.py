@@ -70,3 +70,56 @@ class ScanFinished(Event):
     counts: tuple[tuple[str, int], ...]
     bytes_to_process: int
     seconds: float
+
+
+@dataclass(frozen=True)
+class JobStarted(Event):
+    """An encode (or remux) of one file started; ``command`` is the exact ffmpeg argv."""
+
+    path: str
+    action: str
+    backend: str
+    encoder: str
+    command: tuple[str, ...]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class JobProgress(Event):
+    """Encode progress of one file (coalesced: a slow reader sees only the newest)."""
+
+    coalesce: ClassVar[bool] = True
+    path: str
+    percent: float | None
+    fps: float | None
+    speed: float | None
+    eta_s: float | None
+    out_time_s: float | None
+    output_bytes: int | None
+
+    @property
+    def coalesce_key(self) -> object:
+        return (type(self), self.path)
+
+
+@dataclass(frozen=True)
+class JobNote(Event):
+    """Something worth telling about a running job (fallback to CPU, validation, swap)."""
+
+    path: str
+    message: str
+
+
+@dataclass(frozen=True)
+class JobFinished(Event):
+    """One file finished: ``status`` is done, skipped, rejected, failed or cancelled."""
+
+    path: str
+    status: str
+    action: str
+    reason: str | None
+    output_path: str | None
+    bytes_before: int
+    bytes_after: int | None
+    seconds: float
+    encoder: str | None

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import platformdirs
 import yaml
@@ -117,6 +117,18 @@ class OperationalSettings(_Strict):
     """How much work runs at once."""
 
     max_concurrent_jobs: int = Field(1, ge=1, le=16)
+    encoder: Literal["auto", "nvenc", "cpu"] = Field(
+        "auto", description="auto: NVENC when a working NVIDIA encoder is found, else CPU."
+    )
+    min_free_gb: float = Field(
+        5.0, ge=0, description="Free space to keep on the destination filesystem."
+    )
+    stall_timeout_s: float = Field(
+        120.0, gt=0, description="An encode with no progress for this long is stopped."
+    )
+    job_timeout_s: float | None = Field(
+        None, gt=0, description="Stop any single encode that runs longer (default: none)."
+    )
 
 
 class ScanSettings(_Strict):

@@ -270,8 +270,7 @@ DOWN = NvencStatus(False, "NVENC unavailable: libcuda.so.1 missing")
             "auto",
             DOWN,
             "cpu",
-            "auto: NVENC unavailable (NVENC unavailable: libcuda.so.1 missing): using CPU "
-            "(libx264)",
+            "auto: NVENC unavailable: libcuda.so.1 missing; using CPU (libx264)",
         ),
         ("auto", None, "cpu", "auto: NVENC was not probed: using CPU (libx264)"),
         ("cpu", UP, "cpu", "cpu requested: using CPU (libx264)"),

@@ -121,4 +121,4 @@ def choose_backend(
         return "cpu", f"auto: NVENC was not probed: using CPU ({cpu})"
     if status.available:
         return "nvenc", "auto: NVENC available"
-    return "cpu", f"auto: NVENC unavailable ({status.reason}): using CPU ({cpu})"
+    return "cpu", f"auto: {status.reason}; using CPU ({cpu})"

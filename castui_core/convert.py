@@ -1,0 +1,410 @@
+"""One file, end to end: probe → decide → encode → validate → swap.
+
+This is the pipeline behind ``castui convert`` (and, later, each engine worker). The order is
+what keeps originals safe: the output is written to a hidden temp name in the destination
+directory, validated completely (exit code, probe against the profile, duration, stream
+accounting, truncation, faststart), and only then put in place; any failure removes the
+partial output and leaves the source untouched, with the reason recorded. Every step of the
+swap is journaled so a crash at any point is recovered at the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from castui_core.bus import EventBus
+from castui_core.decide import Action, Decision, decide
+from castui_core.errors import CastuiError
+from castui_core.events import JobFinished, JobNote, JobProgress, JobStarted
+from castui_core.ffmpeg.command import (
+    Backend,
+    EncodePlan,
+    build_command,
+    build_sidecar_commands,
+)
+from castui_core.ffmpeg.nvenc import NvencStatus, choose_backend
+from castui_core.ffmpeg.progress import Progress
+from castui_core.ffmpeg.runner import FfmpegRun, RunResult
+from castui_core.media import MediaInfo, ProbeFailure
+from castui_core.probe import ProbePool
+from castui_core.profiles import Profile
+from castui_core.swap import (
+    Journal,
+    Placement,
+    abort,
+    begin,
+    check_free_space,
+    commit,
+    estimate_output_size,
+    plan_placement,
+)
+from castui_core.tools import Tools
+from castui_core.validate import validate_output
+
+EncoderPreference = Literal["auto", "nvenc", "cpu"]
+Status = Literal["done", "skipped", "rejected", "failed", "cancelled"]
+
+
+@dataclass(frozen=True)
+class ConvertOptions:
+    """Per-job choices (from the library settings and the command line)."""
+
+    profile: Profile
+    encoder: EncoderPreference = "auto"
+    library_root: Path | None = None
+    output_dir: Path | None = None
+    delete_source: bool = False
+    min_free_bytes: int = 0
+    stall_timeout_s: float = 120.0
+    timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ConvertOutcome:
+    """What happened to one file, in words and numbers (stored as the job result later)."""
+
+    path: str
+    status: Status
+    action: Action
+    reasons: tuple[str, ...]
+    reason: str | None = None
+    output_path: str | None = None
+    bytes_before: int = 0
+    bytes_after: int | None = None
+    seconds: float = 0.0
+    encoder: str | None = None
+    command: tuple[str, ...] = ()
+    exit_code: int | None = None
+    stderr_tail: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def ok(self) -> bool:
+        return self.status in ("done", "skipped")
+
+
+class Converter:
+    """Runs the pipeline for one file at a time per call; several calls may run concurrently."""
+
+    def __init__(
+        self,
+        *,
+        tools: Tools,
+        pool: ProbePool,
+        journal: Journal,
+        bus: EventBus | None = None,
+        nvenc: NvencStatus | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.tools = tools
+        self.pool = pool
+        self.journal = journal
+        self.bus = bus if bus is not None else EventBus()
+        self.nvenc = nvenc
+        self.clock = clock
+        self._runs: dict[str, FfmpegRun] = {}
+        self._cancelled: set[str] = set()
+
+    # --- control (from the CLI's Ctrl-C handler, later the engine) ----------------------------
+
+    async def cancel(self, path: str, reason: str = "cancelled") -> None:
+        """Stop the encode of ``path`` (its partial output is removed, the source untouched)."""
+        self._cancelled.add(path)
+        run = self._runs.get(path)
+        if run is not None:
+            await run.cancel(reason)
+
+    def pause(self, path: str) -> None:
+        run = self._runs.get(path)
+        if run is not None:
+            run.pause()
+
+    def resume(self, path: str) -> None:
+        run = self._runs.get(path)
+        if run is not None:
+            run.resume()
+
+    # --- the pipeline ------------------------------------------------------------------------
+
+    async def probe(self, path: Path) -> MediaInfo | ProbeFailure:
+        async for result in self.pool.probe_many([str(path)]):
+            return result
+        raise AssertionError("probe_many yielded nothing for one path")
+
+    async def convert(self, path: Path, options: ConvertOptions) -> ConvertOutcome:
+        started = self.clock()
+        source = str(path)
+        info = await self.probe(path)
+        decision = decide(info, options.profile)
+        size = info.size
+        if decision.action in (Action.SKIP, Action.REJECT):
+            status: Status = "skipped" if decision.action is Action.SKIP else "rejected"
+            outcome = ConvertOutcome(
+                path=source,
+                status=status,
+                action=decision.action,
+                reasons=decision.reasons,
+                reason="; ".join(decision.reasons),
+                bytes_before=size,
+                seconds=self.clock() - started,
+            )
+            self._finished(outcome)
+            return outcome
+        assert isinstance(info, MediaInfo)
+        try:
+            outcome = await self._encode(path, info, decision, options, started)
+        except CastuiError as exc:
+            outcome = ConvertOutcome(
+                path=source,
+                status="failed",
+                action=decision.action,
+                reasons=decision.reasons,
+                reason=str(exc),
+                bytes_before=size,
+                seconds=self.clock() - started,
+            )
+        finally:
+            self._runs.pop(source, None)
+            self._cancelled.discard(source)
+        self._finished(outcome)
+        return outcome
+
+    async def _encode(
+        self,
+        path: Path,
+        info: MediaInfo,
+        decision: Decision,
+        options: ConvertOptions,
+        started: float,
+    ) -> ConvertOutcome:
+        source = str(path)
+        notes: list[str] = []
+        backend, why = choose_backend(options.encoder, self.nvenc)
+        if decision.action is Action.TRANSCODE:
+            notes.append(why)
+        placement = plan_placement(
+            path,
+            library_root=options.library_root,
+            output_dir=options.output_dir,
+            token=secrets.token_hex(4),
+        )
+        plan = self._plan(info, decision, options, placement, backend)
+        needed = estimate_output_size(info, plan, options.profile)
+        await asyncio.to_thread(
+            check_free_space,
+            placement.final.parent if placement.final.parent.exists() else path.parent,
+            needed,
+            min_free_bytes=options.min_free_bytes,
+        )
+        await asyncio.to_thread(begin, self.journal, placement, delete_source=options.delete_source)
+        sidecars: list[Path] = []
+        committed = False
+        try:
+            result = await self._run(source, plan, info, decision, options)
+            if (
+                not result.ok
+                and result.failure is not None
+                and result.failure.nvenc_related
+                and backend == "nvenc"
+                and options.encoder == "auto"
+                and source not in self._cancelled
+            ):
+                note = f"NVENC failed ({result.failure.reason}); fell back to CPU for this file"
+                notes.append(note)
+                self.bus.publish(JobNote(path=source, message=note))
+                plan = self._plan(info, decision, options, placement, "cpu")
+                result = await self._run(source, plan, info, decision, options)
+            if not result.ok:
+                reason = (
+                    result.failure.reason
+                    if result.failure is not None
+                    else f"ffmpeg exited with code {result.exit_code}"
+                )
+                return self._failed(source, info, decision, plan, result, started, notes, reason)
+            sidecars = await self._extract_sidecars(info, plan, placement)
+            report = await validate_output(
+                placement.temp,
+                source=info,
+                profile=options.profile,
+                plan=plan,
+                ffmpeg=self.tools.ffmpeg,
+                sidecar_paths=sidecars,
+            )
+            if not report.ok:
+                reason = "output failed validation: " + "; ".join(report.problems)
+                return self._failed(source, info, decision, plan, result, started, notes, reason)
+            swap = await asyncio.to_thread(
+                functools.partial(
+                    commit,
+                    self.journal,
+                    placement,
+                    delete_source=options.delete_source,
+                    sidecar_temps=sidecars,
+                )
+            )
+            committed = True
+        finally:
+            if not committed:
+                # Synchronous on purpose: this also runs while a cancellation unwinds, where
+                # an await could be interrupted and leave the partial output behind.
+                self._discard(placement, sidecars)
+        notes.extend(
+            f"bitmap subtitles written to {placement.sidecar_final(t).name}" for t in sidecars
+        )
+        notes.extend(plan.notes)
+        return ConvertOutcome(
+            path=source,
+            status="done",
+            action=decision.action,
+            reasons=decision.reasons,
+            reason=None,
+            output_path=str(swap.final),
+            bytes_before=info.size,
+            bytes_after=swap.bytes_after,
+            seconds=self.clock() - started,
+            encoder=plan.encoder,
+            command=plan.args,
+            exit_code=result.exit_code,
+            stderr_tail=result.stderr_tail,
+            notes=tuple(notes),
+        )
+
+    def _plan(
+        self,
+        info: MediaInfo,
+        decision: Decision,
+        options: ConvertOptions,
+        placement: Placement,
+        backend: Backend,
+    ) -> EncodePlan:
+        return build_command(
+            info,
+            options.profile,
+            decision,
+            output=str(placement.temp),
+            backend=backend,
+            ffmpeg=str(self.tools.ffmpeg),
+        )
+
+    async def _run(
+        self,
+        source: str,
+        plan: EncodePlan,
+        info: MediaInfo,
+        decision: Decision,
+        options: ConvertOptions,
+    ) -> RunResult:
+        self.bus.publish(
+            JobStarted(
+                path=source,
+                action=decision.action.value,
+                backend=plan.backend,
+                encoder=plan.encoder,
+                command=plan.args,
+                notes=plan.notes,
+            )
+        )
+
+        def on_progress(progress: Progress) -> None:
+            self.bus.publish(
+                JobProgress(
+                    path=source,
+                    percent=progress.percent,
+                    fps=progress.fps,
+                    speed=progress.speed,
+                    eta_s=progress.eta_s,
+                    out_time_s=progress.out_time_s,
+                    output_bytes=progress.total_size,
+                )
+            )
+
+        run = FfmpegRun(
+            plan.args,
+            duration_s=info.duration_s,
+            on_progress=on_progress,
+            stall_timeout_s=options.stall_timeout_s,
+            timeout_s=options.timeout_s,
+        )
+        self._runs[source] = run
+        if source in self._cancelled:  # cancelled between decide and start
+            await run.cancel("cancelled")
+        return await run.run()
+
+    async def _extract_sidecars(
+        self, info: MediaInfo, plan: EncodePlan, placement: Placement
+    ) -> list[Path]:
+        """Bitmap subtitles go to hidden temp files beside the output, placed after the swap."""
+        if not plan.sidecars:
+            return []
+        stem = str(placement.temp.with_name(f"{placement.temp_prefix}.tmp"))
+        written: list[Path] = []
+        commands = build_sidecar_commands(info, plan, stem, ffmpeg=str(self.tools.ffmpeg))
+        for sidecar, argv in zip(plan.sidecars, commands, strict=True):
+            target = placement.sidecar_temp(sidecar.suffix)
+            result = await FfmpegRun(argv, duration_s=info.duration_s).run()
+            if not result.ok:
+                reason = result.failure.reason if result.failure else "unknown error"
+                raise SidecarError(
+                    f"could not extract bitmap subtitle #{sidecar.index} ({sidecar.codec}):"
+                    f" {reason}"
+                )
+            written.append(target)
+        return written
+
+    def _discard(self, placement: Placement, sidecars: list[Path]) -> None:
+        abort(self.journal, placement)
+        for temp in sidecars:
+            temp.unlink(missing_ok=True)
+
+    def _failed(
+        self,
+        source: str,
+        info: MediaInfo,
+        decision: Decision,
+        plan: EncodePlan,
+        result: RunResult,
+        started: float,
+        notes: list[str],
+        reason: str,
+    ) -> ConvertOutcome:
+        status: Status = "cancelled" if source in self._cancelled else "failed"
+        return ConvertOutcome(
+            path=source,
+            status=status,
+            action=decision.action,
+            reasons=decision.reasons,
+            reason=reason,
+            bytes_before=info.size,
+            seconds=self.clock() - started,
+            encoder=plan.encoder,
+            command=plan.args,
+            exit_code=result.exit_code,
+            stderr_tail=result.stderr_tail,
+            notes=tuple(notes),
+        )
+
+    def _finished(self, outcome: ConvertOutcome) -> None:
+        self.bus.publish(
+            JobFinished(
+                path=outcome.path,
+                status=outcome.status,
+                action=outcome.action.value,
+                reason=outcome.reason,
+                output_path=outcome.output_path,
+                bytes_before=outcome.bytes_before,
+                bytes_after=outcome.bytes_after,
+                seconds=outcome.seconds,
+                encoder=outcome.encoder,
+            )
+        )
+
+
+class SidecarError(CastuiError):
+    """A bitmap subtitle stream could not be extracted next to the output."""
