@@ -123,3 +123,77 @@ class JobFinished(Event):
     bytes_after: int | None
     seconds: float
     encoder: str | None
+
+
+@dataclass(frozen=True)
+class JobQueued(Event):
+    """A file was queued for work (or an already queued job was pushed back: debounce)."""
+
+    path: str
+    library: str
+    action: str
+    reasons: tuple[str, ...]
+    outcome: str  # created | debounced | rerun_scheduled
+
+
+@dataclass(frozen=True)
+class JobCancelled(Event):
+    path: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class LibraryState(Event):
+    """How a library is watched now: watching, polling, paused (with reason) or off."""
+
+    library: str
+    state: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class GuardrailTripped(Event):
+    """A guardrail stops new work (or pauses running work); ``reason`` is shown as is."""
+
+    name: str
+    reason: str
+    pauses_running: bool = False
+
+
+@dataclass(frozen=True)
+class GuardrailCleared(Event):
+    name: str
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class GpuSample(Event):
+    """One NVML reading (coalesced per GPU)."""
+
+    coalesce: ClassVar[bool] = True
+    index: int
+    name: str
+    temperature_c: int | None
+    encoder_percent: int | None
+    encoder_sessions: int | None
+
+    @property
+    def coalesce_key(self) -> object:
+        return (type(self), self.index)
+
+
+@dataclass(frozen=True)
+class QueueState(Event):
+    """The queue was paused or resumed (by an operator, or at start-up from the store)."""
+
+    paused: bool
+    actor: str = ""
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class LogLine(Event):
+    """A line for the log pane / headless log that is not tied to another event."""
+
+    level: str  # debug | info | warning | error
+    message: str

@@ -142,6 +142,18 @@ class ScanSettings(_Strict):
     probe_timeout_s: float = Field(
         30.0, gt=0, le=600, description="A file whose probe takes longer is rejected."
     )
+    settle_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="A new or changed file is queued once its size and mtime were stable"
+        " this long (so half-copied files are never picked up).",
+    )
+    rescan_interval_s: float = Field(
+        6 * 3600.0, ge=60, description="Periodic reconciliation scan of every library."
+    )
+    poll_interval_s: float = Field(
+        60.0, ge=1, description="How often a polled library (network share) is checked."
+    )
 
     @field_validator("extensions")
     @classmethod
@@ -150,6 +162,65 @@ class ScanSettings(_Strict):
         if any(not v for v in cleaned):
             raise ValueError("extensions must not be empty strings")
         return cleaned
+
+
+class GuardrailSettings(_Strict):
+    """Limits under which no new job starts (and, for the GPU, running encodes pause)."""
+
+    gpu_max_temp_c: int = Field(85, ge=40, le=110, description="Pause above this.")
+    gpu_resume_temp_c: int = Field(75, ge=30, le=105, description="Resume at or below this.")
+    nvenc_max_sessions: int | None = Field(
+        None, ge=1, le=64, description="Cap on concurrent NVENC encodes (consumer GPUs: 3-8)."
+    )
+    max_cpu_percent: float | None = Field(
+        None, gt=0, le=100, description="No new job while system CPU load is above this."
+    )
+    max_memory_percent: float | None = Field(
+        None, gt=0, le=100, description="No new job while memory use is above this."
+    )
+    schedule: tuple[str, ...] = Field(
+        (),
+        description="Processing windows like '01:00-07:00' (local time; may cross midnight)."
+        " Empty: always.",
+    )
+    outside_schedule: Literal["finish", "pause"] = Field(
+        "finish", description="Running jobs when a window closes: finish them, or pause them."
+    )
+    sample_interval_s: float = Field(5.0, gt=0, le=300)
+
+    @field_validator("schedule")
+    @classmethod
+    def _windows(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        import re
+
+        for window in value:
+            if not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d", window):
+                raise ValueError(f"{window!r} is not a window like '01:00-07:00'")
+        return value
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> GuardrailSettings:
+        if self.gpu_resume_temp_c >= self.gpu_max_temp_c:
+            raise ProblemList(
+                [("gpu_resume_temp_c", f"must be below gpu_max_temp_c ({self.gpu_max_temp_c})")]
+            )
+        return self
+
+
+class MetricsSettings(_Strict):
+    """Optional Prometheus endpoint (loopback by default)."""
+
+    enabled: bool = False
+    listen: str = Field("127.0.0.1:9108", pattern=r"^[^\s:]+:\d{1,5}$")
+
+
+class ServiceSettings(_Strict):
+    """Headless service behaviour."""
+
+    shutdown_grace_s: float = Field(
+        30.0, ge=0, description="On SIGTERM, let running jobs finish this long, then requeue."
+    )
+    log_retention_days: int = Field(14, ge=1, le=3650)
 
 
 class Settings(_Strict):
@@ -164,6 +235,9 @@ class Settings(_Strict):
     profiles: dict[str, Profile] = Field(default_factory=dict)
     operational: OperationalSettings = Field(default_factory=OperationalSettings)
     scan: ScanSettings = Field(default_factory=ScanSettings)
+    guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
+    service: ServiceSettings = Field(default_factory=ServiceSettings)
 
     _source: Path | None = PrivateAttr(default=None)
 
