@@ -14,7 +14,7 @@ import asyncio
 import functools
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -84,6 +84,9 @@ class ConvertOutcome:
     exit_code: int | None = None
     stderr_tail: str = ""
     notes: tuple[str, ...] = field(default_factory=tuple)
+    #: Why it failed, for the code: a ``FailureKind`` value, ``validation``, ``config`` or
+    #: ``environment``; None when it did not fail.
+    failure_kind: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -138,7 +141,16 @@ class Converter:
             return result
         raise AssertionError("probe_many yielded nothing for one path")
 
-    async def convert(self, path: Path, options: ConvertOptions) -> ConvertOutcome:
+    async def convert(
+        self,
+        path: Path,
+        options: ConvertOptions,
+        *,
+        before_commit: Callable[[], Awaitable[None]] | None = None,
+    ) -> ConvertOutcome:
+        """Convert one file. ``before_commit`` runs right before the swap and may raise to
+        stop it (the engine re-checks its lease there: a worker that lost its job must not
+        touch the user's files)."""
         started = self.clock()
         source = str(path)
         info = await self.probe(path)
@@ -159,7 +171,7 @@ class Converter:
             return outcome
         assert isinstance(info, MediaInfo)
         try:
-            outcome = await self._encode(path, info, decision, options, started)
+            outcome = await self._encode(path, info, decision, options, started, before_commit)
         except CastuiError as exc:
             outcome = ConvertOutcome(
                 path=source,
@@ -169,6 +181,7 @@ class Converter:
                 reason=str(exc),
                 bytes_before=size,
                 seconds=self.clock() - started,
+                failure_kind=getattr(exc, "failure_kind", "environment"),
             )
         finally:
             self._runs.pop(source, None)
@@ -183,6 +196,7 @@ class Converter:
         decision: Decision,
         options: ConvertOptions,
         started: float,
+        before_commit: Callable[[], Awaitable[None]] | None,
     ) -> ConvertOutcome:
         source = str(path)
         notes: list[str] = []
@@ -227,7 +241,10 @@ class Converter:
                     if result.failure is not None
                     else f"ffmpeg exited with code {result.exit_code}"
                 )
-                return self._failed(source, info, decision, plan, result, started, notes, reason)
+                kind = result.failure.kind.value if result.failure is not None else "unknown"
+                return self._failed(
+                    source, info, decision, plan, result, started, notes, reason, kind
+                )
             sidecars = await self._extract_sidecars(info, plan, placement)
             report = await validate_output(
                 placement.temp,
@@ -239,7 +256,11 @@ class Converter:
             )
             if not report.ok:
                 reason = "output failed validation: " + "; ".join(report.problems)
-                return self._failed(source, info, decision, plan, result, started, notes, reason)
+                return self._failed(
+                    source, info, decision, plan, result, started, notes, reason, "validation"
+                )
+            if before_commit is not None:
+                await before_commit()
             swap = await asyncio.to_thread(
                 functools.partial(
                     commit,
@@ -373,6 +394,7 @@ class Converter:
         started: float,
         notes: list[str],
         reason: str,
+        kind: str,
     ) -> ConvertOutcome:
         status: Status = "cancelled" if source in self._cancelled else "failed"
         return ConvertOutcome(
@@ -388,6 +410,7 @@ class Converter:
             exit_code=result.exit_code,
             stderr_tail=result.stderr_tail,
             notes=tuple(notes),
+            failure_kind=kind,
         )
 
     def _finished(self, outcome: ConvertOutcome) -> None:

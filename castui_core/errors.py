@@ -13,6 +13,8 @@ class CastuiError(Exception):
     """Base class: a problem castui can explain to the user."""
 
     exit_code: int = 1
+    #: How a job that fails with this error is classified (``ConvertOutcome.failure_kind``).
+    failure_kind: str = "environment"
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -69,6 +71,8 @@ class SchemaTooNewError(StoreError):
 class LeaseLostError(StoreError):
     """A worker's lease on a job was taken over; that worker must not touch the job's files."""
 
+    failure_kind = "lease_lost"
+
 
 class JobNotFoundError(StoreError):
     """An operator action named a job that does not exist (or is not in a state that allows it)."""
@@ -98,6 +102,10 @@ class SwapError(CastuiError):
 class OutputExistsError(SwapError):
     """The output (or backup) name is taken by a file castui did not write: it is never replaced."""
 
+    failure_kind = "output_exists"
+
 
 class InsufficientSpaceError(CastuiError):
     """Not enough free space for the output (plus the free space the user asked to keep)."""
+
+    failure_kind = "disk_space"
