@@ -37,6 +37,28 @@ def build_parser() -> argparse.ArgumentParser:
         description="Keep a media library playable directly on every Chromecast.",
     )
     parser.add_argument("--version", action="version", version=f"castui {__version__}")
+    parser.add_argument(
+        "--no-ui",
+        action="store_true",
+        help="run the engine headless (a service): log lines instead of the dashboard",
+    )
+    parser.add_argument(
+        "--once",
+        action="store_true",
+        help="with --no-ui: scan, process the queue until empty, print a summary, exit",
+    )
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="with --no-ui: human text or JSON lines (journald/Loki)",
+    )
+    parser.add_argument(
+        "--config",
+        dest="main_config",
+        metavar="PATH",
+        help="settings file for --no-ui (subcommands take their own --config)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     config = sub.add_parser("config", help="inspect the settings")
@@ -136,6 +158,12 @@ def run_scan(args: argparse.Namespace) -> int:
     return asyncio.run(run_scan_command(args))
 
 
+def run_headless(args: argparse.Namespace) -> int:
+    from castui.headless import run_headless as run
+
+    return asyncio.run(run(args))
+
+
 def run_convert(args: argparse.Namespace) -> int:
     from castui.convert_view import run_convert_command
 
@@ -146,7 +174,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
+    if handler is None and args.no_ui:
+        args.config = args.main_config
+        handler = run_headless
     if handler is None:
+        if args.once:
+            parser.error("--once needs --no-ui")
         parser.print_help()
         return 0
     try:

@@ -21,7 +21,7 @@ from typing import Literal
 
 from castui_core.bus import EventBus
 from castui_core.decide import Action, Decision, decide
-from castui_core.errors import CastuiError
+from castui_core.errors import CastuiError, ConfigError
 from castui_core.events import JobFinished, JobNote, JobProgress, JobStarted
 from castui_core.ffmpeg.command import (
     Backend,
@@ -34,7 +34,8 @@ from castui_core.ffmpeg.progress import Progress
 from castui_core.ffmpeg.runner import FfmpegRun, RunResult
 from castui_core.media import MediaInfo, ProbeFailure
 from castui_core.probe import ProbePool
-from castui_core.profiles import Profile
+from castui_core.profiles import DEFAULT_PROFILE, Profile
+from castui_core.settings import LibrarySettings, Settings
 from castui_core.swap import (
     Journal,
     Placement,
@@ -93,6 +94,36 @@ class ConvertOutcome:
         return self.status in ("done", "skipped")
 
 
+def options_for(
+    settings: Settings,
+    library: LibrarySettings | None,
+    *,
+    profile: str | None = None,
+    encoder: EncoderPreference | None = None,
+) -> ConvertOptions:
+    """Profile, placement and deletion policy for a file of ``library`` (None: no library)."""
+    if profile is not None:
+        if profile not in settings.profiles:
+            known = ", ".join(sorted(settings.profiles))
+            raise ConfigError(f"profile {profile!r} is not defined; known: {known}")
+        chosen = settings.profiles[profile]
+    elif library is not None:
+        chosen = settings.profile_for(library)
+    else:
+        chosen = settings.profiles[DEFAULT_PROFILE]
+    op = settings.operational
+    return ConvertOptions(
+        profile=chosen,
+        encoder=encoder or op.encoder,
+        library_root=library.path if library is not None else None,
+        output_dir=library.output_dir if library is not None else None,
+        delete_source=library.delete_source if library is not None else False,
+        min_free_bytes=int(op.min_free_gb * 1e9),
+        stall_timeout_s=op.stall_timeout_s,
+        timeout_s=op.job_timeout_s,
+    )
+
+
 class Converter:
     """Runs the pipeline for one file at a time per call; several calls may run concurrently."""
 
@@ -123,6 +154,11 @@ class Converter:
         run = self._runs.get(path)
         if run is not None:
             await run.cancel(reason)
+
+    def pid_of(self, path: str) -> int | None:
+        """Process id of the ffmpeg now working on ``path`` (None when none runs)."""
+        run = self._runs.get(path)
+        return None if run is None else run.pid
 
     def pause(self, path: str) -> None:
         run = self._runs.get(path)

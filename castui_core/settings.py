@@ -221,6 +221,13 @@ class ServiceSettings(_Strict):
         30.0, ge=0, description="On SIGTERM, let running jobs finish this long, then requeue."
     )
     log_retention_days: int = Field(14, ge=1, le=3650)
+    lease_seconds: float = Field(
+        60.0,
+        ge=2,
+        le=3600,
+        description="A job whose worker stopped heartbeating (crash, kill -9) is handed to"
+        " another worker after this long.",
+    )
 
 
 class Settings(_Strict):

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
+import ctypes.util
 import logging
 import os
 import signal
@@ -56,6 +58,25 @@ _WATCH_INTERVAL_S = 0.25
 #: After the process exits, how long to wait for its pipes to reach EOF (a stray grandchild
 #: holding them open must not hang the worker).
 _DRAIN_TIMEOUT_S = 5.0
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGKILL when castui dies (Linux ``PR_SET_PDEATHSIG``).
+
+    ffmpeg runs in its own session (so signals to castui's group don't reach it), which
+    means a ``kill -9`` of castui would otherwise leave it running, still writing a temp
+    file that the next start's journal recovery is about to remove. Only async-signal-safe
+    work happens here: one prctl call through an already loaded libc.
+    """
+    if _LIBC is not None:
+        _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+_PR_SET_PDEATHSIG = 1
+try:
+    _LIBC: ctypes.CDLL | None = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+except OSError:  # not glibc/musl Linux: no parent-death signal, ffmpeg may outlive a crash
+    _LIBC = None
 
 
 @dataclass(frozen=True)
@@ -244,6 +265,7 @@ class FfmpegRun:
                     stdout=asyncio.subprocess.PIPE,
                     stderr=asyncio.subprocess.PIPE,
                     start_new_session=True,
+                    preexec_fn=_die_with_parent,
                 )
             except OSError as exc:
                 raise ToolNotFoundError(

@@ -1,0 +1,251 @@
+"""``castui --no-ui``: the engine as a service, one log line per event.
+
+Human text on a terminal, ``--log-format json`` for journald/Loki. Progress is shown
+sparingly (every 10 % or 60 s per job) so a months-long journal stays readable. SIGTERM and
+SIGINT stop claiming, give running jobs ``service.shutdown_grace_s`` to finish, then cancel
+and requeue them; SIGHUP reloads the settings. ``--once`` scans, drains the queue, prints a
+summary and exits 0 (all succeeded), 1 (a job failed) or 2 (configuration error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import logging.handlers
+import signal
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import TextIO
+
+from castui.scan_view import format_bytes
+from castui_core.bus import Subscription
+from castui_core.engine import Engine
+from castui_core.errors import CastuiError
+from castui_core.events import (
+    Event,
+    FileDecided,
+    GpuSample,
+    GuardrailCleared,
+    GuardrailTripped,
+    JobCancelled,
+    JobFinished,
+    JobNote,
+    JobProgress,
+    JobQueued,
+    JobStarted,
+    LibraryState,
+    LogLine,
+    QueueState,
+    ScanFinished,
+    ScanProblem,
+    ScanProgress,
+    ScanStarted,
+)
+from castui_core.settings import Settings, load_settings
+
+logger = logging.getLogger("castui")
+
+_PROGRESS_STEP = 10.0  # percent
+_PROGRESS_EVERY_S = 60.0
+
+
+class EventFormatter:
+    """Turns events into log lines, dropping the high-rate ones that would flood a journal."""
+
+    def __init__(self, clock: object = time.monotonic) -> None:
+        self._clock = clock
+        self._last_progress: dict[str, tuple[float, float]] = {}
+
+    def line(self, event: Event) -> tuple[str, str] | None:
+        """``(level, text)`` for one event, or None to leave it out of the log."""
+        if isinstance(event, JobProgress):
+            return self._progress(event)
+        if isinstance(event, GpuSample | ScanProgress | FileDecided):
+            return None
+        if isinstance(event, JobQueued):
+            why = "; ".join(event.reasons)
+            return "info", f"queued {event.action} {event.path} ({why}) [{event.outcome}]"
+        if isinstance(event, JobStarted):
+            return "info", f"started {event.action} {event.path} with {event.encoder}"
+        if isinstance(event, JobFinished):
+            self._last_progress.pop(event.path, None)
+            if event.status == "done":
+                after = event.bytes_after or 0
+                return "info", (
+                    f"done {event.action} {event.path} -> {event.output_path}"
+                    f" ({format_bytes(event.bytes_before)} -> {format_bytes(after)},"
+                    f" {event.seconds:.0f} s, {event.encoder})"
+                )
+            level = "info" if event.status == "skipped" else "warning"
+            return level, f"{event.status} {event.path}: {event.reason}"
+        if isinstance(event, JobNote):
+            return "info", f"{event.path}: {event.message}"
+        if isinstance(event, JobCancelled):
+            return "info", f"cancelled {event.path}: {event.reason}"
+        if isinstance(event, GuardrailTripped):
+            return "warning", event.reason
+        if isinstance(event, GuardrailCleared):
+            return "info", f"cleared: {event.name}" + (f" ({event.reason})" if event.reason else "")
+        if isinstance(event, LibraryState):
+            tail = f": {event.reason}" if event.reason else ""
+            level = "warning" if event.state == "paused" else "info"
+            return level, f"library {event.library}: {event.state}{tail}"
+        if isinstance(event, QueueState):
+            state = "paused" if event.paused else "resumed"
+            by = f" by {event.actor}" if event.actor else ""
+            return "info", f"queue {state}{by}" + (f": {event.reason}" if event.reason else "")
+        if isinstance(event, ScanStarted):
+            return "info", f"scan {event.library}: {event.root}"
+        if isinstance(event, ScanProblem):
+            return "warning", f"scan {event.library}: {event.path}: {event.reason}"
+        if isinstance(event, ScanFinished):
+            counts = ", ".join(f"{n} {a}" for a, n in event.counts if n)
+            return "info", (
+                f"scan {event.library} finished: {event.files} files ({counts or 'none'}),"
+                f" {format_bytes(event.bytes_to_process)} to process, {event.seconds:.1f} s"
+            )
+        if isinstance(event, LogLine):
+            return event.level, event.message
+        return "debug", f"{type(event).__name__}: {event}"
+
+    def _progress(self, event: JobProgress) -> tuple[str, str] | None:
+        now = float(self._clock())  # type: ignore[operator]
+        percent = event.percent or 0.0
+        last = self._last_progress.get(event.path)
+        if last is not None:
+            last_percent, last_time = last
+            if percent - last_percent < _PROGRESS_STEP and now - last_time < _PROGRESS_EVERY_S:
+                return None
+        self._last_progress[event.path] = (percent, now)
+        parts = [f"{percent:.0f}%"]
+        if event.speed:
+            parts.append(f"{event.speed:.2g}x")
+        if event.eta_s is not None:
+            parts.append(f"ETA {event.eta_s:.0f} s")
+        return "info", f"progress {event.path}: {' '.join(parts)}"
+
+
+class JsonLines(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        data = {
+            "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname.lower(),
+            "message": record.getMessage(),
+        }
+        event = getattr(record, "event", None)
+        if event is not None:
+            data["event"] = type(event).__name__
+            data.update({k: v for k, v in asdict(event).items() if k not in data})
+        return json.dumps(data, ensure_ascii=False, default=str)
+
+
+def setup_logging(settings: Settings, fmt: str, stream: TextIO) -> Path:
+    """Log to ``stream`` (text or JSON lines) and to a daily-rotated file in the data dir."""
+    log_dir = settings.database.parent / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_file = log_dir / "castui.log"
+    logger.handlers.clear()
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    console = logging.StreamHandler(stream)
+    text = logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
+    console.setFormatter(JsonLines() if fmt == "json" else text)
+    logger.addHandler(console)
+    rotating = logging.handlers.TimedRotatingFileHandler(
+        log_file,
+        when="midnight",
+        backupCount=settings.service.log_retention_days,
+        encoding="utf-8",
+    )
+    rotating.setFormatter(JsonLines())
+    logger.addHandler(rotating)
+    return log_file
+
+
+async def _log_events(sub: Subscription, formatter: EventFormatter) -> None:
+    async for event in sub:
+        line = formatter.line(event)
+        if line is None:
+            continue
+        level, text = line
+        logger.log(logging.getLevelName(level.upper()), text, extra={"event": event})
+
+
+async def run_headless(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    log_file = setup_logging(settings, args.log_format, sys.stderr)
+    logger.info("castui headless starting (settings: %s, log: %s)", settings.source, log_file)
+    once: bool = args.once
+    engine = Engine(settings, watch=not once, scan_at_start=True)
+    viewer = asyncio.create_task(_log_events(engine.bus.subscribe(), EventFormatter()))
+    metrics = None
+    if settings.metrics.enabled:
+        from castui_core.metrics import Metrics
+
+        metrics = Metrics(engine.bus)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_stop(name: str) -> None:
+        logger.info("%s received: stopping", name)
+        stop.set()
+
+    async def reload() -> None:
+        try:
+            new = load_settings(args.config)
+        except CastuiError as exc:
+            logger.error("SIGHUP: settings not reloaded: %s", exc)
+            return
+        await engine.reload(new)
+
+    reload_tasks: set[asyncio.Task[None]] = set()
+
+    def on_hup() -> None:
+        task = loop.create_task(reload())
+        reload_tasks.add(task)
+        task.add_done_callback(reload_tasks.discard)
+
+    loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
+    loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    try:
+        await engine.start()
+        if metrics is not None:
+            metrics.serve(settings.metrics.listen, engine)
+        if once:
+            idle = asyncio.create_task(engine.wait_idle())
+            stopped = asyncio.create_task(stop.wait())
+            await asyncio.wait({idle, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            for task in (idle, stopped):
+                task.cancel()
+        else:
+            await stop.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        await engine.stop()
+        if metrics is not None:
+            metrics.close()
+        engine.bus.close()
+        with contextlib.suppress(asyncio.CancelledError):
+            await viewer
+    if not once:
+        logger.info("castui headless stopped")
+        return 0
+    return print_summary(engine)
+
+
+def print_summary(engine: Engine) -> int:
+    summary = engine.summary
+    print(
+        f"summary: {len(summary.done)} done, {len(summary.failed)} failed,"
+        f" {format_bytes(max(0, summary.bytes_saved))} saved"
+    )
+    for outcome in summary.failed:
+        print(f"failed: {outcome.path}: {outcome.reason}")
+    return 1 if summary.failed else 0

@@ -1,0 +1,507 @@
+"""The engine: store, ingest, guardrails and N workers in one async context.
+
+``async with Engine(settings) as engine:`` is all a front end needs: the TUI, headless mode
+and tests drive the same object and read the same event bus. Every state change is
+published as an event and every decision to wait or pause is published with its reason, so
+nothing happens silently.
+
+Workers claim jobs with leases from the SQLite store (several engines, in several
+processes, can share one database), heartbeat with progress while ffmpeg runs, and check the
+lease once more right before the swap: a worker whose lease was taken over never touches the
+user's files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from castui_core.bus import EventBus
+from castui_core.convert import Converter, ConvertOutcome, options_for
+from castui_core.errors import CastuiError, LeaseLostError
+from castui_core.events import (
+    GuardrailCleared,
+    GuardrailTripped,
+    JobNote,
+    JobProgress,
+    JobStarted,
+    LogLine,
+    QueueState,
+)
+from castui_core.ffmpeg.nvenc import NvencStatus, detect_nvenc
+from castui_core.guardrails import GpuBackend, Guardrails, JobNeeds, open_gpu_backend
+from castui_core.guardrails.disk import FreeSpaceReader, read_free_space
+from castui_core.ingest import Ingest
+from castui_core.probe import ProbePool
+from castui_core.settings import Settings
+from castui_core.store import ClaimedJob, Job, JobResult, JobState, Progress, Store
+from castui_core.swap import Journal, recover
+from castui_core.tools import Tools, find_tools
+
+#: Failure kinds that will fail again the same way: recorded as failed, never retried.
+NOT_RETRYABLE = frozenset(
+    {"decode_error", "input_missing", "permission", "output_exists", "config", "rejected"}
+)
+
+
+@dataclass
+class RunningJob:
+    """A job this engine is working on right now."""
+
+    claimed: ClaimedJob
+    encoder: str | None = None
+    progress: Progress | None = None
+    paused: bool = False
+    lease_lost: bool = False
+
+
+@dataclass
+class RunSummary:
+    """What this engine did since it started (for ``--once``)."""
+
+    outcomes: list[ConvertOutcome] = field(default_factory=list)
+
+    @property
+    def done(self) -> list[ConvertOutcome]:
+        return [o for o in self.outcomes if o.status == "done"]
+
+    @property
+    def failed(self) -> list[ConvertOutcome]:
+        return [o for o in self.outcomes if o.status in ("failed", "rejected")]
+
+    @property
+    def bytes_saved(self) -> int:
+        return sum(o.bytes_before - (o.bytes_after or 0) for o in self.done)
+
+
+class Engine:
+    """Runs castui's main job until stopped. See the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        bus: EventBus | None = None,
+        gpu: GpuBackend | None = None,
+        nvenc: NvencStatus | None = None,
+        watch: bool = True,
+        scan_at_start: bool = True,
+        owner: str | None = None,
+        idle_poll_s: float = 2.0,
+        lease_seconds: float | None = None,
+        tools: Tools | None = None,
+        free_space: FreeSpaceReader = read_free_space,
+        now: Callable[[], datetime] = datetime.now,
+    ) -> None:
+        self.settings = settings
+        self.bus = bus if bus is not None else EventBus()
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        self.summary = RunSummary()
+        self._gpu = gpu
+        self._nvenc = nvenc
+        self._watch = watch
+        self._scan_at_start = scan_at_start
+        self._idle_poll_s = idle_poll_s
+        self._lease_seconds = (
+            lease_seconds if lease_seconds is not None else settings.service.lease_seconds
+        )
+        self._tools = tools
+        self._free_space = free_space
+        self._now = now
+        self._running: dict[int, RunningJob] = {}
+        self._none_running = asyncio.Event()
+        self._none_running.set()
+        self._stopping = asyncio.Event()
+        self._wake = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self._exit: contextlib.AsyncExitStack | None = None
+        self._paused_by_guard: str | None = None
+        # Set in start():
+        self.store: Store
+        self.pool: ProbePool
+        self.converter: Converter
+        self.guardrails: Guardrails
+        self.ingest: Ingest | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Engine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        settings = self.settings
+        stack = contextlib.AsyncExitStack()
+        self._exit = stack
+        try:
+            tools = self._tools or find_tools(settings.ffmpeg, settings.ffprobe)
+            self.store = await Store.connect(settings.database, lease_seconds=self._lease_seconds)
+            stack.push_async_callback(self.store.close)
+            journal = Journal(settings.database.parent / "journal")
+            for line in await asyncio.to_thread(recover, journal):
+                self._log("warning", line)
+            self.pool = ProbePool(
+                settings.scan.probe_workers, timeout=settings.scan.probe_timeout_s
+            )
+            stack.callback(self.pool.close)
+            if self._nvenc is None and settings.operational.encoder != "cpu":
+                self._nvenc = await detect_nvenc(tools.ffmpeg)
+            if self._nvenc is not None:
+                state = "available" if self._nvenc.available else self._nvenc.reason
+                self._log("info", f"NVENC: {state}")
+            self.converter = Converter(
+                tools=tools, pool=self.pool, journal=journal, bus=self.bus, nvenc=self._nvenc
+            )
+            gpu = self._gpu if self._gpu is not None else await asyncio.to_thread(open_gpu_backend)
+            self.guardrails = Guardrails(
+                settings.guardrails,
+                min_free_bytes=int(settings.operational.min_free_gb * 1e9),
+                bus=self.bus,
+                gpu=gpu,
+                on_change=self._guardrail_changed,
+                free_space=self._free_space,
+                now=self._now,
+            )
+            await stack.enter_async_context(self.guardrails)
+            paused = await self.store.is_paused()
+            self.bus.publish(QueueState(paused=paused, reason="at start-up" if paused else ""))
+            if self._watch or self._scan_at_start:
+                self.ingest = Ingest(
+                    settings,
+                    self.store,
+                    self.pool,
+                    self.bus,
+                    watch=self._watch,
+                    scan_at_start=self._scan_at_start,
+                )
+                await stack.enter_async_context(self.ingest)
+            self._spawn(self.store.reap_forever(max(5.0, self._lease_seconds / 2)))
+            self._spawn(self._watch_events())
+            self._spawn(self._enforce_pauses())
+            for n in range(settings.operational.max_concurrent_jobs):
+                self._spawn(self._worker(n))
+        except BaseException:
+            await stack.aclose()
+            raise
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        self._tasks.append(asyncio.create_task(coro))
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop claiming; let running jobs finish for ``grace_s``, then cancel and requeue them."""
+        if self._exit is None:
+            return
+        grace = self.settings.service.shutdown_grace_s if grace_s is None else grace_s
+        self._stopping.set()
+        self._wake.set()
+        if self._running:
+            self._log(
+                "info", f"stopping: {len(self._running)} job(s) running, waiting up to {grace:g} s"
+            )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(grace):
+                    await self._none_running.wait()
+            for running in list(self._running.values()):
+                await self.converter.cancel(running.claimed.path, "castui is stopping")
+        workers = self._tasks
+        self._tasks = []
+        for task in workers:
+            task.cancel()
+        for task in workers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        stack, self._exit = self._exit, None
+        await stack.aclose()
+
+    async def wait_idle(self, *, poll_s: float = 0.2) -> None:
+        """Return once the initial scans are done and no job is ready or running."""
+        while True:
+            if self.ingest is not None:
+                await self.ingest.wait_scans()
+            if not self._running and not await self._ready_jobs():
+                # Check twice, a poll apart: a worker may be between claim and registering.
+                await asyncio.sleep(poll_s)
+                if not self._running and not await self._ready_jobs():
+                    return
+            await asyncio.sleep(poll_s)
+
+    async def _ready_jobs(self) -> bool:
+        now = time.time()
+        for job in await self.store.active_jobs():
+            if job.state is JobState.RUNNING or job.run_after <= now:
+                return True
+        return False
+
+    # --- commands (from the TUI, signals, tests) -----------------------------------------------
+
+    async def pause_queue(self, *, actor: str = "operator", reason: str | None = None) -> None:
+        await self.store.pause(actor=actor, reason=reason)
+        self.bus.publish(QueueState(paused=True, actor=actor, reason=reason or ""))
+
+    async def resume_queue(self, *, actor: str = "operator", reason: str | None = None) -> None:
+        await self.store.resume(actor=actor, reason=reason)
+        self.bus.publish(QueueState(paused=False, actor=actor, reason=reason or ""))
+        self._wake.set()
+
+    async def cancel_job(self, job_id: int, *, actor: str = "operator") -> Job:
+        """Cancel a queued or running job (a running encode is stopped, its output discarded)."""
+        job = await self.store.cancel(job_id, actor=actor)
+        running = self._running.get(job_id)
+        if running is not None:
+            await self.converter.cancel(running.claimed.path, f"cancelled by {actor}")
+        return job
+
+    async def retry_job(self, job_id: int, *, actor: str = "operator") -> Job:
+        job = await self.store.retry(job_id, actor=actor)
+        self._wake.set()
+        return job
+
+    async def scan(self, library: str | None = None) -> None:
+        """Scan one library (or all) now; new work is queued as it is found."""
+        if self.ingest is None:
+            raise CastuiError("this engine was started without ingest; restart it to scan")
+        names = [library] if library else [lib.name for lib in self.settings.libraries]
+        for name in names:
+            await self.ingest.scan_library(name)
+        self._wake.set()
+
+    async def reload(self, settings: Settings) -> None:
+        """Use new settings for jobs that start from now on (running jobs keep theirs)."""
+        self.settings = settings
+        if self.ingest is not None:
+            await self.ingest.reload(settings)
+        self._log("info", f"settings reloaded from {settings.source or 'defaults'}")
+        self._wake.set()
+
+    @property
+    def running(self) -> dict[int, RunningJob]:
+        return dict(self._running)
+
+    # --- workers --------------------------------------------------------------------------------
+
+    async def _worker(self, n: int) -> None:
+        owner = f"{self.owner}/w{n}"
+        while not self._stopping.is_set():
+            try:
+                handled = await self._work_once(owner)
+            except asyncio.CancelledError:
+                raise
+            except CastuiError as exc:
+                self._log("error", f"worker {n}: {exc}")
+                handled = False
+            if not handled:
+                await self._idle()
+
+    async def _idle(self) -> None:
+        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation, which
+        # would make stop() hang on an idle worker.
+        self._wake.clear()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._idle_poll_s):
+                await self._wake.wait()
+
+    async def _work_once(self, owner: str) -> bool:
+        """Claim and run one job; False when there was nothing (allowed) to do."""
+        waiting = self.guardrails.can_start(
+            JobNeeds(backend=self._default_backend(), destination=None, estimated_bytes=0),
+            running_nvenc=self._running_nvenc(),
+        )
+        if waiting is not None:
+            return False
+        claimed = await self.store.claim(owner)
+        if claimed is None:
+            return False
+        needs = self._needs(claimed.job)
+        waiting = self.guardrails.can_start(needs, running_nvenc=self._running_nvenc())
+        if waiting is not None:
+            # Not the file's fault (e.g. the disk is full): hand it back without using an
+            # attempt, and wait for a guardrail change before claiming again.
+            await self.store.release(claimed.id, claimed.token, waiting)
+            await self.guardrails.wait_change(timeout=self.settings.guardrails.sample_interval_s)
+            return False
+        running = RunningJob(claimed)
+        self._running[claimed.id] = running
+        self._none_running.clear()
+        try:
+            await self._run_job(running)
+        finally:
+            self._running.pop(claimed.id, None)
+            if not self._running:
+                self._none_running.set()
+        return True
+
+    def _needs(self, job: Job) -> JobNeeds:
+        """What a job needs from the machine, before it is probed: the source size is the
+        estimate (the converter checks again with a real estimate once it has probed)."""
+        source = Path(job.path)
+        try:
+            library = self.settings.library_named(job.library)
+        except CastuiError:
+            library = None
+        destination = source.parent
+        if library is not None and library.output_dir is not None:
+            destination = library.output_dir
+        try:
+            size = source.stat().st_size
+        except OSError:
+            size = 0
+        return JobNeeds(
+            backend=self._default_backend(), destination=destination, estimated_bytes=size
+        )
+
+    def _default_backend(self) -> Literal["cpu", "nvenc"]:
+        if self.settings.operational.encoder == "cpu":
+            return "cpu"
+        return "nvenc" if self._nvenc is not None and self._nvenc.available else "cpu"
+
+    def _running_nvenc(self) -> int:
+        return sum(1 for r in self._running.values() if (r.encoder or "").endswith("_nvenc"))
+
+    async def _run_job(self, running: RunningJob) -> None:
+        claimed = running.claimed
+        job = claimed.job
+        try:
+            library = self.settings.library_named(job.library)
+        except CastuiError:
+            library = None
+        options = options_for(self.settings, library)
+        heartbeat = asyncio.create_task(self._heartbeat(running))
+
+        async def before_commit() -> None:
+            # Fenced: raises LeaseLostError when another worker owns the job now.
+            await self.store.heartbeat(claimed.id, claimed.token, running.progress)
+
+        try:
+            outcome = await self.converter.convert(
+                Path(job.path), options, before_commit=before_commit
+            )
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        if running.lease_lost or outcome.failure_kind == "lease_lost":
+            self._log("warning", f"lease lost on {job.path}: another worker has it now")
+            return
+        await self._record(running, outcome, library.name if library else job.library)
+
+    async def _record(self, running: RunningJob, outcome: ConvertOutcome, library: str) -> None:
+        claimed = running.claimed
+        result = JobResult(
+            output_path=outcome.output_path,
+            source_size=outcome.bytes_before,
+            output_size=outcome.bytes_after,
+            duration_s=outcome.seconds,
+            encoder=outcome.encoder,
+            command=outcome.command,
+            exit_code=outcome.exit_code,
+            stderr_tail=outcome.stderr_tail or None,
+        )
+        try:
+            if outcome.status in ("done", "skipped"):
+                await self.store.complete(claimed.id, claimed.token, result)
+                if outcome.output_path and self.ingest is not None:
+                    await self.ingest.note_output(outcome.output_path, library)
+                self.summary.outcomes.append(outcome)
+            elif outcome.status == "cancelled":
+                if self._stopping.is_set():
+                    await self.store.release(
+                        claimed.id, claimed.token, "castui stopped before the job finished"
+                    )
+            elif outcome.failure_kind == "disk_space":
+                # Not the file's fault: hand it back and wait for space, with the reason shown.
+                await self.store.release(claimed.id, claimed.token, outcome.reason or "disk")
+                self.bus.publish(GuardrailTripped(name="disk", reason=f"waiting: {outcome.reason}"))
+                self.summary.outcomes.append(outcome)
+            else:
+                kind = outcome.failure_kind or "rejected"
+                await self.store.fail(
+                    claimed.id,
+                    claimed.token,
+                    outcome.reason or "failed",
+                    retryable=kind not in NOT_RETRYABLE and outcome.status != "rejected",
+                    result=result,
+                )
+                self.summary.outcomes.append(outcome)
+        except LeaseLostError:
+            # Cancelled by an operator (or taken over) meanwhile: the store has the final word.
+            pass
+
+    async def _heartbeat(self, running: RunningJob) -> None:
+        interval = max(1.0, self.store.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.store.heartbeat(
+                    running.claimed.id, running.claimed.token, running.progress
+                )
+            except LeaseLostError:
+                running.lease_lost = True
+                await self.converter.cancel(running.claimed.path, "lease lost")
+                return
+
+    # --- guardrails: pause and resume running encodes ------------------------------------------
+
+    async def _guardrail_changed(self, name: str, reason: str | None) -> None:
+        """Audit-log every trip and clear; wake idle workers when something cleared."""
+        kind = "guardrail_tripped" if reason else "guardrail_cleared"
+        with contextlib.suppress(CastuiError):
+            await self.store.record_event(kind, actor="guardrails", reason=reason or name)
+        self._wake.set()
+
+    async def _enforce_pauses(self) -> None:
+        """SIGSTOP running encodes while a guardrail says so (GPU too hot, window closed)."""
+        while True:
+            reasons = []
+            for running in list(self._running.values()):
+                path = running.claimed.path
+                encoder = running.encoder or ""
+                backend: Literal["cpu", "nvenc"] = "nvenc" if encoder.endswith("_nvenc") else "cpu"
+                reason = self.guardrails.should_pause_running(backend)
+                reasons.append(reason)
+                if reason is not None and not running.paused:
+                    self.converter.pause(path)
+                    running.paused = True
+                    self.bus.publish(JobNote(path=path, message=f"paused: {reason}"))
+                elif reason is None and running.paused:
+                    self.converter.resume(path)
+                    running.paused = False
+                    self.bus.publish(JobNote(path=path, message="resumed"))
+            self._paused_by_guard = next((r for r in reasons if r), None)
+            await self.guardrails.wait_change(timeout=1.0)
+
+    async def _watch_events(self) -> None:
+        """Keep per-job state (encoder, latest progress) from the bus for heartbeats."""
+        sub = self.bus.subscribe()
+        try:
+            async for event in sub:
+                if isinstance(event, JobStarted | JobProgress):
+                    for running in self._running.values():
+                        if running.claimed.path != event.path:
+                            continue
+                        if isinstance(event, JobStarted):
+                            running.encoder = event.encoder
+                        else:
+                            running.progress = Progress(
+                                percent=event.percent,
+                                fps=event.fps,
+                                speed=event.speed,
+                                eta_s=event.eta_s,
+                            )
+                elif isinstance(event, GuardrailCleared):
+                    self._wake.set()
+        finally:
+            sub.close()
+
+    def _log(self, level: str, message: str) -> None:
+        self.bus.publish(LogLine(level=level, message=message))
