@@ -19,8 +19,7 @@ from rich.progress import (
 
 from castui.scan_view import format_bytes
 from castui_core.bus import EventBus, Subscription
-from castui_core.convert import Converter, ConvertOptions, ConvertOutcome
-from castui_core.errors import ConfigError
+from castui_core.convert import Converter, ConvertOptions, ConvertOutcome, options_for
 from castui_core.events import JobNote, JobProgress, JobStarted
 from castui_core.ffmpeg.nvenc import NvencStatus, detect_nvenc
 from castui_core.probe import ProbePool
@@ -48,28 +47,10 @@ def library_of(settings: Settings, path: Path) -> LibrarySettings | None:
     return best
 
 
-def options_for(settings: Settings, path: Path, args: argparse.Namespace) -> ConvertOptions:
-    """Profile, placement and deletion policy for one file, from its library (if any)."""
-    library = library_of(settings, path)
-    if args.profile:
-        if args.profile not in settings.profiles:
-            known = ", ".join(sorted(settings.profiles))
-            raise ConfigError(f"--profile {args.profile!r} is not a profile; known: {known}")
-        profile = settings.profiles[args.profile]
-    elif library is not None:
-        profile = settings.profile_for(library)
-    else:
-        profile = settings.profiles["chromecast-1080p"]
-    op = settings.operational
-    return ConvertOptions(
-        profile=profile,
-        encoder=args.encoder or op.encoder,
-        library_root=library.path if library is not None else None,
-        output_dir=library.output_dir if library is not None else None,
-        delete_source=library.delete_source if library is not None else False,
-        min_free_bytes=int(op.min_free_gb * 1e9),
-        stall_timeout_s=op.stall_timeout_s,
-        timeout_s=op.job_timeout_s,
+def convert_options(settings: Settings, path: Path, args: argparse.Namespace) -> ConvertOptions:
+    """Options for one file: its library's policy, ``--profile``/``--encoder`` on top."""
+    return options_for(
+        settings, library_of(settings, path), profile=args.profile, encoder=args.encoder
     )
 
 
@@ -77,7 +58,7 @@ async def run_convert_command(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     tools = find_tools(settings.ffmpeg, settings.ffprobe)
     files = [Path(p).absolute() for p in args.files]  # noqa: ASYNC240 (getcwd only)
-    plans = [(path, options_for(settings, path, args)) for path in files]
+    plans = [(path, convert_options(settings, path, args)) for path in files]
     out = Console(highlight=False, soft_wrap=True)
     err = Console(stderr=True, highlight=False, soft_wrap=True)
 
