@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import nox
 
 nox.options.sessions = ["lint", "typecheck", "tests"]
@@ -31,5 +33,5 @@ def tests(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Benchmarks (not tests): results printed as tables and saved under .bench/."""
     session.install("-e", ".")
-    for script in ("bench/bench_scan.py", "bench/bench_store.py", "bench/bench_convert.py"):
-        session.run("python", script, *session.posargs)
+    for script in sorted(Path("bench").glob("bench_*.py")):
+        session.run("python", str(script), *session.posargs)

@@ -179,7 +179,8 @@ async def _log_events(sub: Subscription, formatter: EventFormatter) -> None:
 async def run_headless(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     log_file = setup_logging(settings, args.log_format, sys.stderr)
-    logger.info("castui headless starting (settings: %s, log: %s)", settings.source, log_file)
+    source = settings.source or "built-in defaults"
+    logger.info("castui headless starting (settings: %s, log: %s)", source, log_file)
     once: bool = args.once
     engine = Engine(settings, watch=not once, scan_at_start=True)
     viewer = asyncio.create_task(_log_events(engine.bus.subscribe(), EventFormatter()))

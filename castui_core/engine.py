@@ -174,8 +174,8 @@ class Engine:
                 now=self._now,
             )
             await stack.enter_async_context(self.guardrails)
-            paused = await self.store.is_paused()
-            self.bus.publish(QueueState(paused=paused, reason="at start-up" if paused else ""))
+            if await self.store.is_paused():  # persisted by an operator: say so at start
+                self.bus.publish(QueueState(paused=True, reason="paused before this start"))
             if self._watch or self._scan_at_start:
                 self.ingest = Ingest(
                     settings,
