@@ -24,14 +24,9 @@ class CastuiError(Exception):
         return self.message
 
 
-class ConfigError(CastuiError):
-    """The settings file is missing, unreadable or invalid.
-
-    ``problems`` lists one line per invalid field (``field.path: bad value: what is allowed``)
-    so ``castui config check`` can print all of them at once.
-    """
-
-    exit_code = 2
+class ProblemsError(CastuiError):
+    """An error made of several independent problems, each on its own line when printed, so
+    one message tells the whole story (every invalid setting, every failed check)."""
 
     def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
         super().__init__(message)
@@ -41,6 +36,17 @@ class ConfigError(CastuiError):
         if not self.problems:
             return self.message
         return "\n".join([self.message, *(f"  - {p}" for p in self.problems)])
+
+
+class ConfigError(ProblemsError):
+    """The settings file is missing, unreadable or invalid.
+
+    ``problems`` lists one line per invalid field (``field.path: bad value: what is allowed``)
+    so ``castui config check`` can print all of them at once.
+    """
+
+    exit_code = 2
+    failure_kind = "config"
 
 
 class ToolNotFoundError(CastuiError):
@@ -78,21 +84,12 @@ class JobNotFoundError(StoreError):
     """An operator action named a job that does not exist (or is not in a state that allows it)."""
 
 
-class ValidationError(CastuiError):
+class ValidationError(ProblemsError):
     """A converted file failed validation; the source was not touched.
 
     ``problems`` lists every check that failed, in plain words, so one message tells the whole
     story (a truncated file usually fails several checks at once).
     """
-
-    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
-        super().__init__(message)
-        self.problems = problems
-
-    def __str__(self) -> str:
-        if not self.problems:
-            return self.message
-        return "\n".join([self.message, *(f"  - {p}" for p in self.problems)])
 
 
 class SwapError(CastuiError):

@@ -36,6 +36,7 @@ from castui_core.media import (
     SubtitleStream,
     VideoStream,
 )
+from castui_core.subproc import run_bounded
 
 ProbeResult = MediaInfo | ProbeFailure
 ProbeFn = Callable[[str], MediaInfo]
@@ -329,32 +330,21 @@ def _ratio_parts(text: Any) -> tuple[int, int]:
 async def probe_ffprobe(ffprobe: Path, path: str, *, timeout: float = 30.0) -> MediaInfo:  # noqa: ASYNC109
     """Probe with an ffprobe subprocess (killed after ``timeout``)."""
     size = _file_size(path)
+    argv = [
+        str(ffprobe), "-v", "error", "-print_format", "json",
+        "-show_format", "-show_streams", "-show_chapters", "--", path,
+    ]  # fmt: skip
     try:
-        proc = await asyncio.create_subprocess_exec(
-            str(ffprobe),
-            "-v", "error",
-            "-print_format", "json",
-            "-show_format", "-show_streams", "-show_chapters",
-            "--", path,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            stdin=asyncio.subprocess.DEVNULL,
-        )  # fmt: skip
+        done = await run_bounded(argv, timeout_s=timeout, capture_stdout=True)
+    except TimeoutError:
+        raise ProbeError(path, f"ffprobe did not finish within {timeout:g} s") from None
     except OSError as exc:
         raise ProbeError(path, f"cannot run {ffprobe}: {exc.strerror}") from exc
-    try:
-        out, err = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise ProbeError(path, f"ffprobe did not finish within {timeout:g} s") from None
-    if proc.returncode != 0:
-        message = err.decode(errors="replace").strip().splitlines()
-        detail = message[-1] if message else f"exit code {proc.returncode}"
+    if done.returncode != 0:
+        detail = done.last_stderr_line() or f"exit code {done.returncode}"
         raise ProbeError(path, f"ffprobe cannot read it: {detail}")
     try:
-        data = json.loads(out)
+        data = json.loads(done.stdout)
     except ValueError as exc:
         raise ProbeError(path, "ffprobe printed invalid JSON") from exc
     return media_info_from_ffprobe(path, size, data)

@@ -27,7 +27,6 @@ Why each check exists:
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import struct
 from collections.abc import Sequence
@@ -40,6 +39,7 @@ from castui_core.ffmpeg.command import EncodePlan
 from castui_core.media import AudioStream, MediaInfo
 from castui_core.probe import probe_pyav
 from castui_core.profiles import Profile
+from castui_core.subproc import run_bounded
 
 #: Duration tolerance: at least one second, or this fraction of the source's duration
 #: (AAC priming and the last GOP make exact equality impossible).
@@ -224,29 +224,14 @@ async def integrity_problems(output: Path, ffmpeg: Path | str, timeout_s: float)
         "-i", url, "-map", "0", "-c", "copy", "-f", "null", "-",
     ]  # fmt: skip
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
+        done = await run_bounded(argv, timeout_s=timeout_s)
+    except TimeoutError:
+        return [f"reading the whole output did not finish within {timeout_s:g} s"]
     except OSError as exc:
         return [f"cannot run {ffmpeg} to check the output: {exc.strerror or exc}"]
-    try:
-        _, err = await asyncio.wait_for(proc.communicate(), timeout_s)
-    except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        return [f"reading the whole output did not finish within {timeout_s:g} s"]
-    except asyncio.CancelledError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
-        raise
-    lines = [line.strip() for line in err.decode(errors="replace").splitlines() if line.strip()]
-    if proc.returncode != 0 or lines:
-        detail = lines[-1] if lines else f"ffmpeg exit code {proc.returncode}"
+    detail = done.last_stderr_line()
+    if done.returncode != 0 or detail:
+        detail = detail or f"ffmpeg exit code {done.returncode}"
         return [f"output is damaged or truncated (reading every packet failed): {detail}"]
     return []
 

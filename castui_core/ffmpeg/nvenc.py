@@ -9,13 +9,12 @@ by ``classify_failure`` so the operator reads the same sentence here as in a fai
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from castui_core.ffmpeg.failures import classify_failure
+from castui_core.subproc import run_bounded
 
 NvencCodec = Literal["h264", "hevc"]
 BackendChoice = Literal["cpu", "nvenc"]
@@ -64,32 +63,18 @@ async def detect_nvenc(
     """
     args = probe_args(ffmpeg, codec)
     try:
-        proc = await asyncio.create_subprocess_exec(
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-    except OSError as exc:
-        return NvencStatus(False, f"ffmpeg could not be started ({ffmpeg}): {exc.strerror or exc}")
-    try:
-        _, stderr = await asyncio.wait_for(proc.communicate(), timeout_s)
+        done = await run_bounded(args, timeout_s=timeout_s)
     except TimeoutError:
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
-        await proc.wait()
         return NvencStatus(
             False,
             f"the NVENC probe did not finish within {timeout_s:g} s (driver hung?): using it "
             "would risk stuck jobs",
         )
-    finally:
-        if proc.returncode is None:  # cancelled from outside: do not leave the probe behind
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-    if proc.returncode == 0:
+    except OSError as exc:
+        return NvencStatus(False, f"ffmpeg could not be started ({ffmpeg}): {exc.strerror or exc}")
+    if done.returncode == 0:
         return NvencStatus(True, f"{codec}_nvenc encoded a test frame")
-    failure = classify_failure(stderr.decode("utf-8", errors="replace"), proc.returncode)
+    failure = classify_failure(done.stderr.decode("utf-8", errors="replace"), done.returncode)
     return NvencStatus(False, failure.reason)
 
 
