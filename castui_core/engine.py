@@ -61,6 +61,8 @@ class RunningJob:
     progress: Progress | None = None
     paused: bool = False
     lease_lost: bool = False
+    #: Handed back because the converter found too little space (see ``_work_once``).
+    released_for_space: bool = False
 
 
 @dataclass
@@ -339,6 +341,11 @@ class Engine:
             self._running.pop(claimed.id, None)
             if not self._running:
                 self._none_running.set()
+        if running.released_for_space:
+            # The guardrail's estimate (the source size) fitted, the converter's (from the
+            # probe) did not: wait for the next sample like a guardrail refusal does, or this
+            # worker claims, probes and hands the job back in a hot loop.
+            await self.guardrails.wait_change(timeout=self.settings.guardrails.sample_interval_s)
         return True
 
     def _needs(self, job: Job) -> JobNeeds:
@@ -421,6 +428,7 @@ class Engine:
             elif outcome.failure_kind == "disk_space":
                 # Not the file's fault: hand it back and wait for space, with the reason shown.
                 await self.store.release(claimed.id, claimed.token, outcome.reason or "disk")
+                running.released_for_space = True
                 self.bus.publish(GuardrailTripped(name="disk", reason=f"waiting: {outcome.reason}"))
                 self.summary.outcomes.append(outcome)
             else:
@@ -472,7 +480,9 @@ class Engine:
                 if reason is not None and not running.paused:
                     self.converter.pause(path)
                     running.paused = True
-                    self.bus.publish(JobNote(path=path, message=f"paused: {reason}"))
+                    # Guard reasons already read "paused: ..." (don't say it twice).
+                    message = reason if reason.startswith("paused: ") else f"paused: {reason}"
+                    self.bus.publish(JobNote(path=path, message=message))
                 elif reason is None and running.paused:
                     self.converter.resume(path)
                     running.paused = False
