@@ -40,7 +40,16 @@ from castui_core.probe import ProbePool, ProbeResult
 from castui_core.profiles import Profile
 from castui_core.scan import IgnoreRules, walk_media
 from castui_core.settings import LibrarySettings
-from castui_core.store import CatalogEntry, EnqueueResult, Job, JobAction, JobState, NewJob, Store
+from castui_core.store import (
+    CatalogEntry,
+    EnqueueOutcome,
+    EnqueueResult,
+    Job,
+    JobAction,
+    JobState,
+    NewJob,
+    Store,
+)
 
 #: Who castui's own queue changes are attributed to in the audit log.
 ACTOR = "ingest"
@@ -272,9 +281,20 @@ class CatalogScanner:
         work = [(w, d) for w, d in decided if d.action.needs_work]
         results: dict[str, EnqueueResult] = {}
         if work:
-            jobs = [NewJob(w.path, library, JobAction(d.action.value), d.reasons) for w, d in work]
+            jobs = [
+                NewJob(
+                    w.path,
+                    library,
+                    JobAction(d.action.value),
+                    d.reasons,
+                    modified_at=w.stat.mtime_ns / 1e9,
+                )
+                for w, d in work
+            ]
             for job, res in zip(jobs, await self.store.enqueue_many(jobs), strict=True):
                 results[job.path] = res
+                if res.outcome is EnqueueOutcome.ALREADY_RUNNING:
+                    continue  # nothing changed: the running job converts this version
                 self.bus.publish(
                     JobQueued(
                         path=job.path,

@@ -62,6 +62,13 @@ class NewJob:
     reasons: Sequence[str] = ()
     priority: int = 0
     debounce_s: float = 0.0
+    #: The file's mtime (epoch seconds) as the enqueuer saw it. With it, a running job that
+    #: started after that moment is known to be converting this version: no re-run.
+    modified_at: float | None = None
+
+
+def _unchanged_since_start(item: NewJob, started_at: float | None) -> bool:
+    return item.modified_at is not None and started_at is not None and item.modified_at < started_at
 
 
 def _transition_event_kwargs(job: Job, from_state: str | None) -> dict[str, Any]:
@@ -114,7 +121,7 @@ async def enqueue(
     ready_at = now + max(0.0, item.debounce_s)
     active = await fetchone(
         conn,
-        f"SELECT id, state FROM jobs WHERE path = ? AND state IN {_ACTIVE_SQL}",
+        f"SELECT id, state, started_at FROM jobs WHERE path = ? AND state IN {_ACTIVE_SQL}",
         (item.path,),
     )
     if active is None:
@@ -165,6 +172,8 @@ async def enqueue(
         )
         return EnqueueResult(job_id, EnqueueOutcome.DEBOUNCED)
 
+    if _unchanged_since_start(item, active["started_at"]):
+        return EnqueueResult(job_id, EnqueueOutcome.ALREADY_RUNNING)
     # Running: the output being produced is from an older version of the file. Remember to
     # run again once this run ends; the running worker is not disturbed.
     await execute(
@@ -195,6 +204,7 @@ class _Merged:
     reasons: tuple[str, ...]
     priority: int
     ready_at: float
+    last: NewJob  # the newest item for the path (its modified_at is the one that counts)
 
 
 async def enqueue_many(
@@ -210,12 +220,13 @@ async def enqueue_many(
         m = merged.get(item.path)
         if m is None:
             merged[item.path] = _Merged(
-                item.library, action, tuple(item.reasons), item.priority, ready_at
+                item.library, action, tuple(item.reasons), item.priority, ready_at, item
             )
         else:
             m.library, m.action, m.reasons = item.library, action, tuple(item.reasons)
             m.priority = max(m.priority, item.priority)
             m.ready_at = max(m.ready_at, ready_at)
+            m.last = item
     if not merged:
         return []
     await execute(
@@ -238,7 +249,7 @@ async def enqueue_many(
     existing = await fetchall(
         conn,
         f"""
-        SELECT j.path, j.id, j.state FROM enqueue_batch b
+        SELECT j.path, j.id, j.state, j.started_at FROM enqueue_batch b
         JOIN jobs j ON j.path = b.path AND j.state IN {_ACTIVE_SQL}
         """,
     )
@@ -254,6 +265,8 @@ async def enqueue_many(
             debounce.append(
                 (m.ready_at, str(m.action), reasons_json, m.library, m.priority, now, job_id)
             )
+        elif _unchanged_since_start(m.last, row["started_at"]):
+            outcome[path] = (job_id, EnqueueOutcome.ALREADY_RUNNING)
         else:
             outcome[path] = (job_id, EnqueueOutcome.RERUN_SCHEDULED)
             rerun.append((str(m.action), reasons_json, m.priority, m.ready_at, now, job_id))

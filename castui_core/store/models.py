@@ -59,6 +59,10 @@ class EnqueueOutcome(StrEnum):
     """A queued job existed; its ``run_after`` was pushed (the file is still changing)."""
     RERUN_SCHEDULED = "rerun_scheduled"
     """A running job existed; the path runs again once that run ends (file changed under it)."""
+    ALREADY_RUNNING = "already_running"
+    """A running job started after the file's last change (``NewJob.modified_at``): it is
+    already converting this very version, so nothing is scheduled (e.g. a second engine's
+    start-up scan that read the catalog before the first engine wrote it)."""
 
 
 class EventKind(StrEnum):

@@ -465,3 +465,26 @@ async def test_enqueue_many_matches_one_by_one(store: Store, clock: FakeClock) -
     latest = (await store.list_events(job_id=running.id))[0]
     assert latest.kind == "rerun_requested"
     assert await store.enqueue_many([]) == []
+
+
+async def test_enqueue_of_a_file_unchanged_since_its_run_started_schedules_nothing(
+    store: Store, clock: FakeClock
+) -> None:
+    """A second scan that read a stale catalog must not re-run a file nobody changed."""
+    await store.enqueue("/m/a.mkv", "movies", "remux")
+    await store.enqueue("/m/b.mkv", "movies", "remux")
+    started = clock()
+    a = await store.claim("w1")
+    b = await store.claim("w1")
+    assert a is not None and b is not None
+    older = NewJob("/m/a.mkv", "movies", "remux", modified_at=started - 60)
+    newer = NewJob("/m/b.mkv", "movies", "remux", modified_at=started + 1)
+    results = await store.enqueue_many([older, newer])
+    assert [r.outcome for r in results] == [
+        EnqueueOutcome.ALREADY_RUNNING,
+        EnqueueOutcome.RERUN_SCHEDULED,
+    ]
+    single = await store.enqueue("/m/a.mkv", "movies", "remux")
+    assert single.outcome is EnqueueOutcome.RERUN_SCHEDULED  # no mtime given: assume changed
+    await store.complete(b.id, b.token, JobResult())
+    assert [j.path for j in await store.active_jobs()] == ["/m/a.mkv", "/m/b.mkv"]
