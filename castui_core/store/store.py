@@ -170,6 +170,10 @@ class Store:
                 await execute(conn, "BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
                 raise translate_error(exc, self.path, doing) from exc
+            except BaseException:
+                # Cancelled while BEGIN was queued on aiosqlite's thread: it may still run.
+                await asyncio.shield(self._rollback(conn))
+                raise
             try:
                 yield conn
                 await execute(conn, "COMMIT")
@@ -181,9 +185,11 @@ class Store:
                 raise
 
     async def _rollback(self, conn: aiosqlite.Connection) -> None:
-        if conn.in_transaction:
-            with suppress(sqlite3.Error):
-                await execute(conn, "ROLLBACK")
+        # Always queued, never skipped on ``conn.in_transaction``: after a cancelled BEGIN the
+        # BEGIN may still be waiting on aiosqlite's thread, and this ROLLBACK queues behind it.
+        # "no transaction is active" is the harmless answer when there was nothing to undo.
+        with suppress(sqlite3.Error):
+            await execute(conn, "ROLLBACK")
 
     @asynccontextmanager
     async def _read(self, doing: str) -> AsyncIterator[aiosqlite.Connection]:
@@ -191,10 +197,11 @@ class Store:
         async with self._lock:
             conn = self._require()
             try:
-                await execute(conn, "BEGIN")
                 try:
+                    await execute(conn, "BEGIN")
                     yield conn
                 finally:
+                    # Also after a cancelled BEGIN, which may still run on aiosqlite's thread.
                     await asyncio.shield(self._rollback(conn))
             except sqlite3.Error as exc:
                 raise translate_error(exc, self.path, doing) from exc

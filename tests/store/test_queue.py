@@ -488,3 +488,18 @@ async def test_enqueue_of_a_file_unchanged_since_its_run_started_schedules_nothi
     assert single.outcome is EnqueueOutcome.RERUN_SCHEDULED  # no mtime given: assume changed
     await store.complete(b.id, b.token, JobResult())
     assert [j.path for j in await store.active_jobs()] == ["/m/a.mkv", "/m/b.mkv"]
+
+
+async def test_cancelled_reads_never_leave_a_transaction_open(store: Store) -> None:
+    """A read cancelled at any point (even while its BEGIN is queued) must not block writes."""
+    import asyncio
+
+    await store.enqueue("/m/a.mkv", "movies", "remux")
+    for _ in range(50):
+        task = asyncio.ensure_future(store.active_jobs())
+        await asyncio.sleep(0)  # let it reach the BEGIN, then cancel it mid-flight
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await store.enqueue("/m/b.mkv", "movies", "remux")  # raised "within a transaction"
+    assert len(await store.active_jobs()) == 2
