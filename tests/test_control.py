@@ -1,0 +1,136 @@
+"""The attach socket: events streamed, commands answered, stale sockets replaced, 0600."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from castui_core.control import ControlServer, RemoteEngine, find_live_socket, socket_path
+from castui_core.engine import Engine
+from castui_core.errors import CastuiError
+from castui_core.events import QueueState
+from castui_core.guardrails.gpu import NoGpu
+from castui_core.settings import Settings, load_settings
+
+SETTINGS = """\
+database: {db}
+libraries:
+  - name: media
+    path: {lib}
+    watch: off
+scan:
+  settle_seconds: 0
+operational:
+  encoder: cpu
+"""
+
+
+@pytest.fixture
+def settings_file(tmp_path: Path) -> Path:
+    (tmp_path / "lib").mkdir()
+    path = tmp_path / "settings.yaml"
+    path.write_text(SETTINGS.format(db=tmp_path / "data" / "castui.db", lib=tmp_path / "lib"))
+    return path
+
+
+def _engine(settings: Settings) -> Engine:
+    return Engine(settings, watch=False, scan_at_start=False, gpu=NoGpu("no GPU: tests"))
+
+
+async def _paused_event(remote: RemoteEngine, reason: str, timeout: float = 5.0) -> QueueState:
+    sub = remote.bus.subscribe()
+    try:
+        async with asyncio.timeout(timeout):
+            async for event in sub:
+                if isinstance(event, QueueState) and event.paused and event.reason == reason:
+                    return event
+    finally:
+        sub.close()
+    raise AssertionError("bus closed")
+
+
+async def test_remote_commands_and_events(settings_file: Path) -> None:
+    settings = load_settings(settings_file)
+    async with _engine(settings) as engine, ControlServer(engine) as server:
+        mode = stat.S_IMODE(os.stat(server.path).st_mode)
+        assert mode == 0o600
+        assert find_live_socket(settings.database) == server.path
+        await engine.pause_queue()  # the job must stay queued for the commands below
+        job = await engine.store.enqueue("/nowhere/a.avi", "media", "transcode", ["test"])
+        async with RemoteEngine(settings) as remote:
+            waiting = asyncio.create_task(_paused_event(remote, "from the test"))
+            await asyncio.sleep(0.05)
+            await remote.pause_queue(reason="from the test")
+            await waiting
+            assert await engine.store.is_paused()
+            moved = await remote.set_priority(job.job_id, 50)
+            assert moved.priority == 50
+            cancelled = await remote.cancel_job(job.job_id)
+            assert cancelled.state == "cancelled"
+            retried = await remote.retry_job(job.job_id)
+            assert retried.state == "queued"
+            with pytest.raises(CastuiError):
+                await remote.cancel_job(9999)
+            await remote.set_priority(job.job_id, 0)
+            await remote.cancel_job(job.job_id)
+            await remote.resume_queue()
+            assert not await engine.store.is_paused()
+    assert not server.path.exists()
+
+
+async def test_stale_socket_replaced_and_live_one_refused(settings_file: Path) -> None:
+    settings = load_settings(settings_file)
+    path = socket_path(settings.database)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))  # bound, never listening: what a killed engine leaves behind
+    stale.close()
+    assert path.exists() and find_live_socket(settings.database) is None
+    async with _engine(settings) as engine, ControlServer(engine):
+        assert find_live_socket(settings.database) == path
+        with pytest.raises(CastuiError, match="already serving"):
+            await ControlServer(engine).start()
+
+
+def start_headless(settings_file: Path) -> subprocess.Popen[bytes]:
+    """``castui --no-ui`` in its own process; returns once its socket answers."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "castui", "--no-ui", "--config", str(settings_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    database = load_settings(settings_file).database
+    deadline = time.monotonic() + 20
+    while find_live_socket(database) is None:
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            err = proc.communicate()[1].decode(errors="replace")
+            raise AssertionError(f"headless engine did not start: {err[-2000:]}")
+        time.sleep(0.1)
+    return proc
+
+
+async def test_attach_to_headless_service(settings_file: Path) -> None:
+    proc = start_headless(settings_file)
+    try:
+        settings = load_settings(settings_file)
+        async with RemoteEngine(settings) as remote:
+            assert remote.remote_pid == proc.pid
+            waiting = asyncio.create_task(_paused_event(remote, "from the test"))
+            await asyncio.sleep(0.05)
+            await remote.pause_queue(reason="from the test")
+            await waiting
+            assert await remote.store.is_paused()
+        assert proc.poll() is None  # detaching leaves the service running
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert not socket_path(load_settings(settings_file).database).exists()
