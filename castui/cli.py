@@ -164,6 +164,22 @@ def run_headless(args: argparse.Namespace) -> int:
     return asyncio.run(run(args))
 
 
+def run_tui(args: argparse.Namespace) -> int:
+    """The dashboard: attach to a running ``castui --no-ui`` if there is one, else run the
+    engine in-process (serving the attach socket so a second ``castui`` attaches to it)."""
+    from castui.tui.app import make_app
+    from castui_core.control import RemoteEngine, find_live_socket
+    from castui_core.engine import Engine
+
+    settings = load_settings(args.config)
+    live = find_live_socket(settings.database)
+    if live is not None:
+        app = make_app(RemoteEngine(settings, live), attached=True)
+    else:
+        app = make_app(Engine(settings), serve_control=True)
+    return app.run() or 0
+
+
 def run_convert(args: argparse.Namespace) -> int:
     from castui.convert_view import run_convert_command
 
@@ -180,8 +196,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         if args.once:
             parser.error("--once needs --no-ui")
-        parser.print_help()
-        return 0
+        args.config = args.main_config
+        handler = run_tui
     try:
         return handler(args)
     except CastuiError as exc:

@@ -24,6 +24,7 @@ from typing import TextIO
 
 from castui.scan_view import format_bytes
 from castui_core.bus import Subscription
+from castui_core.control import ControlServer
 from castui_core.engine import Engine
 from castui_core.errors import CastuiError
 from castui_core.events import (
@@ -214,8 +215,12 @@ async def run_headless(args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
     loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
     loop.add_signal_handler(signal.SIGHUP, on_hup)
+    control = None
     try:
         await engine.start()
+        if not once:  # a long-running service: let `castui` attach to it
+            control = ControlServer(engine)
+            await control.start()
         if metrics is not None:
             metrics.serve(settings.metrics.listen, engine)
         if once:
@@ -229,6 +234,8 @@ async def run_headless(args: argparse.Namespace) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        if control is not None:
+            await control.stop()
         await engine.stop()
         if metrics is not None:
             metrics.close()

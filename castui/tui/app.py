@@ -1,0 +1,337 @@
+"""The castui dashboard app and :func:`make_app`, the one factory the CLI and tests use.
+
+The app owns a :class:`LiveState` fed by the :class:`EventBridge`, and an engine-like object
+(an in-process :class:`~castui_core.engine.Engine`, a
+:class:`~castui_core.control.RemoteEngine` attached to ``castui --no-ui``, or a test double):
+screens read state and the store, and send commands through :attr:`CastuiApp.engine`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterable
+from multiprocessing import resource_tracker
+from typing import Any, ClassVar, Protocol
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from castui.tui.bridge import CoreEvent, EventBridge
+from castui.tui.screens.base import LiveScreen
+from castui.tui.screens.dashboard import DashboardScreen
+from castui.tui.screens.help import HelpScreen
+from castui.tui.screens.history import HistoryScreen
+from castui.tui.screens.job_detail import JobDetailScreen
+from castui.tui.screens.libraries import LibrariesScreen
+from castui.tui.screens.profiles import ProfileEditorScreen
+from castui.tui.screens.quit import QuitScreen
+from castui.tui.state import LiveState
+from castui_core.bus import EventBus
+from castui_core.control import ControlServer, current_state_events
+from castui_core.engine import Engine
+from castui_core.errors import CastuiError
+from castui_core.events import Event
+from castui_core.guardrails.disk import FreeSpace, FreeSpaceReader, read_free_space
+from castui_core.settings import Settings
+from castui_core.store import Job, Store
+
+Clock = Callable[[], float]
+
+
+class EngineLike(Protocol):
+    """What the dashboard needs from an engine (local, remote or a test double)."""
+
+    settings: Settings
+    bus: EventBus
+    store: Store
+
+    async def start(self) -> None: ...
+    async def stop(self) -> None: ...
+    async def pause_queue(self, *, actor: str = ..., reason: str | None = ...) -> None: ...
+    async def resume_queue(self, *, actor: str = ..., reason: str | None = ...) -> None: ...
+    async def cancel_job(self, job_id: int, *, actor: str = ...) -> Job: ...
+    async def retry_job(self, job_id: int, *, actor: str = ...) -> Job: ...
+    async def scan(self, library: str | None = ...) -> None: ...
+    async def reload(self, settings: Settings) -> None: ...
+
+
+class CastuiApp(App[int]):
+    """The dashboard. Build it with :func:`make_app`."""
+
+    CSS_PATH = "castui.tcss"
+    TITLE = "castui"
+    MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {
+        "dashboard": DashboardScreen,
+        "history": HistoryScreen,
+        "libraries": LibrariesScreen,
+        "profiles": ProfileEditorScreen,
+    }
+    DEFAULT_MODE = "dashboard"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("d", "switch_mode('dashboard')", "Dashboard"),
+        Binding("h", "switch_mode('history')", "History"),
+        Binding("l", "switch_mode('libraries')", "Libraries"),
+        Binding("e", "switch_mode('profiles')", "Profiles"),
+        Binding("p", "toggle_pause", "Pause/resume"),
+        Binding("s", "scan", "Scan"),
+        Binding("question_mark,f1", "help", "Help", key_display="?"),
+        Binding("q", "quit_app", "Quit"),
+        Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(
+        self,
+        engine: EngineLike,
+        *,
+        attached: bool = False,
+        serve_control: bool = False,
+        clock: Clock = time.time,
+        free_space: FreeSpaceReader = read_free_space,
+        disk_interval_s: float = 30.0,
+        queue_refresh_s: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.engine = engine
+        self.attached = attached
+        self.clock = clock
+        self.state = LiveState(clock)
+        self.disk: dict[str, int | str] = {}
+        self.running_jobs: list[Job] = []
+        self.queued_jobs: list[Job] = []
+        self.engine_ready = asyncio.Event()
+        self._serve_control = serve_control
+        self._control: ControlServer | None = None
+        self._free_space = free_space
+        self._disk_interval_s = disk_interval_s
+        self._queue_refresh_s = queue_refresh_s
+        self._bridge = EventBridge(engine.bus, self)
+        self._jobs_dirty = asyncio.Event()
+        self._stopped = False
+
+    @property
+    def settings(self) -> Settings:
+        return self.engine.settings
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def on_mount(self) -> None:
+        self.sub_title = "attached to the castui service" if self.attached else "engine in-process"
+        self.run_worker(self._bridge.run(), name="bridge", exclusive=False)
+        self._start_engine()
+
+    @work(exclusive=True, group="engine", exit_on_error=False)
+    async def _start_engine(self) -> None:
+        try:
+            await self.engine.start()
+        except CastuiError as exc:
+            self.notify(str(exc), title="engine did not start", severity="error", timeout=30)
+            return
+        if self._serve_control and isinstance(self.engine, Engine):
+            self._control = ControlServer(self.engine)
+            try:
+                await self._control.start()
+            except (CastuiError, OSError) as exc:
+                self._control = None
+                self.notify(f"attach socket not started: {exc}", severity="warning")
+        for event in await self._initial_events():
+            self.post_message(CoreEvent(event))
+        self.engine_ready.set()
+        self._jobs_dirty.set()
+        self.run_worker(self._refresh_jobs_loop(), name="jobs", group="loops")
+        self.run_worker(self._disk_loop(), name="disk", group="loops")
+
+    async def _initial_events(self) -> list[Event]:
+        if isinstance(self.engine, Engine):
+            return await current_state_events(self.engine)
+        initial = getattr(self.engine, "initial_events", None)
+        if initial is None:
+            return []
+        events: list[Event] = await initial()
+        return events
+
+    async def on_unmount(self) -> None:
+        """However the app ends (quit, ctrl+c, a test harness taking a snapshot), stop what it
+        started: an engine left running keeps store threads, probe workers and encodes alive,
+        and the process would never exit."""
+        await self.stop_engine(0.0)
+
+    async def stop_engine(self, grace_s: float | None = None) -> None:
+        """Stop what this app started (the engine only when it runs in-process)."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self._control is not None:
+            await self._control.stop()
+        if isinstance(self.engine, Engine):
+            await self.engine.stop(grace_s)
+        else:
+            await self.engine.stop()
+        self._bridge.close()
+
+    async def action_quit(self) -> None:
+        await self.action_quit_app()
+
+    async def action_quit_app(self) -> None:
+        if self.attached or not isinstance(self.engine, Engine) or not self.engine.running:
+            await self._exit_after_stop(0.0)
+            return
+        self.push_screen(QuitScreen(len(self.engine.running)), self._quit_choice)
+
+    def _quit_choice(self, choice: str | None) -> None:
+        if choice == "requeue":
+            self.run_worker(self._exit_after_stop(0.0), group="quit")
+        elif choice == "wait":
+            self.notify("waiting for running jobs to finish; no new job starts", timeout=60)
+            self.run_worker(self._exit_after_stop(7 * 86400.0), group="quit")
+
+    async def _exit_after_stop(self, grace_s: float) -> None:
+        await self.stop_engine(grace_s)
+        self.exit(0)
+
+    # --- events ---------------------------------------------------------------------------
+
+    def on_core_event(self, message: CoreEvent) -> None:
+        changed = self.state.apply(message.event)
+        if "jobs" in changed:
+            self._jobs_dirty.set()
+        self._tell_screens(changed)
+
+    def _tell_screens(self, changed: set[str]) -> None:
+        if not changed:
+            return
+        for screen in self.screen_stack:
+            if isinstance(screen, LiveScreen) and screen.is_mounted:
+                screen.live_changed(changed)
+
+    async def _refresh_jobs_loop(self) -> None:
+        """Re-read the active jobs when events say they changed.
+
+        At most every 0.5 s, and never more than a third of the time: with 100,000 queued
+        jobs one read costs about a second of CPU, and a scan queueing thousands of files
+        must not turn the dashboard into a busy loop.
+        """
+        while True:
+            await self._jobs_dirty.wait()
+            self._jobs_dirty.clear()
+            started = time.monotonic()
+            try:
+                await self.reload_jobs()
+            except CastuiError as exc:
+                self.state.log.append((self.clock(), "error", f"reading the queue: {exc}"))
+            took = time.monotonic() - started
+            await asyncio.sleep(max(self._queue_refresh_s, 2 * took))
+
+    async def reload_jobs(self) -> None:
+        # Shielded: a store read cancelled half-way (app exit) would leave its transaction open.
+        jobs = await asyncio.shield(self.engine.store.active_jobs())
+        split = next((i for i, j in enumerate(jobs) if j.state != "running"), len(jobs))
+        self.running_jobs, self.queued_jobs = jobs[:split], jobs[split:]
+        self._tell_screens({"jobs"})
+
+    async def _disk_loop(self) -> None:
+        """Free space per library, read off the event loop (a dead NAS can hang statvfs)."""
+        while True:
+            disk: dict[str, int | str] = {}
+            for lib in self.settings.libraries:
+                target = lib.output_dir or lib.path
+                try:
+                    free: FreeSpace = await asyncio.to_thread(self._free_space, target)
+                    disk[lib.name] = free.free_bytes
+                except OSError as exc:
+                    disk[lib.name] = f"unreadable ({exc.strerror or exc})"
+            self.disk = disk
+            self._tell_screens({"guards"})
+            await asyncio.sleep(self._disk_interval_s)
+
+    # --- commands -------------------------------------------------------------------------
+
+    @work(group="commands", exit_on_error=False)
+    async def run_command(self, label: str, call: Callable[[], Any]) -> None:
+        """Run an engine command off the key handler; report failures as notifications."""
+        try:
+            await call()
+        except CastuiError as exc:
+            self.notify(f"{label}: {exc}", severity="error", timeout=10)
+            return
+        self._jobs_dirty.set()
+        self.notify(label, timeout=3)
+
+    def action_toggle_pause(self) -> None:
+        if self.state.paused:
+            self.run_command("queue resumed", lambda: self.engine.resume_queue())
+        else:
+            self.run_command("queue paused", lambda: self.engine.pause_queue())
+
+    def action_scan(self) -> None:
+        self.run_command("scan started", lambda: self.engine.scan(None))
+
+    def action_help(self) -> None:
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen())
+
+    def open_job(self, job_id: int) -> None:
+        self.push_screen(JobDetailScreen(job_id))
+
+    async def set_priority(self, job_id: int, priority: int) -> Job:
+        remote = getattr(self.engine, "set_priority", None)
+        if remote is not None:
+            job: Job = await remote(job_id, priority)
+            return job
+        return await self.engine.store.set_priority(job_id, priority)
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        yield from super().get_system_commands(screen)
+        yield SystemCommand(
+            "Dashboard", "Active jobs, queue, guardrails, log", self._mode("dashboard")
+        )
+        yield SystemCommand("History", "Finished jobs and totals", self._mode("history"))
+        yield SystemCommand(
+            "Libraries", "Watch state, last scan, scan now", self._mode("libraries")
+        )
+        yield SystemCommand(
+            "Profile editor", "Edit and save target profiles", self._mode("profiles")
+        )
+        yield SystemCommand(
+            "Pause / resume queue", "Stop or restart handing out jobs", self.action_toggle_pause
+        )
+        yield SystemCommand("Scan all libraries", "Look for new work now", self.action_scan)
+        yield SystemCommand("Help", "Keys and what each screen shows", self.action_help)
+
+    def _mode(self, mode: str) -> Callable[[], None]:
+        def switch() -> None:
+            self.switch_mode(mode)
+
+        return switch
+
+
+def make_app(
+    engine: EngineLike,
+    *,
+    attached: bool = False,
+    serve_control: bool = False,
+    clock: Clock = time.time,
+    free_space: FreeSpaceReader = read_free_space,
+    disk_interval_s: float = 30.0,
+) -> CastuiApp:
+    """The dashboard for ``engine``.
+
+    ``attached``: ``engine`` is a :class:`RemoteEngine`; quitting leaves the service running.
+    ``serve_control``: an in-process engine also listens on the attach socket so a second
+    ``castui`` attaches instead of starting another engine. ``clock`` and ``free_space`` are
+    injected so tests render deterministic screens.
+    """
+    # The engine's probe pool spawns processes through multiprocessing, whose resource
+    # tracker passes on stderr's file descriptor; Textual swaps stderr for a capture object
+    # without one while the app runs, so the tracker must be running before that.
+    resource_tracker.ensure_running()
+    return CastuiApp(
+        engine,
+        attached=attached,
+        serve_control=serve_control,
+        clock=clock,
+        free_space=free_space,
+        disk_interval_s=disk_interval_s,
+    )

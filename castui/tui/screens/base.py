@@ -1,0 +1,25 @@
+"""The base of every screen that follows the live state."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, cast
+
+from textual.screen import Screen
+
+if TYPE_CHECKING:
+    from castui.tui.app import CastuiApp
+
+
+class LiveScreen(Screen[None]):
+    """A screen the app tells when parts of the live state changed (see ``state.py``)."""
+
+    @property
+    def castui(self) -> CastuiApp:
+        return cast("CastuiApp", self.app)
+
+    def live_changed(self, changed: set[str]) -> None:
+        """Refresh what ``changed`` touches; the default does nothing."""
+
+    def on_screen_resume(self) -> None:
+        # Whatever happened while another screen was shown.
+        self.live_changed({"jobs", "progress", "guards", "log", "libraries"})

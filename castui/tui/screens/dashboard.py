@@ -1,0 +1,63 @@
+"""Dashboard: what is converting and how fast, what waits and why, guardrails, the log."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal, Vertical
+from textual.widgets import Footer, Header, Label
+
+from castui.tui.screens.base import LiveScreen
+from castui.tui.widgets.active_jobs import ActiveJobs
+from castui.tui.widgets.guardrail_panel import GuardrailPanel
+from castui.tui.widgets.log_pane import LogPane
+from castui.tui.widgets.queue_view import QueueView
+
+
+class DashboardScreen(LiveScreen):
+    """The first screen: active jobs, queue, guardrail panel and log."""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Vertical(id="active-box"):
+            yield Label("Active: none", id="active-title", classes="title")
+            yield ActiveJobs(id="active")
+        with Horizontal(id="middle"):
+            with Vertical(id="queue-box"):
+                yield Label("Queue: empty", id="queue-title", classes="title")
+                yield QueueView(clock=self.castui.clock, id="queue")
+            with Vertical(id="guard-box"):
+                yield Label("Guardrails", classes="title")
+                yield GuardrailPanel(id="guards")
+        yield LogPane(id="log")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.live_changed({"jobs", "progress", "guards", "log"})
+
+    def live_changed(self, changed: set[str]) -> None:
+        app = self.castui
+        state = app.state
+        if changed & {"jobs", "progress"}:
+            running = app.running_jobs
+            self.query_one(ActiveJobs).show(running, state.live)
+            self.query_one("#active-title", Label).update(
+                f"Active: {len(running)} running" if running else "Active: none running"
+            )
+        if changed & {"jobs", "guards"}:
+            queued = app.queued_jobs
+            self.query_one(QueueView).set_jobs(queued, state.waiting_reason())
+            waiting = state.waiting_reason()
+            title = f"Queue: {len(queued):,} waiting" if queued else "Queue: empty"
+            self.query_one("#queue-title", Label).update(
+                f"{title} · paused: {waiting}" if waiting else title
+            )
+        if "guards" in changed:
+            self.query_one(GuardrailPanel).show(state, app.disk)
+        if "log" in changed:
+            self.query_one(LogPane).show(state)
+
+    def on_queue_view_selected(self, message: QueueView.Selected) -> None:
+        self.castui.open_job(message.job_id)
+
+    def on_active_jobs_selected(self, message: ActiveJobs.Selected) -> None:
+        self.castui.open_job(message.job_id)

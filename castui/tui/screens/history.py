@@ -1,0 +1,123 @@
+"""History: finished jobs, filterable by state and library, with the totals."""
+
+from __future__ import annotations
+
+import asyncio
+
+from textual import work
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.widgets import DataTable, Footer, Header, Label, Select
+
+from castui.tui.format import ago, duration, format_bytes, name_of
+from castui.tui.screens.base import LiveScreen
+from castui_core.errors import CastuiError
+from castui_core.store import FINISHED_STATES, HistoryTotals, Job
+
+PAGE = 500
+ALL = "all"
+
+
+def totals_text(totals: HistoryTotals) -> str:
+    failures = ", ".join(f"{reason} ×{n}" for reason, n in totals.failures_by_reason[:3])
+    return (
+        f"converted {totals.files_done} · saved {format_bytes(max(0, totals.bytes_saved))}"
+        f" · failed {totals.failed} · dead {totals.dead} · cancelled {totals.cancelled}"
+        + (f"\nfailures by reason: {failures}" if failures else "")
+    )
+
+
+class HistoryScreen(LiveScreen):
+    """The newest finished jobs (500 at a time) and what they achieved."""
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="history-filters"):
+            yield Label("state", classes="filter-label")
+            yield Select(
+                [(s.value, s.value) for s in FINISHED_STATES],
+                prompt="all states",
+                id="state-filter",
+                compact=True,
+            )
+            yield Label("library", classes="filter-label")
+            yield Select(
+                [(lib.name, lib.name) for lib in self.castui.settings.libraries],
+                prompt="all libraries",
+                id="library-filter",
+                compact=True,
+            )
+        yield DataTable(id="history", cursor_type="row")
+        yield Label("", id="totals")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#history", DataTable)
+        # Most telling first: at 80 columns the rest scrolls sideways.
+        for column in (
+            "id",
+            "state",
+            "file",
+            "reason",
+            "before",
+            "after",
+            "time",
+            "finished",
+            "library",
+        ):
+            table.add_column(column, key=column)
+        self.reload()
+
+    def live_changed(self, changed: set[str]) -> None:
+        if "jobs" in changed:
+            self.reload()
+
+    def on_select_changed(self, _event: Select.Changed) -> None:
+        self.reload()
+
+    def _filters(self) -> tuple[str | None, str | None]:
+        state = self.query_one("#state-filter", Select).value
+        library = self.query_one("#library-filter", Select).value
+        return (
+            state if isinstance(state, str) else None,
+            library if isinstance(library, str) else None,
+        )
+
+    @work(exclusive=True, group="history")
+    async def reload(self) -> None:
+        state, library = self._filters()
+        store = self.castui.engine.store
+        try:
+            # Shielded: a store read cancelled half-way would leave its transaction open.
+            jobs = await asyncio.shield(
+                store.history(states=[state] if state else None, library=library, limit=PAGE)
+            )
+            totals = await asyncio.shield(store.totals(library=library))
+        except CastuiError as exc:
+            self.notify(f"history: {exc}", severity="error")
+            return
+        self._show(jobs, totals)
+
+    def _show(self, jobs: list[Job], totals: HistoryTotals) -> None:
+        now = self.castui.clock()
+        table = self.query_one("#history", DataTable)
+        table.clear()
+        for job in jobs:
+            result = job.result
+            table.add_row(
+                f"#{job.id}",
+                job.state.value,
+                name_of(job.path),
+                job.reason or "",
+                format_bytes(result.source_size) if result.source_size is not None else "—",
+                format_bytes(result.output_size) if result.output_size is not None else "—",
+                duration(result.duration_s),
+                ago(job.finished_at, now),
+                job.library,
+                key=str(job.id),
+            )
+        self.query_one("#totals", Label).update(totals_text(totals))
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.row_key.value is not None:
+            self.castui.open_job(int(event.row_key.value))

@@ -1,0 +1,146 @@
+"""Job detail: why castui decided, the exact ffmpeg command, stderr, attempts; actions."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import ClassVar
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import VerticalScroll
+from textual.widgets import Footer, Header, Static
+
+from castui.tui.format import ago, duration, format_bytes
+from castui.tui.screens.base import LiveScreen
+from castui_core.errors import CastuiError
+from castui_core.store import Event, Job, JobState
+
+
+def _attempt_line(event: Event) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(event.at))
+    move = f"{event.from_state or '—'} → {event.to_state}" if event.to_state else event.kind
+    who = f" by {event.actor}" if event.actor else ""
+    why = f": {event.reason}" if event.reason else ""
+    return f"{stamp} {move}{who}{why}"
+
+
+class JobDetailScreen(LiveScreen):
+    """One job, everything known about it; retry, cancel or raise its priority."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape,backspace", "back", "Back"),
+        Binding("r", "retry", "Retry"),
+        Binding("c", "cancel_job", "Cancel job"),
+        Binding("plus,equals_sign", "raise_priority", "Raise priority", key_display="+"),
+    ]
+
+    def __init__(self, job_id: int) -> None:
+        super().__init__()
+        self.job_id = job_id
+        self.job: Job | None = None
+        self._events: list[Event] = []
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with VerticalScroll(id="detail"):
+            yield Static("loading…", id="detail-head")
+            yield Static("", id="detail-reasons")
+            yield Static("", id="detail-command")
+            yield Static("", id="detail-stderr")
+            yield Static("", id="detail-attempts")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.reload()
+
+    def live_changed(self, changed: set[str]) -> None:
+        if "jobs" in changed:
+            self.reload()
+        elif "progress" in changed and self.job is not None:
+            self._render_job()
+
+    @work(exclusive=True, group="detail")
+    async def reload(self) -> None:
+        store = self.castui.engine.store
+        try:
+            # Shielded: a store read cancelled half-way would leave its transaction open.
+            self.job = await asyncio.shield(store.get_job(self.job_id))
+            self._events = await asyncio.shield(store.list_events(job_id=self.job_id, limit=20))
+        except CastuiError as exc:
+            self.query_one("#detail-head", Static).update(f"job #{self.job_id}: {exc}")
+            return
+        self._render_job()
+
+    def _render_job(self) -> None:
+        job = self.job
+        assert job is not None
+        now = self.castui.clock()
+        live = self.castui.state.live.get(job.path)
+        result = job.result
+        head = [
+            f"Job #{job.id}  {job.state.value.upper()}  {job.action.value}  library {job.library}",
+            job.path,
+            f"attempts {job.attempts}/{job.max_attempts} · priority {job.priority}"
+            f" · queued {ago(job.created_at, now)}"
+            + (f" · finished {ago(job.finished_at, now)}" if job.finished_at else ""),
+        ]
+        if job.reason:
+            head.append(f"reason: {job.reason}")
+        if result.source_size is not None:
+            after = format_bytes(result.output_size) if result.output_size is not None else "—"
+            head.append(
+                f"size {format_bytes(result.source_size)} → {after}"
+                f" · took {duration(result.duration_s)} · encoder {result.encoder or '—'}"
+            )
+        if live is not None and live.percent is not None:
+            head.append(
+                f"progress {live.percent:.1f}% · {live.fps or 0:.0f} fps"
+                f" · ETA {duration(live.eta_s)}"
+            )
+        self.query_one("#detail-head", Static).update("\n".join(head))
+        reasons = "\n".join(f"  • {r}" for r in job.reasons) or "  (none recorded)"
+        self.query_one("#detail-reasons", Static).update(f"Why castui converts it:\n{reasons}")
+        command = " ".join(live.command) if live and live.command else result.command_line
+        self.query_one("#detail-command", Static).update(
+            f"ffmpeg command:\n  {command or '(none recorded)'}"
+        )
+        tail = result.stderr_tail or ""
+        notes = "\n".join(live.notes) if live else ""
+        label = "Live notes" if live else "Last stderr"
+        body = notes if live else tail
+        self.query_one("#detail-stderr", Static).update(f"{label}:\n{body.rstrip() or '  (none)'}")
+        attempts = "\n".join(_attempt_line(e) for e in reversed(self._events))
+        self.query_one("#detail-attempts", Static).update(
+            f"History of this job:\n{attempts or '  (none)'}"
+        )
+
+    def action_back(self) -> None:
+        self.app.pop_screen()
+
+    def action_retry(self) -> None:
+        if self.job is not None and self.job.state in (
+            JobState.FAILED,
+            JobState.DEAD,
+            JobState.CANCELLED,
+        ):
+            engine = self.castui.engine
+            job_id = self.job_id
+            self.castui.run_command(f"job #{job_id} queued again", lambda: engine.retry_job(job_id))
+        else:
+            self.notify("only failed, dead or cancelled jobs can be retried", severity="warning")
+
+    def action_cancel_job(self) -> None:
+        engine = self.castui.engine
+        job_id = self.job_id
+        self.castui.run_command(f"job #{job_id} cancelled", lambda: engine.cancel_job(job_id))
+
+    def action_raise_priority(self) -> None:
+        if self.job is None:
+            return
+        app = self.castui
+        job_id, priority = self.job_id, self.job.priority + 10
+        app.run_command(
+            f"job #{job_id} priority {priority}", lambda: app.set_priority(job_id, priority)
+        )

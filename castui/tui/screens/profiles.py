@@ -1,0 +1,209 @@
+"""Profile editor: pick a profile, edit any field from the keyboard, save to settings.yaml.
+
+Each value is checked as it is typed with the settings file's own rules; an invalid value
+stays visible in the draft (marked ✗ with the reason) and the draft cannot be saved until it
+is fixed. Saving keeps the file's comments and order, makes a backup, verifies, records the
+change in the audit log and hands the new settings to the engine for jobs that start next.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import ClassVar
+
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Header, Input, Label, OptionList
+
+from castui.tui.profile_editor import (
+    PROFILE_FIELDS,
+    FieldSpec,
+    ProfileDraft,
+    field_value,
+    format_value,
+    parse_value,
+)
+from castui.tui.screens.base import LiveScreen
+from castui.tui.settings_writer import save_edits
+from castui_core.errors import CastuiError, ConfigError
+from castui_core.settings import user_config_file
+
+
+class ProfileEditorScreen(LiveScreen):
+    """Profiles on the left, their fields on the right, one input line for the value."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+s", "save", "Save", priority=True),
+        Binding("escape", "cancel_edit", "Cancel edit / discard", show=True),
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.draft: ProfileDraft | None = None
+        self.editing: FieldSpec | None = None
+
+    @property
+    def settings_path(self) -> Path:
+        return self.castui.settings.source or user_config_file()
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        with Horizontal(id="profile-main"):
+            yield OptionList(*sorted(self.castui.settings.profiles), id="profile-list")
+            with Vertical(id="profile-fields-box"):
+                yield DataTable(id="profile-fields", cursor_type="row")
+                yield Input(id="profile-input", placeholder="value (YAML: 30, true, null, [a, b])")
+                yield Label("", id="profile-problem")
+        yield Label("", id="profile-status")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        table = self.query_one("#profile-fields", DataTable)
+        table.add_column("field", key="field")
+        table.add_column("value", key="value")
+        table.add_column("", key="note")
+        self.query_one("#profile-input", Input).display = False
+        options = self.query_one("#profile-list", OptionList)
+        options.highlighted = 0
+        self.load_profile(self._profile_names()[0])
+
+    def _profile_names(self) -> list[str]:
+        return sorted(self.castui.settings.profiles)
+
+    def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        name = self._profile_names()[event.option_index]
+        if self.draft is None or self.draft.profile != name:
+            if self.draft is not None and self.draft.edits:
+                self.notify(f"unsaved edits to {self.draft.profile} discarded", severity="warning")
+            self.load_profile(name)
+
+    def on_option_list_option_selected(self, _event: OptionList.OptionSelected) -> None:
+        self.query_one("#profile-fields", DataTable).focus()
+
+    def load_profile(self, name: str) -> None:
+        path = self.settings_path
+        try:
+            text = path.read_text(encoding="utf-8") if path.exists() else ""
+        except OSError as exc:
+            self.notify(f"cannot read {path}: {exc.strerror}", severity="error")
+            text = ""
+        self.draft = ProfileDraft(text, path, name)
+        self.refresh_table()
+
+    def _value(self, spec: FieldSpec) -> object:
+        assert self.draft is not None
+        if spec.path in self.draft.edits:
+            return self.draft.edits[spec.path]
+        return field_value(self.castui.settings.profiles[self.draft.profile], spec.path)
+
+    def refresh_table(self) -> None:
+        draft = self.draft
+        assert draft is not None
+        table = self.query_one("#profile-fields", DataTable)
+        row = table.cursor_row
+        table.clear()
+        for spec in PROFILE_FIELDS:
+            problem = draft.problems.get(spec.name)
+            value = format_value(self._value(spec))
+            if spec.path in draft.edits:
+                value = f"* {value}"
+            note = f"✗ {problem}" if problem else spec.description
+            table.add_row(spec.name, value, note, key=spec.name)
+        table.move_cursor(row=row)
+        status = f"{draft.profile} · {self.settings_path}"
+        if draft.edits:
+            status += f" · {len(draft.edits)} unsaved"
+            status += " · ctrl+s save" if draft.valid else " · fix ✗ to save"
+        for line in draft.general[:2]:
+            status += f"\n✗ {line}"
+        self.query_one("#profile-status", Label).update(status)
+
+    # --- editing --------------------------------------------------------------------------
+
+    def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
+        if event.data_table.id != "profile-fields":
+            return
+        spec = PROFILE_FIELDS[event.cursor_row]
+        self.editing = spec
+        field_input = self.query_one("#profile-input", Input)
+        field_input.display = True
+        field_input.border_title = spec.name
+        field_input.value = format_value(self._value(spec))
+        field_input.focus()
+        self._hint(field_input.value)
+
+    def on_input_changed(self, event: Input.Changed) -> None:
+        if self.editing is not None:
+            self._hint(event.value)
+
+    def _hint(self, text: str) -> None:
+        assert self.draft is not None and self.editing is not None
+        problem = self.draft.problem_for(self.editing, parse_value(self.editing, text))
+        label = self.query_one("#profile-problem", Label)
+        label.update(f"✗ {problem}" if problem else "✓ valid")
+        label.set_class(problem is not None, "-invalid")
+
+    def on_input_submitted(self, event: Input.Submitted) -> None:
+        if self.editing is None or self.draft is None:
+            return
+        self.draft.set(self.editing, parse_value(self.editing, event.value))
+        self._end_edit()
+
+    def _end_edit(self) -> None:
+        self.editing = None
+        self.query_one("#profile-input", Input).display = False
+        self.query_one("#profile-problem", Label).update("")
+        self.refresh_table()
+        self.query_one("#profile-fields", DataTable).focus()
+
+    def action_cancel_edit(self) -> None:
+        if self.editing is not None:
+            self._end_edit()
+        elif self.draft is not None and self.draft.edits:
+            self.load_profile(self.draft.profile)
+            self.notify("edits discarded")
+
+    # --- saving ---------------------------------------------------------------------------
+
+    def action_save(self) -> None:
+        draft = self.draft
+        if draft is None or not draft.edits:
+            self.notify("nothing to save")
+            return
+        if not draft.valid:
+            self.notify("cannot save: fix the fields marked ✗ first", severity="error")
+            return
+        self.run_worker(self._save(draft), exclusive=True, group="save")
+
+    async def _save(self, draft: ProfileDraft) -> None:
+        app = self.castui
+        profile_before = app.settings.profiles[draft.profile]
+        before = {".".join(p): format_value(field_value(profile_before, p)) for p in draft.edits}
+        after = {".".join(p): format_value(v) for p, v in draft.edits.items()}
+        try:
+            result = await asyncio.to_thread(save_edits, draft.source, draft.file_edits())
+        except ConfigError as exc:
+            problems = "; ".join(exc.problems) or str(exc)
+            self.notify(f"not saved: {problems}", severity="error", timeout=15)
+            return
+        try:
+            await app.engine.store.record_event(
+                "profile_edit",
+                actor="operator",
+                reason=f"profile {draft.profile} edited in the dashboard",
+                details={
+                    "file": str(result.path),
+                    "backup": str(result.backup) if result.backup else None,
+                    "profile": draft.profile,
+                    "before": before,
+                    "after": after,
+                },
+            )
+            await app.engine.reload(result.settings)
+        except CastuiError as exc:
+            self.notify(f"saved, but: {exc}", severity="warning", timeout=15)
+        else:
+            self.notify(f"saved {result.path}; new jobs use it", timeout=5)
+        self.load_profile(draft.profile)

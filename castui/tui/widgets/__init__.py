@@ -1,0 +1,1 @@
+"""Small widgets: data comes down from the screen, user intent goes up as messages."""

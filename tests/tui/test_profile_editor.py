@@ -1,0 +1,88 @@
+"""Profile edit: invalid value refused, valid value saved with comments kept, new jobs use it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tui_helpers import add_sample, make_engine, wait_until
+
+from castui.tui.app import make_app
+from castui.tui.profile_editor import PROFILE_FIELDS
+from castui.tui.screens.profiles import ProfileEditorScreen
+from castui.tui.settings_writer import apply_edits
+from castui_core.settings import Settings
+from castui_core.store import JobState
+
+
+def test_apply_edits_keeps_comments_and_order(settings_file: Path) -> None:
+    text = settings_file.read_text()
+    out = apply_edits(text, {("profiles", "tv", "video", "quality"): 30})
+    assert "# a profile the editor changes" in out
+    assert "max_width: 1920   # full HD" in out
+    assert "quality: 30" in out
+    assert out.index("libraries:") < out.index("profiles:") < out.index("operational:")
+
+
+async def test_edit_invalid_refused_valid_saved_and_used(
+    settings: Settings, settings_file: Path, samples: dict[str, Path]
+) -> None:
+    original = settings_file.read_text()
+    engine = make_engine(settings, scan=True)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.engine_ready.is_set())
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, ProfileEditorScreen))
+        screen = app.screen
+        assert isinstance(screen, ProfileEditorScreen)
+        options = screen.query_one("#profile-list")
+        options.focus()
+        for _ in range(sorted(settings.profiles).index("tv")):
+            await pilot.press("down")
+        await wait_until(pilot, lambda: screen.draft is not None and screen.draft.profile == "tv")
+        table = screen.query_one("#profile-fields")
+        table.focus()
+        row = [f.name for f in PROFILE_FIELDS].index("video.quality")
+        for _ in range(row):
+            await pilot.press("down")
+        await pilot.press("enter")
+        await pilot.press("ctrl+a", "ctrl+k", *"99")  # not a CRF
+        problem = str(screen.query_one("#profile-problem").render())
+        assert "✗" in problem and "51" in problem
+        await pilot.press("enter")  # kept in the draft, shown as invalid
+        assert screen.draft is not None and "video.quality" in screen.draft.problems
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+        assert settings_file.read_text() == original  # refused: nothing written
+
+        await pilot.press("enter")
+        await pilot.press("ctrl+a", "ctrl+k", *"30")
+        assert "✓" in str(screen.query_one("#profile-problem").render())
+        await pilot.press("enter")
+        assert screen.draft.valid
+        await pilot.press("ctrl+s")
+        await wait_until(
+            pilot, lambda: engine.settings.profiles["tv"].video.quality == 30, what="reload"
+        )
+        saved = settings_file.read_text()
+        assert "quality: 30" in saved
+        assert "# a profile the editor changes" in saved and "# full HD" in saved
+        assert (settings_file.parent / "settings.yaml.bak").read_text() == original
+        events = await engine.store.list_events(kind="profile_edit")
+        assert events and events[0].details["before"] == {"video.quality": "23"}
+        assert events[0].details["after"] == {"video.quality": "30"}
+
+        # A new job uses the saved profile without a restart.
+        add_sample(settings, samples["mpeg4.avi"], "new.avi")
+        await pilot.press("d", "s")
+        await wait_until(pilot, lambda: bool(app.running_jobs or app.queued_jobs), what="queued")
+
+        async def done() -> bool:
+            jobs = await engine.store.history(states=[JobState.DONE])
+            return bool(jobs)
+
+        await wait_until(pilot, done, timeout=60, what="the new job to finish")
+        job = (await engine.store.history(states=[JobState.DONE]))[0]
+        command = job.result.command
+        assert command[command.index("-crf") + 1] == "30"
+        await pilot.press("q")
