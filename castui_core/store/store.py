@@ -16,7 +16,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 import aiosqlite
 
@@ -40,6 +40,20 @@ from castui_core.store.models import (
 Clock = Callable[[], float]
 
 DEFAULT_EVENT_RETENTION_S = 180 * 86400.0
+
+
+class StoreOptions(TypedDict, total=False):
+    """Keyword options of ``Store.connect`` / ``Store.open`` (see ``connect``)."""
+
+    clock: Clock
+    lease_seconds: float
+    max_attempts: int
+    backoff_base_s: float
+    backoff_cap_s: float
+    busy_timeout_s: float
+    rng: random.Random | None
+    reclaim_on_open: bool
+    event_retention_s: float | None
 
 
 class Store:
@@ -113,31 +127,10 @@ class Store:
     @classmethod
     @asynccontextmanager
     async def open(
-        cls,
-        path: str | os.PathLike[str],
-        *,
-        clock: Clock = time.time,
-        lease_seconds: float = 60.0,
-        max_attempts: int = 3,
-        backoff_base_s: float = 30.0,
-        backoff_cap_s: float = 3600.0,
-        busy_timeout_s: float = 10.0,
-        rng: random.Random | None = None,
-        reclaim_on_open: bool = True,
-        event_retention_s: float | None = DEFAULT_EVENT_RETENTION_S,
+        cls, path: str | os.PathLike[str], **options: Unpack[StoreOptions]
     ) -> AsyncIterator[Store]:
-        store = await cls.connect(
-            path,
-            clock=clock,
-            lease_seconds=lease_seconds,
-            max_attempts=max_attempts,
-            backoff_base_s=backoff_base_s,
-            backoff_cap_s=backoff_cap_s,
-            busy_timeout_s=busy_timeout_s,
-            rng=rng,
-            reclaim_on_open=reclaim_on_open,
-            event_retention_s=event_retention_s,
-        )
+        """``connect`` (same options) as an async context manager that closes the store."""
+        store = await cls.connect(path, **options)
         try:
             yield store
         finally:
