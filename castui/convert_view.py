@@ -160,7 +160,7 @@ async def _show_progress(sub: Subscription, err: Console) -> None:
                     part
                     for part in (
                         f"{event.fps:.0f} fps" if event.fps else "",
-                        f"{event.speed:.2g}x" if event.speed else "",
+                        f"{event.speed:.1f}x" if event.speed else "",
                         f"ETA {event.eta_s:.0f} s" if event.eta_s is not None else "",
                     )
                     if part

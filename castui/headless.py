@@ -125,7 +125,7 @@ class EventFormatter:
         self._last_progress[event.path] = (percent, now)
         parts = [f"{percent:.0f}%"]
         if event.speed:
-            parts.append(f"{event.speed:.2g}x")
+            parts.append(f"{event.speed:.1f}x")
         if event.eta_s is not None:
             parts.append(f"ETA {event.eta_s:.0f} s")
         return "info", f"progress {event.path}: {' '.join(parts)}"
