@@ -36,6 +36,7 @@ from castui_core.events import (
     JobCancelled,
     JobFinished,
     JobNote,
+    JobOutput,
     JobProgress,
     JobQueued,
     JobStarted,
@@ -66,7 +67,7 @@ class EventFormatter:
         """``(level, text)`` for one event, or None to leave it out of the log."""
         if isinstance(event, JobProgress):
             return self._progress(event)
-        if isinstance(event, GpuSample | ScanProgress | FileDecided):
+        if isinstance(event, GpuSample | ScanProgress | FileDecided | JobOutput):
             return None
         if isinstance(event, JobQueued):
             why = "; ".join(event.reasons)

@@ -14,6 +14,7 @@ import asyncio
 import functools
 import secrets
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,7 +23,7 @@ from typing import Literal
 from castui_core.bus import EventBus
 from castui_core.decide import Action, Decision, decide
 from castui_core.errors import CastuiError, ConfigError
-from castui_core.events import JobFinished, JobNote, JobProgress, JobStarted
+from castui_core.events import JobFinished, JobNote, JobOutput, JobProgress, JobStarted
 from castui_core.ffmpeg.command import (
     Backend,
     EncodePlan,
@@ -50,6 +51,8 @@ from castui_core.tools import Tools
 from castui_core.validate import validate_output
 
 EncoderPreference = Literal["auto", "nvenc", "cpu"]
+#: Lines of ffmpeg's stderr kept live for the job detail screen.
+_LIVE_STDERR_LINES = 40
 Status = Literal["done", "skipped", "rejected", "failed", "cancelled"]
 
 
@@ -382,10 +385,22 @@ class Converter:
                 )
             )
 
+        lines: deque[str] = deque(maxlen=_LIVE_STDERR_LINES)
+        partial = [""]
+
+        def on_stderr(text: str) -> None:
+            # Keep a rolling tail of whole lines; publish it (coalesced) so the job detail
+            # screen shows what ffmpeg says while it runs, not only after it ended.
+            *complete, partial[0] = (partial[0] + text).split("\n")
+            lines.extend(line.rstrip() for line in complete if line.strip())
+            if complete:
+                self.bus.publish(JobOutput(path=source, tail="\n".join(lines)))
+
         run = FfmpegRun(
             plan.args,
             duration_s=info.duration_s,
             on_progress=on_progress,
+            on_stderr=on_stderr,
             stall_timeout_s=options.stall_timeout_s,
             timeout_s=options.timeout_s,
         )

@@ -103,6 +103,20 @@ class JobProgress(Event):
 
 
 @dataclass(frozen=True)
+class JobOutput(Event):
+    """The last lines ffmpeg wrote to stderr for a running job (coalesced: a rolling tail, so
+    a flood of warnings never floods the bus)."""
+
+    coalesce: ClassVar[bool] = True
+    path: str
+    tail: str
+
+    @property
+    def coalesce_key(self) -> object:
+        return (type(self), self.path)
+
+
+@dataclass(frozen=True)
 class JobNote(Event):
     """Something worth telling about a running job (fallback to CPU, validation, swap)."""
 

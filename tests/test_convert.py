@@ -19,7 +19,7 @@ import pytest
 from castui_core.bus import EventBus
 from castui_core.convert import Converter, ConvertOptions
 from castui_core.decide import Action, decide
-from castui_core.events import JobFinished, JobProgress, JobStarted
+from castui_core.events import JobFinished, JobOutput, JobProgress, JobStarted
 from castui_core.probe import ProbePool, probe_pyav
 from castui_core.profiles import builtin_profiles
 from castui_core.swap import Journal
@@ -329,7 +329,13 @@ async def test_nvenc_forced_fails_with_the_reason_and_keeps_the_original(
     source = tmp_path / "a.avi"
     shutil.copy(samples["mpeg4.avi"], source)
     before = _digest(source)
+    sub = gpu_believer.bus.subscribe()
     outcome = await gpu_believer.convert(source, ConvertOptions(profile=P1080, encoder="nvenc"))
+    live = []
+    while (event := sub.get_nowait()) is not None:
+        if isinstance(event, JobOutput):
+            live.append(event.tail)
+    assert live and "libcuda" in live[-1]  # ffmpeg's stderr was shown while it ran
     assert outcome.status == "failed"
     assert outcome.encoder == "h264_nvenc"
     assert "NVENC unavailable" in (outcome.reason or ""), outcome.reason

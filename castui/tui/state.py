@@ -21,6 +21,7 @@ from castui_core.events import (
     JobCancelled,
     JobFinished,
     JobNote,
+    JobOutput,
     JobProgress,
     JobQueued,
     JobStarted,
@@ -55,6 +56,7 @@ class LiveJob:
     speed: float | None = None
     eta_s: float | None = None
     notes: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+    stderr_tail: str = ""
 
 
 @dataclass
@@ -109,6 +111,9 @@ class LiveState:
             changed |= {JOBS, PROGRESS}
         elif isinstance(event, JobNote):
             self.live.setdefault(event.path, LiveJob(event.path)).notes.append(event.message)
+            changed.add(PROGRESS)
+        elif isinstance(event, JobOutput):
+            self.live.setdefault(event.path, LiveJob(event.path)).stderr_tail = event.tail
             changed.add(PROGRESS)
         elif isinstance(event, JobFinished | JobCancelled):
             self.live.pop(event.path, None)

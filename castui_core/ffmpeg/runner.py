@@ -148,9 +148,11 @@ class FfmpegRun:
         timeout_s: float | None = None,
         grace_s: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        on_stderr: Callable[[str], None] | None = None,
     ) -> None:
         if not args:
             raise ValueError("FfmpegRun needs a non-empty argv")
+        self.on_stderr = on_stderr
         self.args = tuple(args)
         self.duration_s = duration_s
         self.on_progress = on_progress
@@ -386,6 +388,11 @@ class FfmpegRun:
     async def _read_stderr(self, stream: asyncio.StreamReader) -> None:
         while chunk := await stream.read(_READ_CHUNK):
             self._stderr.feed(chunk)
+            if self.on_stderr is not None:
+                try:
+                    self.on_stderr(chunk.decode("utf-8", errors="replace"))
+                except Exception:
+                    log.exception("on_stderr callback failed (ignored so ffmpeg keeps running)")
 
     async def _drain(self, readers: list[asyncio.Task[None]]) -> None:
         """Let the readers reach EOF after the exit, so the final ``progress=end`` is seen."""

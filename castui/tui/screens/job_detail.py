@@ -106,10 +106,11 @@ class JobDetailScreen(LiveScreen):
         self.query_one("#detail-command", Static).update(
             f"ffmpeg command:\n  {command or '(none recorded)'}"
         )
-        tail = result.stderr_tail or ""
-        notes = "\n".join(live.notes) if live else ""
-        label = "Live notes" if live else "Last stderr"
-        body = notes if live else tail
+        if live is not None:
+            label = "Live ffmpeg output and notes"
+            body = "\n".join([*live.notes, *([live.stderr_tail] if live.stderr_tail else [])])
+        else:
+            label, body = "Last stderr", result.stderr_tail or ""
         self.query_one("#detail-stderr", Static).update(f"{label}:\n{body.rstrip() or '  (none)'}")
         attempts = "\n".join(_attempt_line(e) for e in reversed(self._events))
         self.query_one("#detail-attempts", Static).update(
