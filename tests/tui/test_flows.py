@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from tui_helpers import add_sample, make_engine, wait_until
 
 from castui.tui.app import make_app
@@ -139,3 +140,55 @@ async def test_attach_to_a_headless_engine(settings: Settings, settings_file: Pa
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+async def test_quit_with_a_running_job_asks_then_requeues_it(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """q while an encode runs asks first; 'r' stops it, requeues it and leaves no trace."""
+    import shutil
+    import subprocess
+    import sys
+
+    from castui.tui.screens.quit import QuitScreen
+    from castui_core.engine import Engine
+    from castui_core.guardrails import NoGpu
+    from castui_core.store import Store
+    from castui_core.tools import Tools
+
+    source = settings.libraries[0].path / "long.avi"
+    subprocess.run(
+        [
+            "ffmpeg", "-nostdin", "-v", "error", "-y",
+            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=8",
+            "-f", "lavfi", "-i", "sine=duration=8",
+            "-c:v", "mpeg4", "-c:a", "libmp3lame", str(source),
+        ],
+        check=True,
+    )  # fmt: skip
+    before = source.read_bytes()
+    shim = Path(__file__).parent.parent / "nvenc_shim.py"
+    wrapper = tmp_path / "ffmpeg-realtime"
+    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{shim}" "$@"\n')
+    wrapper.chmod(0o755)
+    monkeypatch.setenv("CASTUI_SHIM_REALTIME", "1")  # the encode takes ~8 s
+    ffprobe = Path(shutil.which("ffprobe") or "ffprobe")
+    engine = Engine(
+        settings,
+        watch=False,
+        gpu=NoGpu("no GPU: tests"),
+        idle_poll_s=0.2,
+        tools=Tools(ffmpeg=wrapper, ffprobe=ffprobe),
+    )
+    app = make_app(engine)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_until(pilot, lambda: bool(engine.running), timeout=30, what="the encode")
+        await pilot.press("q")
+        await wait_until(pilot, lambda: isinstance(app.screen, QuitScreen), what="the question")
+        await pilot.press("r")
+        await wait_until(pilot, lambda: not app.is_running, timeout=30, what="the app to exit")
+    assert source.read_bytes() == before
+    assert sorted(p.name for p in source.parent.iterdir()) == ["long.avi"]
+    async with Store.open(settings.database, reclaim_on_open=False) as store:
+        (job,) = await store.active_jobs()
+    assert (job.state, job.attempts) == (JobState.QUEUED, 0)
