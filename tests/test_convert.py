@@ -7,14 +7,13 @@ validation), and every failure case must leave the original byte-identical.
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import av
 import pytest
+from cli_helpers import run_castui
 
 from castui_core.bus import EventBus
 from castui_core.convert import Converter, ConvertOptions
@@ -246,25 +245,6 @@ async def test_progress_events_and_the_exact_command_are_published(
     assert [f.status for f in finished] == ["done"]
 
 
-def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local/share"),
-    }
-    env.pop("CASTUI_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "castui", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=home,
-        timeout=300,
-        check=False,
-    )
-
-
 def test_cli_convert_reports_each_file_and_exit_code(
     samples: dict[str, Path], tmp_path: Path
 ) -> None:
@@ -272,11 +252,11 @@ def test_cli_convert_reports_each_file_and_exit_code(
     shutil.copy(samples["compliant.mkv"], good)
     bad = tmp_path / "garbage.mkv"
     shutil.copy(samples["garbage.mkv"], bad)
-    result = _cli("convert", "--encoder", "cpu", str(good), home=tmp_path)
+    result = run_castui("convert", "--encoder", "cpu", str(good), home=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "done remux" in result.stdout and "good.mp4" in result.stdout
     assert "1 of 1 succeeded" in result.stdout
-    result = _cli("convert", "--encoder", "cpu", str(bad), str(good), home=tmp_path)
+    result = run_castui("convert", "--encoder", "cpu", str(bad), str(good), home=tmp_path)
     assert result.returncode == 1
     assert "rejected" in result.stdout and "Traceback" not in result.stderr
 
@@ -286,7 +266,7 @@ def test_cli_convert_auto_without_gpu_uses_the_cpu(
 ) -> None:
     source = tmp_path / "a.avi"
     shutil.copy(samples["mpeg4.avi"], source)
-    result = _cli("convert", str(source), home=tmp_path)
+    result = run_castui("convert", str(source), home=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "libx264" in result.stdout
     assert "NVENC unavailable" in result.stdout or "using CPU" in result.stdout

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import psutil
 import pytest
+from cli_helpers import castui_env, run_castui
 
 SHIM = Path(__file__).with_name("nvenc_shim.py")
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
@@ -68,29 +68,14 @@ def site(tmp_path: Path) -> dict[str, Path]:
 
 
 def _env(root: Path, *, realtime: bool) -> dict[str, str]:
-    env = {
-        **os.environ,
-        "HOME": str(root),
-        "XDG_CONFIG_HOME": str(root / ".config"),
-        "CASTUI_REAL_FFMPEG": FFMPEG,
-    }
-    env.pop("CASTUI_CONFIG", None)
-    env.pop("CASTUI_SHIM_REALTIME", None)
+    extra = {"CASTUI_REAL_FFMPEG": FFMPEG}
     if realtime:
-        env["CASTUI_SHIM_REALTIME"] = "1"
-    return env
+        extra["CASTUI_SHIM_REALTIME"] = "1"
+    return castui_env(root, **extra)
 
 
-def _castui(*args: str, root: Path, realtime: bool = False) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "castui", *args],
-        capture_output=True,
-        text=True,
-        env=_env(root, realtime=realtime),
-        cwd=root,
-        timeout=180,
-        check=False,
-    )
+def _castui(*args: str, root: Path) -> subprocess.CompletedProcess[str]:
+    return run_castui(*args, home=root, timeout=180, CASTUI_REAL_FFMPEG=FFMPEG)
 
 
 def _started(proc: subprocess.Popen[str], deadline_s: float = 60) -> Iterator[str]:

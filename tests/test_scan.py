@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_castui
 from media import SAMPLES
 
 from castui_core.bus import EventBus
@@ -130,30 +129,11 @@ async def test_scan_of_missing_root_reports_a_problem(tmp_path: Path) -> None:
     assert any(isinstance(e, ScanProblem) for e in events)
 
 
-def _run_cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "HOME": str(home),
-        "XDG_CONFIG_HOME": str(home / ".config"),
-        "XDG_DATA_HOME": str(home / ".local/share"),
-    }
-    env.pop("CASTUI_CONFIG", None)
-    return subprocess.run(
-        [sys.executable, "-m", "castui", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=home,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_cli_scan_json_on_real_files(samples: dict[str, Path], tmp_path: Path) -> None:
     odd = tmp_path / 'it\'s a "$HOME" fïlm.mkv'
     shutil.copy(samples["high10.mkv"], odd)
     notes = _touch(tmp_path / "notes.txt", b"hello")
-    result = _run_cli(
+    result = run_castui(
         "scan", "--json", str(samples["compliant.mp4"]), str(odd), str(notes),
         str(samples["empty.mkv"]), home=tmp_path,
     )  # fmt: skip
@@ -171,14 +151,14 @@ def test_cli_scan_json_on_real_files(samples: dict[str, Path], tmp_path: Path) -
 
 
 def test_cli_scan_table_and_summary(samples: dict[str, Path], tmp_path: Path) -> None:
-    result = _run_cli("scan", str(samples["compliant.mkv"].parent), home=tmp_path)
+    result = run_castui("scan", str(samples["compliant.mkv"].parent), home=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "container matroska is not MP4" in result.stdout
     assert "1 skip" in result.stdout and "would be processed" in result.stdout
 
 
 def test_cli_scan_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:
-    result = _run_cli("scan", "--profile", "tv-9000", str(tmp_path), home=tmp_path)
+    result = run_castui("scan", "--profile", "tv-9000", str(tmp_path), home=tmp_path)
     assert result.returncode == 2
     assert "'tv-9000' is not a profile" in result.stderr
     assert "Traceback" not in result.stderr
