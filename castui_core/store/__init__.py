@@ -21,6 +21,7 @@ from castui_core.store.models import (
     JobAction,
     JobResult,
     JobState,
+    OutputRecord,
     Progress,
     backoff_delay,
 )
@@ -44,6 +45,7 @@ __all__ = [
     "JobResult",
     "JobState",
     "NewJob",
+    "OutputRecord",
     "Progress",
     "Store",
     "backoff_delay",

@@ -144,6 +144,30 @@ MIGRATIONS: tuple[Migration, ...] = (
             "ALTER TABLE jobs ADD COLUMN rerun_after REAL",
         ),
     ),
+    Migration(
+        3,
+        "outputs castui wrote",
+        (
+            # Every file castui placed (whichever command wrote it), so a scan never queues
+            # castui's own output and a rerun recognises "castui wrote that, from this
+            # source" instead of refusing the name as somebody else's file.
+            """
+            CREATE TABLE outputs (
+                path            TEXT PRIMARY KEY,
+                source          TEXT NOT NULL,
+                size            INTEGER NOT NULL,
+                mtime_ns        INTEGER NOT NULL,
+                inode           INTEGER,
+                source_size     INTEGER,
+                source_mtime_ns INTEGER,
+                profile         TEXT NOT NULL,
+                written_by      TEXT NOT NULL,
+                written_at      REAL NOT NULL
+            )
+            """,
+            "CREATE INDEX outputs_source ON outputs(source)",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -210,6 +210,32 @@ class CatalogEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class OutputRecord:
+    """A file castui placed: where, what it looked like then, and from which source.
+
+    ``size``/``mtime_ns``/``inode`` are the placed file's, so "is this still castui's file?"
+    is a stat away; ``written_by`` names the command (``convert`` or ``engine``).
+    """
+
+    path: str
+    source: str
+    size: int
+    mtime_ns: int
+    profile: str
+    written_by: str
+    written_at: float
+    inode: int | None = None
+    source_size: int | None = None
+    source_mtime_ns: int | None = None
+
+    def matches(self, size: int, mtime_ns: int, inode: int | None) -> bool:
+        """The file now at ``path`` is still the one castui wrote (not replaced since)."""
+        if (size, mtime_ns) != (self.size, self.mtime_ns):
+            return False
+        return inode is None or self.inode is None or inode == self.inode
+
+
+@dataclass(frozen=True, slots=True)
 class Event:
     """One audit-log line: a state transition, an operator action or a guardrail trip."""
 
@@ -343,4 +369,19 @@ def event_from_row(row: sqlite3.Row) -> Event:
         to_state=row["to_state"],
         reason=row["reason"],
         details=json.loads(details_raw) if details_raw else {},
+    )
+
+
+def output_from_row(row: sqlite3.Row) -> OutputRecord:
+    return OutputRecord(
+        path=row["path"],
+        source=row["source"],
+        size=row["size"],
+        mtime_ns=row["mtime_ns"],
+        inode=row["inode"],
+        source_size=row["source_size"],
+        source_mtime_ns=row["source_mtime_ns"],
+        profile=row["profile"],
+        written_by=row["written_by"],
+        written_at=row["written_at"],
     )

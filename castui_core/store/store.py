@@ -21,7 +21,7 @@ from typing import Any, TypedDict, Unpack
 import aiosqlite
 
 from castui_core.errors import StoreError
-from castui_core.store import audit, catalog, jobs
+from castui_core.store import audit, catalog, jobs, outputs
 from castui_core.store.db import connect, execute, fetchall, migrate, translate_error
 from castui_core.store.jobs import NewJob, QueuePolicy
 from castui_core.store.models import (
@@ -34,6 +34,7 @@ from castui_core.store.models import (
     JobAction,
     JobResult,
     JobState,
+    OutputRecord,
     Progress,
 )
 
@@ -412,6 +413,25 @@ class Store:
     async def remove_files(self, paths: Iterable[str]) -> int:
         async with self._write("updating the catalog") as conn:
             return await catalog.remove_files(conn, paths)
+
+    # --- outputs castui wrote -------------------------------------------------------------
+
+    async def record_output(self, record: OutputRecord) -> None:
+        """Remember a file castui placed (see :mod:`castui_core.store.outputs`)."""
+        async with self._write("recording an output") as conn:
+            await outputs.record_output(conn, record)
+
+    async def get_output(self, path: str) -> OutputRecord | None:
+        async with self._read("reading the outputs") as conn:
+            return await outputs.get_output(conn, path)
+
+    async def output_paths(self) -> set[str]:
+        async with self._read("reading the outputs") as conn:
+            return await outputs.output_paths(conn)
+
+    async def forget_output(self, path: str) -> None:
+        async with self._write("updating the outputs") as conn:
+            await outputs.forget_output(conn, path)
 
     # --- audit --------------------------------------------------------------------------
 

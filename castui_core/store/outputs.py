@@ -1,0 +1,58 @@
+"""The ``outputs`` table: every file castui itself placed, and from which source.
+
+castui never overwrites a file it did not write, so it must know which files it *did* write:
+``castui convert`` and the engine both record each placed output here (same database,
+``settings.database``). Ingest skips these paths (castui's own work is not new media), and a
+rerun that finds its output name taken checks here before calling the file a stranger's.
+Runs on a connection the Store has put in a transaction.
+"""
+
+from __future__ import annotations
+
+import aiosqlite
+
+from castui_core.store.db import execute, fetchall, fetchone
+from castui_core.store.models import OutputRecord, output_from_row
+
+_UPSERT = """
+    INSERT INTO outputs (path, source, size, mtime_ns, inode, source_size, source_mtime_ns,
+                         profile, written_by, written_at)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT(path) DO UPDATE SET
+        source = excluded.source, size = excluded.size, mtime_ns = excluded.mtime_ns,
+        inode = excluded.inode, source_size = excluded.source_size,
+        source_mtime_ns = excluded.source_mtime_ns, profile = excluded.profile,
+        written_by = excluded.written_by, written_at = excluded.written_at
+"""
+
+
+async def record_output(conn: aiosqlite.Connection, record: OutputRecord) -> None:
+    await execute(
+        conn,
+        _UPSERT,
+        (
+            record.path,
+            record.source,
+            record.size,
+            record.mtime_ns,
+            record.inode,
+            record.source_size,
+            record.source_mtime_ns,
+            record.profile,
+            record.written_by,
+            record.written_at,
+        ),
+    )
+
+
+async def get_output(conn: aiosqlite.Connection, path: str) -> OutputRecord | None:
+    row = await fetchone(conn, "SELECT * FROM outputs WHERE path = ?", (path,))
+    return output_from_row(row) if row is not None else None
+
+
+async def output_paths(conn: aiosqlite.Connection) -> set[str]:
+    return {r[0] for r in await fetchall(conn, "SELECT path FROM outputs")}
+
+
+async def forget_output(conn: aiosqlite.Connection, path: str) -> None:
+    await execute(conn, "DELETE FROM outputs WHERE path = ?", (path,))
