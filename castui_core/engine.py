@@ -315,7 +315,7 @@ class Engine:
 
     async def _work_once(self, owner: str) -> bool:
         """Claim and run one job; False when there was nothing (allowed) to do."""
-        waiting = self.guardrails.can_start(
+        waiting = await self.guardrails.can_start(
             JobNeeds(backend=self._default_backend(), destination=None, estimated_bytes=0),
             running_nvenc=self._running_nvenc(),
         )
@@ -325,7 +325,7 @@ class Engine:
         if claimed is None:
             return False
         needs = self._needs(claimed.job)
-        waiting = self.guardrails.can_start(needs, running_nvenc=self._running_nvenc())
+        waiting = await self.guardrails.can_start(needs, running_nvenc=self._running_nvenc())
         if waiting is not None:
             # Not the file's fault (e.g. the disk is full): hand it back without using an
             # attempt, and wait for a guardrail change before claiming again.
@@ -425,6 +425,12 @@ class Engine:
                     await self.store.release(
                         claimed.id, claimed.token, "castui stopped before the job finished"
                     )
+            elif outcome.failure_kind == "source_changed":
+                # The file was replaced during its encode: the new content is not at fault
+                # and has not been tried. Requeue it (no attempt used); the output was
+                # discarded.
+                await self.store.release(claimed.id, claimed.token, outcome.reason or "changed")
+                self._log("info", outcome.reason or f"{claimed.path} changed: requeued")
             elif outcome.failure_kind == "disk_space":
                 # Not the file's fault: hand it back and wait for space, with the reason shown.
                 await self.store.release(claimed.id, claimed.token, outcome.reason or "disk")

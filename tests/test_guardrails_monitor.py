@@ -86,7 +86,7 @@ async def test_temperature_trips_once_pauses_and_clears_once() -> None:
     sub = bus.subscribe()
     async with make(gpu, bus=bus, on_change=audit) as guard:
         assert guard.should_pause_running() is None
-        assert guard.can_start(NVENC_JOB) is None
+        assert await guard.can_start(NVENC_JOB) is None
         states = []
         for temp in (86, 88, 80, 76, 74, 74):
             gpu.set_temperature(temp)
@@ -96,11 +96,11 @@ async def test_temperature_trips_once_pauses_and_clears_once() -> None:
                 reason = "paused: GPU 0 at 86 °C ≥ 85 °C (resumes at 75)"
                 assert guard.should_pause_running() == reason
                 assert guard.should_pause_running("nvenc") == reason
-                assert guard.can_start(NVENC_JOB) == reason
+                assert await guard.can_start(NVENC_JOB) == reason
                 assert guard.should_pause_running("cpu") is None  # a CPU encode is not paused
-                assert guard.can_start(CPU_JOB) is None
+                assert await guard.can_start(CPU_JOB) is None
         assert states == [True, True, True, True, False, False]
-        assert guard.can_start(NVENC_JOB) is None
+        assert await guard.can_start(NVENC_JOB) is None
     events = drain(sub)
     assert guard_events(events) == [
         GuardrailTripped(
@@ -159,10 +159,10 @@ async def test_no_gpu_is_reported_once_and_work_goes_on() -> None:
         for _ in range(3):
             await guard.sample_now()
         assert guard.gpu_status == "no GPU: no driver"
-        assert guard.can_start(CPU_JOB) is None
+        assert await guard.can_start(CPU_JOB) is None
         # Temperature cannot be watched, but NVML's absence does not stop NVENC (a container
         # may have the video capability without the utility one): ffmpeg's probe decides.
-        assert guard.can_start(NVENC_JOB) is None
+        assert await guard.can_start(NVENC_JOB) is None
         assert guard.should_pause_running() is None
         assert guard.nvml_encoder_sessions is None
     events = drain(sub)
@@ -178,7 +178,7 @@ async def test_default_gpu_is_the_real_backend() -> None:
         pytest.skip("an NVIDIA GPU is present")
     async with make(None) as guard:
         assert guard.gpu_status is not None and guard.gpu_status.startswith("no GPU: ")
-        assert guard.can_start(CPU_JOB) is None
+        assert await guard.can_start(CPU_JOB) is None
 
 
 # --- NVENC session cap -----------------------------------------------------------------------
@@ -188,20 +188,20 @@ async def test_session_cap_counts_castui_and_nvml_sessions() -> None:
     bus, gpu, audit = EventBus(), FakeGpu(encoder_sessions=1), Recorder()
     sub = bus.subscribe()
     async with make(gpu, bus=bus, on_change=audit, settings=settings(nvenc_max_sessions=3)) as g:
-        assert g.can_start(NVENC_JOB, running_nvenc=2) is None
+        assert await g.can_start(NVENC_JOB, running_nvenc=2) is None
         full = "waiting: 3 NVENC sessions in use ≥ cap 3 (castui 3, all processes 1)"
-        assert g.can_start(NVENC_JOB, running_nvenc=3) == full
-        assert g.can_start(NVENC_JOB, running_nvenc=3) == full  # asked again: no new event
-        assert g.can_start(CPU_JOB, running_nvenc=3) is None  # CPU jobs need no session
+        assert await g.can_start(NVENC_JOB, running_nvenc=3) == full
+        assert await g.can_start(NVENC_JOB, running_nvenc=3) == full  # asked again: no new event
+        assert await g.can_start(CPU_JOB, running_nvenc=3) is None  # CPU jobs need no session
         gpu.set(0, encoder_sessions=3)  # e.g. Jellyfin transcoding
         await g.sample_now()
         assert g.nvml_encoder_sessions == 3
-        assert g.can_start(NVENC_JOB, running_nvenc=0) == (
+        assert await g.can_start(NVENC_JOB, running_nvenc=0) == (
             "waiting: 3 NVENC sessions in use ≥ cap 3 (castui 0, all processes 3)"
         )
         gpu.set(0, encoder_sessions=2)
         await g.sample_now()
-        assert g.can_start(NVENC_JOB, running_nvenc=2) is None
+        assert await g.can_start(NVENC_JOB, running_nvenc=2) is None
         await g.flush()
     assert guard_events(drain(sub)) == [
         GuardrailTripped("nvenc_sessions", full, False),
@@ -212,7 +212,7 @@ async def test_session_cap_counts_castui_and_nvml_sessions() -> None:
 
 async def test_no_cap_configured_means_no_session_limit() -> None:
     async with make(FakeGpu(encoder_sessions=30)) as guard:
-        assert guard.can_start(NVENC_JOB, running_nvenc=20) is None
+        assert await guard.can_start(NVENC_JOB, running_nvenc=20) is None
 
 
 # --- disk ------------------------------------------------------------------------------------
@@ -229,14 +229,14 @@ async def test_disk_guard_with_injected_free_space() -> None:
     async with make(FakeGpu(), bus=bus, free_space=reader, on_change=audit) as guard:
         job = JobNeeds("cpu", Path("/media/tv/a.mkv"), int(4.2 * GB))
         waiting = "waiting: 3.1 GB free on /media < 20 GB plus the 4.2 GB estimated output"
-        assert guard.can_start(job) == waiting
-        assert guard.can_start(job) == waiting
+        assert await guard.can_start(job) == waiting
+        assert await guard.can_start(job) == waiting
         changed = guard.changed
         await guard.sample_now()  # a job waits for space: each sample says "ask again"
         assert changed.is_set()
         free["/media"] = 30 * GB
-        assert guard.can_start(job) is None
-        assert guard.can_start(JobNeeds("cpu", None)) is None  # no destination: not checked
+        assert await guard.can_start(job) is None
+        assert await guard.can_start(JobNeeds("cpu", None)) is None  # no destination: not checked
         await guard.flush()
     assert guard_events(drain(sub)) == [
         GuardrailTripped("disk:/media", waiting, False),
@@ -253,11 +253,11 @@ async def test_temp_dir_on_another_filesystem_needs_the_space_too() -> None:
 
     async with make(FakeGpu(), free_space=reader, min_free_bytes=1 * GB) as guard:
         job = JobNeeds("cpu", Path("/media/a.mkv"), 4 * GB, temp_dir=Path("/tmp/castui"))
-        assert guard.can_start(job) == (
+        assert await guard.can_start(job) == (
             "waiting: 2 GB free on /tmp < 1 GB plus the 4 GB estimated output"
         )
         same = JobNeeds("cpu", Path("/media/a.mkv"), 90 * GB, temp_dir=Path("/media/.tmp"))
-        assert guard.can_start(same) is None  # one filesystem: the output counts once
+        assert await guard.can_start(same) is None  # one filesystem: the output counts once
 
 
 async def test_unreadable_free_space_is_a_reason_not_a_crash() -> None:
@@ -265,7 +265,7 @@ async def test_unreadable_free_space_is_a_reason_not_a_crash() -> None:
         raise PermissionError(13, "Permission denied")
 
     async with make(FakeGpu(), free_space=broken) as guard:
-        assert guard.can_start(CPU_JOB) == (
+        assert await guard.can_start(CPU_JOB) == (
             "waiting: cannot read free space on /media/a.mkv: Permission denied"
         )
 
@@ -284,17 +284,17 @@ async def test_hung_network_share_blocks_once_then_answers_at_once() -> None:
                 "waiting: free space on /media/a.mkv could not be read within 0.05 s"
                 " (network share not answering?)"
             )
-            assert guard.can_start(CPU_JOB) == stuck
-            assert guard.can_start(CPU_JOB) == stuck
+            assert await guard.can_start(CPU_JOB) == stuck
+            assert await guard.can_start(CPU_JOB) == stuck
             assert len(calls) == 1  # the stuck read is not started again
         finally:
             release.set()
         await asyncio.sleep(0)  # let the worker thread finish its return
         for _ in range(100):  # the released thread finishes within milliseconds
-            if guard.can_start(CPU_JOB) is None:
+            if await guard.can_start(CPU_JOB) is None:
                 break
             threading.Event().wait(0.01)
-        assert guard.can_start(CPU_JOB) is None
+        assert await guard.can_start(CPU_JOB) is None
         assert guard.active == {}
 
 
@@ -304,8 +304,8 @@ async def test_disk_guard_on_the_real_filesystem(tmp_path: Path) -> None:
     assert mount is not None
     async with Guardrails(settings(), min_free_bytes=0, gpu=NoGpu("no GPU: test")) as guard:
         destination = tmp_path / "not" / "made" / "yet.mkv"
-        assert guard.can_start(JobNeeds("cpu", destination, 1000)) is None
-        reason = guard.can_start(JobNeeds("cpu", destination, free + 10**15))
+        assert await guard.can_start(JobNeeds("cpu", destination, 1000)) is None
+        reason = await guard.can_start(JobNeeds("cpu", destination, free + 10**15))
         assert reason is not None
         assert reason.startswith("waiting: ")
         assert f" free on {mount.mount_point} < the " in reason
@@ -330,10 +330,10 @@ async def test_outside_the_window_no_job_starts_and_running_ones_finish() -> Non
     s = settings(schedule=("01:00-07:00",))
     async with make(FakeGpu(), settings=s, now=now, bus=bus) as guard:
         waiting = "waiting: outside processing window 01:00–07:00 (next start 01:00)"
-        assert guard.can_start(CPU_JOB) == waiting
+        assert await guard.can_start(CPU_JOB) == waiting
         assert guard.should_pause_running() is None  # outside_schedule: finish
         now.value = datetime(2024, 5, 2, 1, 0)
-        assert guard.can_start(CPU_JOB) is None  # asking re-checks the clock
+        assert await guard.can_start(CPU_JOB) is None  # asking re-checks the clock
         await guard.sample_now()
     assert guard_events(drain(sub)) == [
         GuardrailTripped("schedule", waiting, False),
@@ -351,7 +351,7 @@ async def test_outside_the_window_with_pause_pauses_every_encode() -> None:
         paused = "paused: outside processing window 22:00–06:00 (next start 22:00)"
         assert guard.should_pause_running("cpu") == paused
         assert guard.should_pause_running("nvenc") == paused
-        assert guard.can_start(CPU_JOB) == paused
+        assert await guard.can_start(CPU_JOB) == paused
         now.value = datetime(2024, 5, 1, 22, 0)
         await guard.sample_now()
         assert guard.should_pause_running() is None
@@ -369,13 +369,13 @@ async def test_load_limit_trips_with_hysteresis() -> None:
 
     s = settings(max_cpu_percent=80)
     async with make(FakeGpu(), settings=s, load=reader, on_change=audit) as guard:
-        assert guard.can_start(CPU_JOB) == "waiting: CPU load 95% > 80%"
+        assert await guard.can_start(CPU_JOB) == "waiting: CPU load 95% > 80%"
         load["cpu"] = 78.0
         await guard.sample_now()
-        assert guard.can_start(CPU_JOB) == "waiting: CPU load 78%, not yet below 75% (limit 80%)"
+        assert await guard.can_start(CPU_JOB) == "waiting: CPU load 78%, not yet below 75% (limit 80%)"
         load["cpu"] = 70.0
         await guard.sample_now()
-        assert guard.can_start(CPU_JOB) is None
+        assert await guard.can_start(CPU_JOB) is None
     assert audit.calls == [("load", "waiting: CPU load 95% > 80%"), ("load", None)]
 
 
@@ -398,7 +398,7 @@ async def test_real_psutil_by_default() -> None:
         reading = guard.load_reading
         assert reading is not None and reading.memory_percent is not None
         assert 0.0 < reading.memory_percent <= 100.0
-        assert guard.can_start(CPU_JOB) is None  # nothing is above 100 %
+        assert await guard.can_start(CPU_JOB) is None  # nothing is above 100 %
 
 
 # --- the timer, waiting, hooks ----------------------------------------------------------------

@@ -24,7 +24,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -165,6 +164,10 @@ class Guardrails:
         self._hook_task: asyncio.Task[None] | None = None
         self._disk_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="castui-disk")
         self._stuck_disk: dict[Path, Future[FreeSpace]] = {}
+        #: Mounts where a write hit ENOSPC (see :meth:`trip_disk_full`): reason, and the free
+        #: bytes then (the guard clears only once more than that is free).
+        self._disk_full: dict[str, str] = {}
+        self._full_free_bytes: dict[str, int] = {}
         self._gpu_status: str | None = None
         self._readings: list[GpuReading] = []
         self._load_reading: LoadReading | None = None
@@ -405,7 +408,7 @@ class Guardrails:
 
     # --- questions the engine asks ----------------------------------------------------------
 
-    def can_start(self, job: JobNeeds, *, running_nvenc: int = 0) -> str | None:
+    async def can_start(self, job: JobNeeds, *, running_nvenc: int = 0) -> str | None:
         """``None`` if ``job`` may start now, else the reason it waits (shown as is).
 
         ``running_nvenc``: castui's own NVENC encodes running now (for the session cap).
@@ -413,10 +416,10 @@ class Guardrails:
         a CPU encode neither heats the GPU nor uses a session), then free space where the job
         names a destination (``destination=None``: not checked).
 
-        Synchronous for the engine's convenience. Free space is read in a worker thread with a
-        ``disk_timeout_s`` limit, so a dead network share delays this call by that much at
-        worst and then answers "could not be read", instead of hanging the event loop; while
-        that read stays stuck, later calls answer the same at once.
+        Async because free space is read in a worker thread (statvfs on a dead network share
+        hangs): the event loop keeps serving the bus, the dashboard and heartbeats while the
+        read runs. It waits ``disk_timeout_s`` at most and then answers "could not be read";
+        while that read stays stuck, later calls answer the same at once.
         """
         self._update_schedule()
         for name in (SCHEDULE, LOAD):
@@ -440,38 +443,53 @@ class Guardrails:
                 return reason
         if job.destination is None:
             return None
-        return self._check_disk(job, job.destination)
+        return await self._check_disk(job, job.destination)
 
-    def _read_free(self, path: Path) -> FreeSpace | str:
+    async def _read_free(self, path: Path) -> FreeSpace | str:
         not_answering = (
             f"waiting: free space on {path} could not be read within "
             f"{self._disk_timeout_s:g} s (network share not answering?)"
         )
         try:
             # A read that timed out before and is still stuck is not started again (and not
-            # waited for again): the answer stays "not answering" without blocking.
+            # waited for again): the answer stays "not answering" without waiting.
             future = self._stuck_disk.pop(path, None)
             if future is not None and not future.done():
                 self._stuck_disk[path] = future
                 return not_answering
             if future is None:
                 future = self._disk_pool.submit(self._free_space, path)
-            try:
-                return future.result(timeout=self._disk_timeout_s)
-            except FutureTimeout:
+            # asyncio.wait, not wait_for: a timeout must not cancel the read (it stays in
+            # _stuck_disk and its result is used once it arrives).
+            waiter = asyncio.wrap_future(future)
+            done, _ = await asyncio.wait({waiter}, timeout=self._disk_timeout_s)
+            if not done:
                 self._stuck_disk[path] = future
                 return not_answering
+            return waiter.result()
         except OSError as exc:
             return f"waiting: cannot read free space on {path}: {exc.strerror or exc}"
         except RuntimeError as exc:  # pool shut down: used after stop()
             return f"waiting: free space on {path} not checked ({exc})"
 
-    def _check_disk(self, job: JobNeeds, destination: Path) -> str | None:
+    async def trip_disk_full(self, where: Path, reason: str) -> None:
+        """A write on ``where`` failed with ENOSPC although the pre-check passed (another
+        program filled the disk meanwhile): hold new work on that filesystem, with ``reason``,
+        until :meth:`can_start` finds more free space there than now. Without this the
+        engine would get the same "fits" answer and start the job again at once, into the
+        same full disk."""
+        got = await self._read_free(where)
+        mount = str(where) if isinstance(got, str) else got.mount
+        self._disk_full[mount] = reason
+        self._full_free_bytes[mount] = 0 if isinstance(got, str) else got.free_bytes
+        self._transition(disk_guard(mount), reason)
+
+    async def _check_disk(self, job: JobNeeds, destination: Path) -> str | None:
         paths = [destination] if job.temp_dir is None else [job.temp_dir, destination]
         by_mount: dict[str, FreeSpace] = {}
         first: str | None = None
         for path in paths:
-            got = self._read_free(path)
+            got = await self._read_free(path)
             if isinstance(got, str):
                 self._transition(disk_guard(str(path)), got)
                 first = first or got
@@ -481,6 +499,12 @@ class Guardrails:
         # On one filesystem the temp output is renamed into place: it needs the space once.
         for mount, fs in by_mount.items():
             reason = disk_reason(fs.free_bytes, job.estimated_bytes, self._min_free_bytes, mount)
+            full = self._disk_full.get(mount)
+            if full is not None:
+                if reason is None and fs.free_bytes > self._full_free_bytes.get(mount, 0):
+                    del self._disk_full[mount]  # space came back: the next job may try
+                else:
+                    reason = reason or full
             self._transition(
                 disk_guard(mount), reason, cleared=f"{format_gb(fs.free_bytes)} free on {mount}"
             )
