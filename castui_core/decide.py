@@ -84,6 +84,10 @@ def video_reasons(info: MediaInfo, stream: VideoStream, target: VideoTarget) -> 
         reasons.append(f"{fps:.3g} fps{where} > {cap:g}")
     if stream.interlaced:
         reasons.append(f"interlaced ({stream.field_order})")
+    if stream.sar_num > 0 and stream.sar_den > 0 and stream.sar_num != stream.sar_den:
+        # Jellyfin's Cast receiver refuses anamorphic H.264/HEVC (IsAnamorphic must be false);
+        # castui's encodes write square pixels (setsar=1), so the output is not re-encoded.
+        reasons.append(f"anamorphic (pixel aspect {stream.sar_num}:{stream.sar_den}), needs 1:1")
     if stream.hdr is not None and target.hdr != "keep":
         reasons.append(f"HDR {stream.hdr} ({stream.color_transfer}) on an SDR profile")
     bit_rate = info.video_bit_rate(stream)

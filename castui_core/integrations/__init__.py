@@ -1,0 +1,1 @@
+"""Optional integrations with the media servers castui keeps a library playable for."""
