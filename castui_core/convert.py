@@ -40,6 +40,7 @@ from castui_core.settings import LibrarySettings, Settings
 from castui_core.swap import (
     Journal,
     Placement,
+    SourceIdentity,
     abort,
     begin,
     check_free_space,
@@ -192,6 +193,9 @@ class Converter:
         touch the user's files)."""
         started = self.clock()
         source = str(path)
+        # Read before the probe: the swap refuses an output made from a source that is not
+        # this file any more (replaced while it was probed or encoded).
+        identity = await asyncio.to_thread(_identity_of, path)
         info = await self.probe(path)
         decision = decide(info, options.profile)
         size = info.size
@@ -210,7 +214,9 @@ class Converter:
             return outcome
         assert isinstance(info, MediaInfo)
         try:
-            outcome = await self._encode(path, info, decision, options, started, before_commit)
+            outcome = await self._encode(
+                path, info, decision, options, started, before_commit, identity
+            )
         except CastuiError as exc:
             outcome = ConvertOutcome(
                 path=source,
@@ -236,6 +242,7 @@ class Converter:
         options: ConvertOptions,
         started: float,
         before_commit: Callable[[], Awaitable[None]] | None,
+        identity: SourceIdentity | None = None,
     ) -> ConvertOutcome:
         source = str(path)
         notes: list[str] = []
@@ -256,7 +263,15 @@ class Converter:
             needed,
             min_free_bytes=options.min_free_bytes,
         )
-        await asyncio.to_thread(begin, self.journal, placement, delete_source=options.delete_source)
+        await asyncio.to_thread(
+            functools.partial(
+                begin,
+                self.journal,
+                placement,
+                delete_source=options.delete_source,
+                expect=identity,
+            )
+        )
         sidecars: list[Path] = []
         committed = False
         try:
@@ -478,6 +493,14 @@ class Converter:
                 encoder=outcome.encoder,
             )
         )
+
+
+def _identity_of(path: Path) -> SourceIdentity | None:
+    """The source's identity now; None when it cannot be read (the probe says why)."""
+    try:
+        return SourceIdentity.of(path)
+    except OSError:
+        return None
 
 
 class SidecarError(CastuiError):

@@ -151,6 +151,7 @@ class Engine:
             self.store = await Store.connect(settings.database, lease_seconds=self._lease_seconds)
             stack.push_async_callback(self.store.close)
             journal = Journal(settings.database.parent / "journal")
+            stack.callback(journal.close)  # after the workers: their entries are finished
             for line in await asyncio.to_thread(recover, journal):
                 self._log("warning", line)
             self.pool = ProbePool(

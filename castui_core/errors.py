@@ -102,6 +102,25 @@ class OutputExistsError(SwapError):
     failure_kind = "output_exists"
 
 
+class SourceChangedError(SwapError):
+    """The source was replaced or modified during its job: the output is of the old content.
+
+    Not the file's fault and not a failure of the new content: the output is discarded and
+    the job requeued (no attempt used) so the new content is converted.
+    """
+
+    failure_kind = "source_changed"
+
+
+class NameTooLongError(SwapError):
+    """A name castui must create does not fit this filesystem's NAME_MAX/PATH_MAX.
+
+    Checked before the encode; it will fail the same way every time, so it is not retried.
+    """
+
+    failure_kind = "name_too_long"
+
+
 class InsufficientSpaceError(CastuiError):
     """Not enough free space for the output (plus the free space the user asked to keep)."""
 

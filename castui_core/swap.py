@@ -15,6 +15,13 @@ instant leaves a journal entry that says how far it got):
    back (the temp may be partial) so that the source, or its byte-identical content under
    the backup name, always survives.
 
+Each entry names its owner: the :class:`Journal` that wrote it holds an exclusive ``flock`` on
+``owners/<owner>.lock`` for as long as it lives. Several castui processes share one journal
+(the service, ``castui convert``, the dashboard's engine), so ``recover`` handles only the
+entries whose owner lock it can take, i.e. whose process is gone (the kernel drops the lock
+when a process dies, even by ``kill -9``). A PID check would be racy (PID reuse, other hosts
+on a shared disk); a lock cannot be held by a dead process.
+
 Renames refuse to replace an existing name (hard link + unlink, which fails atomically with
 EEXIST; plain exists-check + rename on filesystems without hard links), so castui never
 overwrites a file it did not write. Everything here is blocking file I/O on purpose: the
@@ -25,18 +32,26 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import hashlib
 import json
 import os
+import secrets
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from castui_core.errors import InsufficientSpaceError, OutputExistsError, SwapError
+from castui_core.errors import (
+    InsufficientSpaceError,
+    NameTooLongError,
+    OutputExistsError,
+    SourceChangedError,
+    SwapError,
+)
 from castui_core.fsinfo import filesystem_of
 
 if TYPE_CHECKING:
@@ -160,6 +175,56 @@ def plan_placement(
     return Placement(source=source, final=final, temp=temp, backup=backup)
 
 
+# --- source identity ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceIdentity:
+    """Which file a job read: device, inode, size and mtime at the start of the job.
+
+    A file renamed over the source (a new download, a re-rip) has another inode; one
+    rewritten in place has another size or mtime. Either way the output is of content that
+    is no longer there, so it must not be placed.
+    """
+
+    dev: int
+    ino: int
+    size: int
+    mtime_ns: int
+
+    @classmethod
+    def of(cls, path: Path) -> SourceIdentity:
+        """Stat ``path`` (raises ``OSError``)."""
+        st = os.stat(path)
+        return cls(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def change(self, now: SourceIdentity | None) -> str | None:
+        """How ``now`` differs from this identity, in words (None: the same file)."""
+        if now is None:
+            return "it was removed"
+        if (now.dev, now.ino) != (self.dev, self.ino):
+            return "another file was put in its place"
+        if now.size != self.size:
+            return f"its size changed ({self.size} -> {now.size} bytes)"
+        if now.mtime_ns != self.mtime_ns:
+            return "it was modified"
+        return None
+
+
+def _identity(path: Path) -> SourceIdentity | None:
+    try:
+        return SourceIdentity.of(path)
+    except OSError:
+        return None
+
+
+def source_changed_error(source: Path, how: str) -> SourceChangedError:
+    return SourceChangedError(
+        f"source changed during encode: {source}: {how}; the output was discarded and the new"
+        " content is converted next (`castui convert` again, or the service requeues it)"
+    )
+
+
 # --- journal -----------------------------------------------------------------------------------
 
 
@@ -174,11 +239,27 @@ class JournalEntry:
     source_mtime_ns: int | None
     output_size: int | None = None  # the validated temp, recorded at ``validated``
     output_mtime_ns: int | None = None
+    #: The :class:`Journal` (one per process) that wrote the entry; None in old entries.
+    owner: str | None = None
+    #: Device and inode of the source at ``begin`` (None in old entries).
+    source_dev: int | None = None
+    source_ino: int | None = None
+
+    @property
+    def source_identity(self) -> SourceIdentity | None:
+        if None in (self.source_dev, self.source_ino, self.source_size, self.source_mtime_ns):
+            return None
+        assert self.source_dev is not None and self.source_ino is not None
+        assert self.source_size is not None and self.source_mtime_ns is not None
+        return SourceIdentity(
+            self.source_dev, self.source_ino, self.source_size, self.source_mtime_ns
+        )
 
     def to_json(self) -> dict[str, Any]:
         p = self.placement
         return {
             "version": _JOURNAL_VERSION,
+            "owner": self.owner,
             "step": str(self.step),
             "source": str(p.source),
             "final": str(p.final),
@@ -187,6 +268,8 @@ class JournalEntry:
             "delete_source": self.delete_source,
             "source_size": self.source_size,
             "source_mtime_ns": self.source_mtime_ns,
+            "source_dev": self.source_dev,
+            "source_ino": self.source_ino,
             "output_size": self.output_size,
             "output_mtime_ns": self.output_mtime_ns,
             "updated": time.time(),
@@ -209,6 +292,9 @@ class JournalEntry:
             source_mtime_ns=data.get("source_mtime_ns"),
             output_size=data.get("output_size"),
             output_mtime_ns=data.get("output_mtime_ns"),
+            owner=data.get("owner"),
+            source_dev=data.get("source_dev"),
+            source_ino=data.get("source_ino"),
         )
 
 
@@ -235,23 +321,119 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+_OWNERS = "owners"
+
+
+def _owner_lock_path(directory: Path, owner: str) -> Path:
+    return directory / _OWNERS / f"{owner}.lock"
+
+
+def _try_lock(path: Path) -> int | None:
+    """Open ``path`` (creating it) and take an exclusive flock; the fd, or None if held."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class Journal:
     """One small JSON file per job in ``directory`` (the engine uses ``<db dir>/journal``).
 
     Each write is atomic and durable (temp file, fsync, ``os.replace``, fsync of the
     directory), so after a crash an entry is either the old or the new state, never torn.
+
+    Every entry is stamped with this journal's ``owner`` id, and before the first write the
+    journal takes the owner lock (see the module docstring) and holds it until :meth:`close`
+    or process exit: that lock is what tells another process's ``recover`` "still working,
+    hands off".
     """
 
     def __init__(self, directory: Path) -> None:
         self.directory = directory
+        self.owner = secrets.token_hex(8)
+        self._owner_fd: int | None = None
 
     def _path(self, placement: Placement) -> Path:
         return self.directory / f"{placement.key}.json"
 
+    def _hold(self) -> None:
+        """Take this journal's owner lock (once); entries are written only while it is held."""
+        if self._owner_fd is not None:
+            return
+        lock = _owner_lock_path(self.directory, self.owner)
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = _try_lock(lock)
+        if fd is None:  # a fresh random name: nobody else can hold it
+            raise SwapError(f"journal owner lock {lock} is held by another process")
+        self._owner_fd = fd
+
+    def close(self) -> None:
+        """Give up the owner lock: entries left behind become another start's to recover."""
+        fd, self._owner_fd = self._owner_fd, None
+        if fd is None:
+            return
+        with contextlib.suppress(OSError):
+            _owner_lock_path(self.directory, self.owner).unlink()
+        os.close(fd)
+
+    def owner_alive(self, owner: str | None) -> bool:
+        """Whether ``owner``'s lock is held now (by this journal or a live process)."""
+        if owner is None:
+            return False  # an entry from before owners existed: its process is long gone
+        if owner == self.owner:
+            return self._owner_fd is not None
+        lock = _owner_lock_path(self.directory, owner)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+    @contextlib.contextmanager
+    def claim_dead(self, owner: str | None) -> Iterator[bool]:
+        """Hold ``owner``'s lock while its entries are recovered; yields False if it lives.
+
+        Holding the lock (not just testing it) also keeps two starting processes from
+        recovering the same entry at once. The lock file of a dead owner is removed after.
+        """
+        if owner is None:
+            yield True
+            return
+        if owner == self.owner:
+            yield self._owner_fd is None
+            return
+        lock = _owner_lock_path(self.directory, owner)
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        fd = _try_lock(lock)
+        if fd is None:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with contextlib.suppress(OSError):
+                lock.unlink()
+            os.close(fd)
+
     def write(self, entry: JournalEntry) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._hold()
+        entry = replace(entry, owner=self.owner)
         path = self._path(entry.placement)
-        tmp = path.with_name(f".{path.name}.tmp")
+        # The owner in the temp name lets ``recover`` tell a live writer's temp from debris.
+        tmp = path.with_name(f".{path.stem}.{self.owner}.json.tmp")
         data = json.dumps(entry.to_json(), indent=1).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -287,7 +469,7 @@ class Journal:
 
     def advance(self, entry: JournalEntry, step: Step, **changes: Any) -> JournalEntry:
         """Write ``entry`` moved on to ``step`` (with ``changes``) and return it."""
-        new = replace(entry, step=step, **changes)
+        new = replace(entry, step=step, owner=self.owner, **changes)
         self.write(new)
         return new
 
@@ -439,17 +621,29 @@ def _check_names_free(placement: Placement) -> None:
         raise OutputExistsError(message.format(placement.backup))
 
 
-def begin(journal: Journal, placement: Placement, *, delete_source: bool) -> None:
+def begin(
+    journal: Journal,
+    placement: Placement,
+    *,
+    delete_source: bool,
+    expect: SourceIdentity | None = None,
+) -> None:
     """Record the job before the encoder writes anything (journal ``encoding``).
 
     Refuses a taken output name up front, so hours of encoding are not wasted on a job that
-    could never be placed; records the source's size and mtime so nothing deletes a source
-    that changed in the meantime.
+    could never be placed; records the source's identity (device, inode, size, mtime) so
+    that ``commit`` places nothing made from a source that was replaced meanwhile and
+    nothing deletes a source that changed. ``expect`` is the identity the caller read
+    before probing: a source replaced between probe and encode is refused here already.
     """
     try:
         st = os.stat(placement.source)
     except OSError as exc:
         raise SwapError(f"{placement.source}: cannot read the source: {exc.strerror}") from exc
+    if expect is not None:
+        how = expect.change(SourceIdentity(st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns))
+        if how is not None:
+            raise source_changed_error(placement.source, how)
     _check_names_free(placement)
     try:
         placement.final.parent.mkdir(parents=True, exist_ok=True)
@@ -460,6 +654,8 @@ def begin(journal: Journal, placement: Placement, *, delete_source: bool) -> Non
                 delete_source=delete_source,
                 source_size=st.st_size,
                 source_mtime_ns=st.st_mtime_ns,
+                source_dev=st.st_dev,
+                source_ino=st.st_ino,
             )
         )
     except OSError as exc:
@@ -498,6 +694,11 @@ def commit(
     source_stat = _stat_pair(placement.source)
     if source_stat is None:
         raise SwapError(f"{placement.source}: the source vanished during the job; nothing placed")
+    started_as = entry.source_identity if entry is not None else None
+    if started_as is not None:
+        how = started_as.change(_identity(placement.source))
+        if how is not None:
+            raise source_changed_error(placement.source, how)
     _check_names_free(placement)
     sidecars = [(t, placement.sidecar_final(t)) for t in sidecar_temps]
     for temp, final in sidecars:
@@ -628,26 +829,41 @@ def abort(journal: Journal, placement: Placement) -> None:
 def recover(journal: Journal) -> list[str]:
     """Finish or undo every swap a crash interrupted; return what was done, in words.
 
-    Run once at start-up, before any job starts. The rule everywhere: a temp journaled as
-    ``validated`` is complete and may be placed; one still ``encoding`` may be partial and is
-    removed; the original is deleted only when the new file is in place, non-empty and the
-    original is unchanged; and the original is never left without a name.
+    Run once at start-up, before any job starts. Only entries whose owner is dead are
+    touched (see the module docstring): another castui process's encode in progress is
+    left alone. The rule everywhere: a temp journaled as ``validated`` is complete and may be
+    placed; one still ``encoding`` may be partial and is removed; the original is deleted
+    only when the new file is in place, non-empty and the original is unchanged; and the
+    original is never left without a name.
     """
     lines: list[str] = []
     for path, entry in journal.entries():
         if entry is None:
             lines.append(f"journal entry {path} is unreadable: left for you to inspect")
             continue
-        try:
-            lines.append(_recover_entry(journal, entry))
-        except (OSError, SwapError) as exc:
-            reason = exc.strerror if isinstance(exc, OSError) else str(exc)
-            lines.append(
-                f"could not recover {entry.placement.source}: {reason}; journal entry kept"
-            )
-    for stray in journal.directory.glob(".*.json.tmp") if journal.directory.is_dir() else ():
-        with contextlib.suppress(OSError):
-            stray.unlink()
+        with journal.claim_dead(entry.owner) as dead:
+            if not dead or not path.exists():  # alive, or recovered meanwhile by another
+                continue
+            try:
+                lines.append(_recover_entry(journal, entry))
+            except (OSError, SwapError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                lines.append(
+                    f"could not recover {entry.placement.source}: {reason}; journal entry kept"
+                )
+    if journal.directory.is_dir():
+        for stray in journal.directory.glob(".*.json.tmp"):
+            # ``.<key>.<owner>.json.tmp``: a live owner may be writing it right now.
+            parts = stray.name.split(".")
+            owner = parts[2] if len(parts) == 6 else None
+            if not journal.owner_alive(owner):
+                with contextlib.suppress(OSError):
+                    stray.unlink()
+        referenced = {e.owner for _, e in journal.entries() if e is not None}
+        for lock in journal.directory.glob(f"{_OWNERS}/*.lock"):
+            if lock.stem not in referenced and lock.stem != journal.owner:
+                with contextlib.suppress(OSError), journal.claim_dead(lock.stem):
+                    pass  # taking a dead owner's lock removes its file
     return lines
 
 

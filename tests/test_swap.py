@@ -125,6 +125,12 @@ def _setup(tmp_path: Path, name: str = "Movie.mkv") -> tuple[Journal, Placement]
     return Journal(tmp_path / "journal"), plan_placement(source, token="job1")
 
 
+def _restart(journal: Journal) -> Journal:
+    """The process that owned ``journal`` is gone; a new start opens the same folder."""
+    journal.close()
+    return Journal(journal.directory)
+
+
 def _temps(p: Placement) -> list[str]:
     return sorted(n for n in os.listdir(p.temp.parent) if ".castui-" in n)
 
@@ -314,7 +320,7 @@ def test_crash_after_each_step_then_recover(
     _crash_commit(journal, p, delete=delete, crash_at=crash_at, sidecars=(sidecar,))
     if crash_at != "done":
         assert len(journal.entries()) == 1
-    lines = recover(journal)
+    lines = recover(_restart(journal))
     assert journal.entries() == []
     assert len(lines) == (0 if crash_at == "done" else 1)
     assert all(line.startswith("recovered: ") for line in lines)
@@ -328,7 +334,7 @@ def test_crash_during_encoding_removes_the_partial_temp(tmp_path: Path, same_nam
     begin(journal, p, delete_source=True)
     p.temp.write_bytes(NEW[:50])  # the encoder died mid-file
     p.sidecar_temp(".eng.sup").write_bytes(b"partial")
-    lines = recover(journal)
+    lines = recover(_restart(journal))
     assert lines == [
         f"recovered: removed the partial output for {p.source} (crash during the encode)"
     ]
@@ -343,7 +349,7 @@ def test_crash_between_link_and_unlink_of_the_temp(tmp_path: Path) -> None:
     p.temp.write_bytes(NEW)
     _crash_commit(journal, p, delete=True, crash_at="validated")
     os.link(p.temp, p.final)
-    lines = recover(journal)
+    lines = recover(_restart(journal))
     assert "finished placing" in lines[0]
     _check_promise(p, delete=True, rolled_forward=True)
 
@@ -355,7 +361,7 @@ def test_crash_between_link_and_unlink_of_the_source(tmp_path: Path) -> None:
     p.temp.write_bytes(NEW)
     _crash_commit(journal, p, delete=False, crash_at="validated")
     os.link(p.source, p.backup)
-    recover(journal)
+    recover(_restart(journal))
     _check_promise(p, delete=False, rolled_forward=True)
     assert p.backup.read_bytes() == ORIGINAL
 
@@ -367,7 +373,7 @@ def test_source_moved_but_temp_lost_restores_the_original_name(tmp_path: Path) -
     p.temp.write_bytes(NEW)
     _crash_commit(journal, p, delete=True, crash_at="source_moved")
     p.temp.unlink()  # e.g. someone cleaned up hidden files before castui restarted
-    lines = recover(journal)
+    lines = recover(_restart(journal))
     assert lines[0].startswith(f"recovered: restored {p.source} from Movie.original.mp4")
     _check_promise(p, delete=True, rolled_forward=False)
     assert not p.backup.exists()
@@ -379,7 +385,7 @@ def test_validated_but_temp_lost_just_drops_the_entry(tmp_path: Path) -> None:
     p.temp.write_bytes(NEW)
     _crash_commit(journal, p, delete=True, crash_at="validated")
     p.temp.unlink()
-    assert recover(journal)[0].startswith("recovered: nothing to finish")
+    assert recover(_restart(journal))[0].startswith("recovered: nothing to finish")
     assert p.source.read_bytes() == ORIGINAL and not p.final.exists()
 
 
@@ -389,7 +395,7 @@ def test_placed_recovery_keeps_a_source_that_changed(tmp_path: Path) -> None:
     p.temp.write_bytes(NEW)
     _crash_commit(journal, p, delete=True, crash_at="placed")
     p.source.write_bytes(b"replaced by the user")
-    recover(journal)
+    recover(_restart(journal))
     assert p.source.read_bytes() == b"replaced by the user"
     assert p.final.read_bytes() == NEW
 
@@ -409,7 +415,7 @@ def test_unreadable_journal_entry_is_reported_and_kept(tmp_path: Path) -> None:
     journal.directory.mkdir()
     bad = journal.directory / "broken.json"
     bad.write_text("{not json")
-    assert recover(journal) == [f"journal entry {bad} is unreadable: left for you to inspect"]
+    assert recover(_restart(journal)) == [f"journal entry {bad} is unreadable: left for you to inspect"]
     assert bad.exists()
 
 
