@@ -157,6 +157,7 @@ class Guardrails:
         self._limits = LoadLimits(settings.max_cpu_percent, settings.max_memory_percent)
 
         self._active: dict[str, ActiveGuard] = {}
+        self._external: set[str] = set()  # guards fed from outside (Jellyfin sessions)
         self._changed = asyncio.Event()
         self._sample_lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
@@ -425,6 +426,9 @@ class Guardrails:
         for name in (SCHEDULE, LOAD):
             if name in self._active:
                 return self._active[name].reason
+        for name in sorted(self._external):
+            if name in self._active:
+                return self._active[name].reason
         if job.backend == "nvenc":
             hot = [
                 g.reason
@@ -510,6 +514,18 @@ class Guardrails:
             )
             first = first or reason
         return first
+
+    def set_external(
+        self, name: str, reason: str | None, *, pauses_running: bool, cleared: str = ""
+    ) -> None:
+        """Trip (``reason``) or clear (``None``) a guard sampled outside the monitor.
+
+        Why: some conditions come from another service on its own schedule (Jellyfin's
+        sessions, polled over HTTP); they hold new jobs and, with ``pauses_running``, pause
+        running encodes exactly like the built-in guards, with the same events and audit hook.
+        """
+        self._external.add(name)
+        self._transition(name, reason, pauses_running=pauses_running, cleared=cleared)
 
     def should_pause_running(self, backend: Backend | None = None) -> str | None:
         """The reason running encodes must pause now, or ``None`` (they may run / resume).
