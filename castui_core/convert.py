@@ -39,6 +39,7 @@ from castui_core.profiles import DEFAULT_PROFILE, Profile
 from castui_core.settings import LibrarySettings, Settings
 from castui_core.swap import (
     Journal,
+    NameLimits,
     Placement,
     SourceIdentity,
     abort,
@@ -46,6 +47,7 @@ from castui_core.swap import (
     check_free_space,
     commit,
     estimate_output_size,
+    output_dir_for,
     plan_placement,
 )
 from castui_core.tools import Tools
@@ -249,13 +251,25 @@ class Converter:
         backend, why = choose_backend(options.encoder, self.nvenc)
         if decision.action is Action.TRANSCODE:
             notes.append(why)
-        placement = plan_placement(
+        # Every name this job will create must fit the destination's filesystem: checked
+        # now (shortened where it can be, NameTooLongError where not), not at the swap
+        # after hours of encoding.
+        where = output_dir_for(
+            path, library_root=options.library_root, output_dir=options.output_dir
+        )
+        place = functools.partial(
+            plan_placement,
             path,
             library_root=options.library_root,
             output_dir=options.output_dir,
             token=secrets.token_hex(4),
+            limits=await asyncio.to_thread(NameLimits.of, where),
         )
+        placement = place()
         plan = self._plan(info, decision, options, placement, backend)
+        if plan.sidecars:  # sidecar names are longer: fit them too (same token, same job)
+            placement = place(sidecar_suffixes=[s.suffix for s in plan.sidecars])
+            plan = self._plan(info, decision, options, placement, backend)
         needed = estimate_output_size(info, plan, options.profile)
         await asyncio.to_thread(
             check_free_space,

@@ -48,7 +48,15 @@ from castui_core.tools import Tools, find_tools
 
 #: Failure kinds that will fail again the same way: recorded as failed, never retried.
 NOT_RETRYABLE = frozenset(
-    {"decode_error", "input_missing", "permission", "output_exists", "config", "rejected"}
+    {
+        "decode_error",
+        "input_missing",
+        "permission",
+        "output_exists",
+        "config",
+        "rejected",
+        "name_too_long",
+    }
 )
 
 

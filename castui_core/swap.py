@@ -126,12 +126,65 @@ class Placement:
         return hashlib.sha256(os.fsencode(self.temp)).hexdigest()[:32]
 
 
-def _fit_name(stem: str, rest: str) -> str:
-    """``stem + rest`` shortened (stem only, on a character boundary) to fit NAME_MAX bytes."""
-    budget = _NAME_MAX - len(os.fsencode(rest))
+@dataclass(frozen=True)
+class NameLimits:
+    """This filesystem's limits on one name (NAME_MAX) and a whole path (PATH_MAX, with NUL).
+
+    Read with ``pathconf`` where the output goes: eCryptfs allows 143 bytes per name, most
+    filesystems 255, so "fits" is a property of the destination, not of castui.
+    """
+
+    name_max: int = _NAME_MAX
+    path_max: int = 4096
+
+    @classmethod
+    def of(cls, directory: Path) -> NameLimits:
+        """The limits of the filesystem holding ``directory`` (or its nearest existing parent)."""
+        probe = directory
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        try:
+            name_max = os.pathconf(probe, "PC_NAME_MAX")
+            path_max = os.pathconf(probe, "PC_PATH_MAX")
+        except (OSError, ValueError):
+            return cls()
+        return cls(name_max if name_max > 0 else _NAME_MAX, path_max if path_max > 0 else 4096)
+
+
+def _fit(directory: Path, stem: str, rest: str, limits: NameLimits) -> str | None:
+    """The longest prefix of ``stem`` (whole characters, at least one) such that
+    ``directory / (stem + rest)`` fits ``limits``; None when not even one character fits."""
+    room_in_path = limits.path_max - 1 - len(os.fsencode(directory)) - 1  # "/" and the NUL
+    budget = min(limits.name_max, room_in_path) - len(os.fsencode(rest))
     while len(os.fsencode(stem)) > budget and stem:
         stem = stem[:-1]
-    return stem + rest
+    return stem or None
+
+
+def output_dir_for(
+    source: Path, *, library_root: Path | None = None, output_dir: Path | None = None
+) -> Path:
+    """The folder the output of ``source`` goes to (see :func:`plan_placement`)."""
+    if output_dir is None:
+        return source.parent
+    if library_root is None:
+        return output_dir
+    try:
+        relative = source.relative_to(library_root)
+    except ValueError:
+        raise SwapError(
+            f"{source} is not inside the library {library_root}: cannot mirror it"
+            f" under {output_dir}"
+        ) from None
+    return output_dir / relative.parent
+
+
+def _too_long(what: str, path: Path, limits: NameLimits) -> NameTooLongError:
+    return NameTooLongError(
+        f"cannot name the {what} for {path.name!r} in {path.parent}: even shortened, it"
+        f" exceeds this filesystem's limits ({limits.name_max} bytes a name, "
+        f"{limits.path_max - 1} a path); move the file to a shorter folder or rename it"
+    )
 
 
 def plan_placement(
@@ -141,6 +194,8 @@ def plan_placement(
     output_dir: Path | None = None,
     suffix: str = ".mp4",
     token: str,
+    limits: NameLimits | None = None,
+    sidecar_suffixes: Sequence[str] = (),
 ) -> Placement:
     """Where the output of ``source`` goes (pure: nothing is read from disk).
 
@@ -149,29 +204,36 @@ def plan_placement(
     output goes next to the source. An output that would take the source's own name (also
     case-insensitively, for SMB/exFAT shares) gets a backup name ``<stem>.original.<ext>`` for
     the source. ``token`` makes the temp name unique per job.
+
+    Every name castui will create (temp, final, backup, the sidecars ``<final stem><sidecar
+    suffix>`` and their temps) is made to fit ``limits`` (the destination's NAME_MAX and
+    PATH_MAX, see :meth:`NameLimits.of`) by shortening the stem: a 250-byte name still gets
+    a backup name. ``NameTooLongError`` (never retried) when no name fits at all.
     """
     if not token or "/" in token or "\0" in token:
         raise SwapError(f"invalid job token {token!r}")
-    if output_dir is not None:
-        if library_root is not None:
-            try:
-                relative = source.relative_to(library_root)
-            except ValueError:
-                raise SwapError(
-                    f"{source} is not inside the library {library_root}: cannot mirror it"
-                    f" under {output_dir}"
-                ) from None
-            final_dir = output_dir / relative.parent
-        else:
-            final_dir = output_dir
-    else:
-        final_dir = source.parent
-    final = final_dir / f"{source.stem}{suffix}"
+    limits = limits or NameLimits()
+    final_dir = output_dir_for(source, library_root=library_root, output_dir=output_dir)
+    longest = max((suffix, *sidecar_suffixes), key=lambda s: len(os.fsencode(s)))
+    stem = _fit(final_dir, source.stem, longest, limits)
+    if stem is None:
+        raise _too_long("output", final_dir / f"{source.stem}{suffix}", limits)
+    final = final_dir / f"{stem}{suffix}"
     same = final == source or (
         final.parent == source.parent and final.name.casefold() == source.name.casefold()
     )
-    backup = source.with_name(f"{source.stem}.original{source.suffix}") if same else None
-    temp = final_dir / _fit_name(f".{source.stem}", f".castui-{token}.tmp{suffix}")
+    backup = None
+    if same:
+        rest = f".original{source.suffix}"
+        backup_stem = _fit(source.parent, source.stem, rest, limits)
+        if backup_stem is None:
+            raise _too_long("backup of the original", source, limits)
+        backup = source.with_name(f"{backup_stem}{rest}")
+    tail = f".castui-{token}.tmp"
+    temp_stem = _fit(final_dir, f".{source.stem}", f"{tail}{longest}", limits)
+    if temp_stem is None:
+        raise _too_long("temporary output", final_dir / f".{source.stem}{tail}{suffix}", limits)
+    temp = final_dir / f"{temp_stem}{tail}{suffix}"
     return Placement(source=source, final=final, temp=temp, backup=backup)
 
 

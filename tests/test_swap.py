@@ -19,7 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from castui_core.errors import InsufficientSpaceError, OutputExistsError, SwapError
+from castui_core.errors import (
+    InsufficientSpaceError,
+    NameTooLongError,
+    OutputExistsError,
+    SourceChangedError,
+    SwapError,
+)
 from castui_core.ffmpeg.command import AudioOut, EncodePlan
 from castui_core.fsinfo import filesystem_of
 from castui_core.media import AudioStream, MediaInfo, VideoStream
@@ -208,15 +214,17 @@ def test_commit_needs_a_nonempty_temp(tmp_path: Path) -> None:
     assert p.source.read_bytes() == ORIGINAL
 
 
-def test_changed_source_is_not_deleted(tmp_path: Path) -> None:
+def test_changed_source_is_neither_replaced_nor_deleted(tmp_path: Path) -> None:
+    """The output is of the old content: placing it would be a stale copy (issue 10 #3)."""
     journal, p = _setup(tmp_path)
     begin(journal, p, delete_source=True)
     p.source.write_bytes(ORIGINAL + b"edited meanwhile")
     p.temp.write_bytes(NEW)
-    result = commit(journal, p, delete_source=True)
-    assert not result.source_deleted
+    with pytest.raises(SourceChangedError, match="source changed during encode"):
+        commit(journal, p, delete_source=True)
+    abort(journal, p)
     assert p.source.read_bytes() == ORIGINAL + b"edited meanwhile"
-    assert p.final.read_bytes() == NEW
+    assert not p.final.exists() and _temps(p) == []
 
 
 def test_abort_removes_temps_and_keeps_the_source(tmp_path: Path) -> None:
