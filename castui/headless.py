@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import logging.handlers
+import os
 import signal
 import sys
 import time
@@ -146,10 +147,20 @@ class JsonLines(logging.Formatter):
         return json.dumps(data, ensure_ascii=False, default=str)
 
 
+class _PrivateRotatingFile(logging.handlers.TimedRotatingFileHandler):
+    """Every log file (the first and each one after a rotation) is created 0600."""
+
+    def _open(self) -> TextIO:
+        fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        os.fchmod(fd, 0o600)
+        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+
+
 def setup_logging(settings: Settings, fmt: str, stream: TextIO) -> Path:
     """Log to ``stream`` (text or JSON lines) and to a daily-rotated file in the data dir."""
     log_dir = settings.database.parent / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(log_dir, 0o700)  # the log lists the user's library: theirs alone, whatever umask
     log_file = log_dir / "castui.log"
     logger.handlers.clear()
     logger.setLevel(logging.INFO)
@@ -158,7 +169,7 @@ def setup_logging(settings: Settings, fmt: str, stream: TextIO) -> Path:
     text = logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
     console.setFormatter(JsonLines() if fmt == "json" else text)
     logger.addHandler(console)
-    rotating = logging.handlers.TimedRotatingFileHandler(
+    rotating = _PrivateRotatingFile(
         log_file,
         when="midnight",
         backupCount=settings.service.log_retention_days,
@@ -216,12 +227,13 @@ async def run_headless(args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGTERM, on_stop, "SIGTERM")
     loop.add_signal_handler(signal.SIGINT, on_stop, "SIGINT")
     loop.add_signal_handler(signal.SIGHUP, on_hup)
-    control = None
+    # --once serves the socket too: a dashboard opened meanwhile attaches instead of starting
+    # a second engine. Claimed before the engine starts, so one opened during start waits.
+    control = ControlServer(engine)
     try:
+        await control.claim()
         await engine.start()
-        if not once:  # a long-running service: let `castui` attach to it
-            control = ControlServer(engine)
-            await control.start()
+        await control.start()
         if metrics is not None:
             metrics.serve(settings.metrics.listen, engine)
         if once:
@@ -235,9 +247,8 @@ async def run_headless(args: argparse.Namespace) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
-        if control is not None:
-            await control.stop()
         await engine.stop()
+        await control.stop()  # after: no second engine starts while this one winds down
         if metrics is not None:
             metrics.close()
         engine.bus.close()

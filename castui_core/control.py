@@ -1,20 +1,33 @@
-"""Attach to a running engine: a Unix socket next to the database, and its client.
+"""Attach to a running engine: a Unix socket in a private folder beside the database.
 
 Why: ``castui --no-ui`` runs as a service for months; an operator who SSHes in and types
 ``castui`` must see *that* engine's live progress and steer it, not start a second engine on
 the same database (two engines would both claim work and fight over the GPU). The engine's
 owner (headless mode, or the TUI when it runs the engine in-process) starts a
-:class:`ControlServer`; ``castui`` finds the socket with :func:`find_live_socket` and uses a
+:class:`ControlServer`; ``castui`` finds the service with :func:`find_service` and uses a
 :class:`RemoteEngine`, which has the same command methods as :class:`Engine` and a local
-:class:`EventBus` fed from the socket, so a front end cannot tell the two apart.
+:class:`EventBus` fed from the socket, so a front end cannot tell the two apart. A
+:class:`RemoteEngine` that loses its service says so on the bus (:class:`ServiceConnection`),
+keeps trying with backoff and re-subscribes when the service is back.
 
-Protocol: JSON lines over ``<database dir>/castui.sock`` (mode 0600: only the service's user
-may steer it). A connection sends requests ``{"id": n, "op": "...", ...}`` and gets replies
-``{"id": n, "ok": true, "result": ...}`` or ``{"id": n, "ok": false, "error": "..."}``. The
-request ``{"op": "subscribe"}`` turns the connection into an event stream: first the current
-state (queue paused, tripped guardrails, library states, GPU readings), then every bus event
-as ``{"event": "JobProgress", "fields": {...}}``. The bus already coalesces progress for a slow
-reader, so a slow SSH link gets the newest progress, never a growing backlog.
+Where: ``<database dir>/.castui-<uid>/castui.sock``. The folder is created 0700 and must be
+owned by the user; the socket is 0600; both are checked before serving *and* before
+connecting. Why a folder per user: the database folder may be writable by others (a shared
+media disk), and whoever creates a socket file first would otherwise own the name: root's
+service refused to start and root's dashboard attached to the impostor, showed its text and
+sent it commands. A folder someone else made at our name is moved aside (root, or the owner
+of the database folder, may) or refused with its owner's name. A database folder that anyone
+may write to without the sticky bit is refused outright: anyone could replace the database.
+``castui.lock`` in the same folder is held (``flock``) by the serving process for its whole
+life, from before its engine starts: a dashboard opened while an engine starts waits for it
+instead of starting a second engine.
+
+Protocol: JSON lines. A connection sends requests ``{"id": n, "op": "...", ...}`` and gets
+replies ``{"id": n, "ok": true, "result": ...}`` or ``{"id": n, "ok": false, "error": "..."}``.
+The request ``{"op": "subscribe"}`` turns the connection into an event stream: first the
+current state (queue paused, tripped guardrails, library states, GPU readings), then every bus
+event as ``{"event": "JobProgress", "fields": {...}}``. The bus already coalesces progress for
+a slow reader, so a slow SSH link gets the newest progress, never a growing backlog.
 """
 
 from __future__ import annotations
@@ -22,10 +35,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import fcntl
 import json
 import os
+import pwd
 import socket
 import stat
+import time
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +54,11 @@ from castui_core.settings import Settings, load_settings
 from castui_core.store import Job, Store
 
 SOCKET_NAME = "castui.sock"
+LOCK_NAME = "castui.lock"
+_DIR_PREFIX = ".castui-"
 _LINE_LIMIT = 4 * 1024 * 1024  # a JobStarted with a long argv, an error with stderr
+_CLAIM_RETRY_S = 1.0  # a dashboard's probe holds the lock for microseconds
+_CONNECT_TIMEOUT_S = 5.0  # a service that accepts but never answers is not attached
 
 #: Every event class by name, for decoding the stream.
 EVENT_TYPES: dict[str, type[Event]] = {
@@ -46,11 +66,6 @@ EVENT_TYPES: dict[str, type[Event]] = {
     for name, cls in vars(ev).items()
     if isinstance(cls, type) and issubclass(cls, Event) and cls is not Event
 }
-
-
-def socket_path(database: Path) -> Path:
-    """Where the control socket of the engine using ``database`` lives."""
-    return database.parent / SOCKET_NAME
 
 
 def encode_event(event: Event) -> dict[str, Any]:
@@ -77,6 +92,142 @@ def decode_event(data: dict[str, Any]) -> Event | None:
         return None
 
 
+class EngineRunningError(CastuiError):
+    """Another castui engine of this user holds the database's control lock."""
+
+    def __init__(self, message: str, pid: int | None) -> None:
+        super().__init__(message)
+        self.pid = pid
+
+
+def user_name(uid: int) -> str:
+    """``alice`` for a uid, or ``uid 1234`` when the system does not know it."""
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return f"uid {uid}"
+
+
+def private_dir(database: Path) -> Path:
+    """The folder only this user may use for the control socket of ``database``."""
+    return database.parent / f"{_DIR_PREFIX}{os.geteuid()}"
+
+
+def socket_path(database: Path) -> Path:
+    """Where the control socket of this user's engine on ``database`` lives."""
+    return private_dir(database) / SOCKET_NAME
+
+
+def check_database_folder(folder: Path) -> None:
+    """Refuse a folder anyone may write to without the sticky bit (a shared ``/srv`` made
+    0777): there anyone can rename the database, its journal and the socket folder away and
+    put their own in place, so no check of ours could be trusted."""
+    try:
+        st = os.stat(folder)
+    except FileNotFoundError:
+        return  # created by the store, with the user's umask
+    except OSError as exc:
+        raise CastuiError(f"cannot read the database folder {folder}: {exc.strerror}") from exc
+    if st.st_mode & stat.S_IWOTH and not st.st_mode & stat.S_ISVTX:
+        mode = stat.S_IMODE(st.st_mode)
+        raise CastuiError(
+            f"the database folder {folder} is writable by every user (mode {mode:04o}) "
+            "without the sticky bit: anyone could replace castui's database or its control "
+            f"socket there; run `chmod o-w {folder}` (or `chmod +t {folder}`), "
+            "or move `database:` to a folder of your own"
+        )
+
+
+def _foreign(path: Path, uid: int) -> CastuiError:
+    who = user_name(uid)
+    return CastuiError(
+        f"a castui service owned by {who} is running on this database ({path}); castui "
+        f"attaches only to a service of its own user: run `castui` as {who} "
+        f"(`sudo -u {who} castui`), or remove {path} if no castui of {who} runs"
+    )
+
+
+def _check_private(folder: Path, st: os.stat_result) -> None:
+    """The socket folder must be ours and closed to others, or nothing in it is trusted."""
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise _foreign(folder, st.st_uid)
+    if st.st_mode & 0o022:
+        raise CastuiError(
+            f"{folder} is writable by other users (mode {stat.S_IMODE(st.st_mode):04o}); "
+            f"castui keeps its control socket there only when it is private: "
+            f"run `chmod 700 {folder}`"
+        )
+
+
+def verify_socket(path: Path) -> None:
+    """Before connecting: the socket and its folder belong to this user and nobody else may
+    write to them (an impostor's socket is never talked to)."""
+    try:
+        _check_private(path.parent, os.lstat(path.parent))
+        st = os.lstat(path)
+    except FileNotFoundError as exc:
+        raise CastuiError(f"no castui service is listening at {path}") from exc
+    except OSError as exc:
+        raise CastuiError(f"cannot check the castui socket {path}: {exc.strerror}") from exc
+    if not stat.S_ISSOCK(st.st_mode) or st.st_uid != os.geteuid():
+        raise _foreign(path, st.st_uid)
+    if st.st_mode & 0o022:
+        raise CastuiError(
+            f"the castui socket {path} is writable by other users "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}); castui does not attach to it: "
+            f"stop the service and remove {path}"
+        )
+
+
+def ensure_private_dir(folder: Path) -> Path:
+    """Create (or take back) the 0700 socket folder before serving.
+
+    A folder at our name that someone else made is never used: it is moved aside (root, and
+    the owner of a sticky database folder, may do that; an impostor then finds its socket
+    renamed, and we say where) or refused with its owner's name.
+    """
+    check_database_folder(folder.parent)
+    for _ in range(3):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, 0o700)
+        st = os.lstat(folder)
+        if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+            if stat.S_IMODE(st.st_mode) != 0o700:
+                os.chmod(folder, 0o700)  # ours: made with another mode, or a loose umask
+            return folder
+        aside = folder.with_name(f"{folder.name}.untrusted-{int(time.time())}-{os.getpid()}")
+        try:
+            os.rename(folder, aside)
+        except OSError as exc:
+            who = user_name(st.st_uid)
+            raise CastuiError(
+                f"{folder} belongs to {who}, not to {user_name(os.geteuid())}: someone may be "
+                "waiting there for castui's control socket; castui will not use it. "
+                f"Remove it (`sudo rm -r {folder}`) and start again"
+            ) from exc
+    raise CastuiError(f"{folder} keeps being re-created by another user; castui will not use it")
+
+
+def lock_holder(folder: Path) -> int | None:
+    """The pid of the process serving (or starting to serve) from ``folder``, or ``None``."""
+    try:
+        fd = os.open(folder / LOCK_NAME, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        if os.fstat(fd).st_uid != os.geteuid():
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else 0
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)
+
+
 def is_live(path: Path, timeout_s: float = 0.5) -> bool:
     """Whether something accepts connections on the socket ``path`` (blocking, short)."""
     if not path.exists():
@@ -91,9 +242,92 @@ def is_live(path: Path, timeout_s: float = 0.5) -> bool:
 
 
 def find_live_socket(database: Path) -> Path | None:
-    """The control socket of a running engine on ``database``, or ``None``."""
+    """This user's engine's control socket on ``database`` if it answers, else ``None``.
+
+    Raises :class:`CastuiError` when the socket or its folder is not this user's own.
+    """
     path = socket_path(database)
+    if not path.exists():
+        return None
+    verify_socket(path)
     return path if is_live(path) else None
+
+
+def find_service(database: Path) -> Path | None:
+    """Where ``castui`` should attach, ``None`` to run the engine in-process, or a
+    :class:`CastuiError` saying plainly why it can do neither (blocking: call before the UI).
+
+    An engine of ours that is still starting (it holds the lock but does not listen yet) is
+    returned too: the dashboard waits for it rather than start a second engine. A live
+    service of another user is never attached to and never run beside.
+    """
+    check_database_folder(database.parent)
+    ours = private_dir(database)
+    path = ours / SOCKET_NAME
+    try:
+        st = os.lstat(ours)
+    except FileNotFoundError:
+        st = None
+    if st is not None:
+        try:
+            _check_private(ours, st)
+        except CastuiError:
+            if is_live(path):  # someone else's folder at our name, and it answers
+                raise _foreign(path, st.st_uid) from None
+            # Not live: the in-process engine moves it aside before serving.
+        else:
+            if path.exists():
+                verify_socket(path)
+                if is_live(path):
+                    return path
+            if lock_holder(ours) is not None:
+                return path  # starting: the RemoteEngine keeps trying until it listens
+    with contextlib.suppress(OSError):
+        for entry in database.parent.iterdir():
+            if not entry.name.startswith(_DIR_PREFIX) or entry == ours:
+                continue
+            if not entry.name[len(_DIR_PREFIX) :].isdigit():
+                continue  # a folder moved aside
+            uid = os.lstat(entry).st_uid
+            other = entry / SOCKET_NAME
+            try:
+                os.lstat(other)
+            except FileNotFoundError:
+                continue
+            except PermissionError:
+                raise _foreign(entry, uid) from None  # closed to us: it is there, it is theirs
+            if is_live(other):
+                raise _foreign(other, uid)
+    return None
+
+
+def _try_lock(path: Path) -> int | None:
+    """An fd holding ``path`` locked with our pid written in it, or ``None`` if held."""
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        keep = False
+        try:
+            owner = os.fstat(fd).st_uid
+            if owner != os.geteuid():
+                raise _foreign(path, owner)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return None
+            try:
+                same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if not same:  # its holder removed it as it stopped: lock the new one
+                continue
+            os.fchmod(fd, 0o600)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            keep = True
+            return fd
+        finally:
+            if not keep:
+                os.close(fd)
 
 
 async def current_state_events(engine: Engine) -> list[Event]:
@@ -124,7 +358,12 @@ def _job_result(job: Job) -> dict[str, Any]:
 
 
 class ControlServer:
-    """Serves one :class:`Engine` on its control socket while the engine runs."""
+    """Serves one :class:`Engine` on its control socket while the engine runs.
+
+    :meth:`claim` (also done by :meth:`start`) takes the folder's lock; call it before the
+    engine starts, so that nothing else starts an engine on this database meanwhile and a
+    dashboard opened meanwhile knows to wait for this one.
+    """
 
     def __init__(self, engine: Engine, path: Path | None = None) -> None:
         self.engine = engine
@@ -132,6 +371,7 @@ class ControlServer:
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._inode: int | None = None
+        self._lock_fd: int | None = None
 
     async def __aenter__(self) -> ControlServer:
         await self.start()
@@ -140,16 +380,41 @@ class ControlServer:
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
 
+    async def claim(self) -> None:
+        """Make the private folder and hold its lock, or say who holds it."""
+        if self._lock_fd is not None:
+            return
+        folder = self.path.parent
+        try:
+            folder.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            await asyncio.to_thread(ensure_private_dir, folder)
+        except OSError as exc:
+            raise CastuiError(
+                f"cannot create castui's socket folder {folder}: {exc.strerror}; "
+                "check that the database folder exists and is writable by this user"
+            ) from exc
+        deadline = time.monotonic() + _CLAIM_RETRY_S
+        while True:
+            fd = _try_lock(folder / LOCK_NAME)
+            if fd is not None:
+                self._lock_fd = fd
+                return
+            if time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.02)  # a dashboard's probe holds it for microseconds
+        pid = lock_holder(folder)
+        who = f" (pid {pid})" if pid else ""
+        raise EngineRunningError(
+            f"another castui engine{who} is already serving {self.path}; "
+            "run `castui` to attach to it instead of starting a second engine",
+            pid,
+        )
+
     async def start(self) -> None:
         """Listen; a socket file nobody listens on (a crashed engine's) is replaced."""
-        if await asyncio.to_thread(is_live, self.path):
-            raise CastuiError(
-                f"another castui engine is already serving {self.path}; "
-                "run `castui` to attach to it instead of starting a second engine"
-            )
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        await self.claim()
         with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            self.path.unlink()  # only we may write in the folder, and we hold its lock
         old_umask = os.umask(0o177)  # the socket is created 0600: no window for others
         try:
             self._server = await asyncio.start_unix_server(
@@ -162,17 +427,25 @@ class ControlServer:
 
     async def stop(self) -> None:
         server, self._server = self._server, None
-        if server is None:
-            return
-        server.close()
-        for writer in list(self._writers):
-            writer.close()
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(server.wait_closed(), 2.0)
-        # Remove the file only if it is still ours (a newer engine may have replaced it).
-        with contextlib.suppress(OSError):
-            if self.path.stat().st_ino == self._inode:
-                self.path.unlink()
+        if server is not None:
+            server.close()
+            for writer in list(self._writers):
+                writer.close()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(server.wait_closed(), 2.0)
+            # Remove the file only if it is still ours (a newer engine may have replaced it).
+            with contextlib.suppress(OSError):
+                if self.path.stat().st_ino == self._inode:
+                    self.path.unlink()
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            # Unlinked while still held: a claimer that opened the old file sees it is gone
+            # (see _try_lock) and tries again; then the empty folder goes too.
+            with contextlib.suppress(OSError):
+                (self.path.parent / LOCK_NAME).unlink()
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                self.path.parent.rmdir()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._writers.add(writer)
@@ -275,26 +548,81 @@ async def _send(writer: asyncio.StreamWriter, data: dict[str, Any]) -> None:
     await writer.drain()
 
 
+async def _request(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    rid: int,
+    op: str,
+    args: dict[str, Any],
+) -> Any:
+    """One request and its reply on a command connection."""
+    try:
+        await _send(writer, {"id": rid, "op": op, **args})
+        line = await reader.readline()
+    except (ConnectionError, asyncio.IncompleteReadError) as exc:
+        raise CastuiError(f"the castui service went away: {exc}") from exc
+    if not line:
+        raise CastuiError("the castui service closed the connection")
+    try:
+        reply = json.loads(line)
+    except ValueError as exc:
+        raise CastuiError(f"the castui service sent a line castui cannot read: {exc}") from exc
+    if not reply.get("ok"):
+        raise CastuiError(str(reply.get("error") or "the castui service refused"))
+    return reply.get("result")
+
+
+@dataclasses.dataclass
+class _Link:
+    """The two connections of one attachment: commands, and the event stream."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    events: asyncio.StreamReader
+    events_writer: asyncio.StreamWriter
+    pid: int
+
+    def close(self) -> None:
+        self.writer.close()
+        self.events_writer.close()
+
+
 class RemoteEngine:
     """An engine running in another process, driven through its control socket.
 
     Same command methods as :class:`Engine`; ``bus`` carries the remote engine's events and
     ``store`` is this process's own read handle on the shared database (history, job details).
+
+    When the service goes away (killed, restarted, upgraded) the loss is published at once
+    as :class:`ServiceConnection` ``lost``; the engine keeps trying with exponential backoff
+    (``retry_initial_s`` doubling up to ``retry_max_s``) and, once the service answers
+    again, re-subscribes (the service sends its current state first) and publishes
+    ``attached``. ``wait_for_service``: the first connection may fail too (the service is
+    still starting); without it, :meth:`start` raises when nothing answers.
     """
 
-    def __init__(self, settings: Settings, path: Path | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        path: Path | None = None,
+        *,
+        wait_for_service: bool = False,
+        retry_initial_s: float = 0.5,
+        retry_max_s: float = 10.0,
+    ) -> None:
         self.settings = settings
         self.path = path if path is not None else socket_path(settings.database)
         self.bus = EventBus()
         self.store: Store
         self.remote_pid: int | None = None
         self.connected = False
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._events_writer: asyncio.StreamWriter | None = None
+        self._wait = wait_for_service
+        self._retry_initial_s = retry_initial_s
+        self._retry_max_s = retry_max_s
+        self._link: _Link | None = None
         self._lock = asyncio.Lock()
         self._ids = 0
-        self._pump: asyncio.Task[None] | None = None
+        self._supervisor: asyncio.Task[None] | None = None
 
     async def __aenter__(self) -> RemoteEngine:
         await self.start()
@@ -304,72 +632,126 @@ class RemoteEngine:
         await self.stop()
 
     async def start(self) -> None:
+        link: _Link | None = None
+        why = ""
         try:
-            self._reader, self._writer = await asyncio.open_unix_connection(
-                str(self.path), limit=_LINE_LIMIT
-            )
-            events_reader, self._events_writer = await asyncio.open_unix_connection(
-                str(self.path), limit=_LINE_LIMIT
-            )
-        except OSError as exc:
-            raise CastuiError(f"cannot attach to the castui service at {self.path}: {exc}") from exc
-        info = await self._call("ping")
-        self.remote_pid = int(info["pid"])
+            link = await self._open()
+        except CastuiError as exc:
+            if not self._wait:
+                raise
+            why = str(exc)
+        else:  # commands work as soon as start returns
+            self._link, self.remote_pid, self.connected = link, link.pid, True
         # Read-only-ish handle: never reclaim leases or prune: the service owns the queue.
         self.store = await Store.connect(
             self.settings.database, reclaim_on_open=False, event_retention_s=None
         )
-        await _send(self._events_writer, {"op": "subscribe"})
-        self.connected = True
-        self._pump = asyncio.create_task(self._read_events(events_reader))
+        self._supervisor = asyncio.create_task(self._supervise(link, why))
 
     async def stop(self) -> None:
-        pump, self._pump = self._pump, None
-        if pump is not None:
-            pump.cancel()
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            supervisor.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await pump
-        for writer in (self._writer, self._events_writer):
-            if writer is not None:
-                writer.close()
-        self._writer = self._events_writer = None
+                await supervisor
+        self._drop()
         if hasattr(self, "store"):
             await self.store.close()
         self.bus.close()
 
-    async def _read_events(self, reader: asyncio.StreamReader) -> None:
+    async def _open(self) -> _Link:
+        """Connect twice (commands, events), check who answers, subscribe."""
+        try:
+            await asyncio.to_thread(verify_socket, self.path)
+            async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                reader, writer = await asyncio.open_unix_connection(
+                    str(self.path), limit=_LINE_LIMIT
+                )
+                try:
+                    events, events_writer = await asyncio.open_unix_connection(
+                        str(self.path), limit=_LINE_LIMIT
+                    )
+                except BaseException:
+                    writer.close()
+                    raise
+                link = _Link(reader, writer, events, events_writer, pid=0)
+                try:
+                    info = await _request(reader, writer, 0, "ping", {})
+                    link.pid = int(info["pid"])
+                    await _send(events_writer, {"op": "subscribe"})
+                except BaseException:
+                    link.close()
+                    raise
+        except TimeoutError as exc:
+            raise CastuiError(f"the castui service at {self.path} does not answer") from exc
+        except (OSError, KeyError, TypeError, ValueError) as exc:
+            text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise CastuiError(
+                f"cannot attach to the castui service at {self.path}: {text}"
+            ) from exc
+        return link
+
+    def _drop(self) -> None:
+        link, self._link = self._link, None
+        self.connected = False
+        if link is not None:
+            link.close()
+
+    async def _supervise(self, link: _Link | None, why: str) -> None:
+        """Attached: forward events until the stream ends. Then say so and try again."""
+        state = "waiting"
+        attempt = 0
+        delay = self._retry_initial_s
+        while True:
+            if link is not None:
+                self._link, self.remote_pid, self.connected = link, link.pid, True
+                # Before the service's own state events, so a viewer resets first.
+                self.bus.publish(ev.ServiceConnection(state="attached", detail=f"pid {link.pid}"))
+                why = await self._forward(link.events)
+                self._drop()
+                self.bus.publish(
+                    ev.LogLine(
+                        level="error",
+                        message=f"lost the connection to the castui service (pid {link.pid}):"
+                        f" {why}; retrying",
+                    )
+                )
+                state, attempt, delay, link = "lost", 0, self._retry_initial_s, None
+            attempt += 1
+            self.bus.publish(
+                ev.ServiceConnection(state=state, detail=why, retry_in_s=delay, attempt=attempt)
+            )
+            await asyncio.sleep(delay)  # backoff: a restart takes seconds, a reboot minutes
+            delay = min(delay * 2, self._retry_max_s)
+            try:
+                link = await self._open()
+            except CastuiError as exc:
+                why = str(exc)
+
+    async def _forward(self, reader: asyncio.StreamReader) -> str:
+        """Publish every event of the stream; returns why it ended."""
         try:
             while True:
                 line = await reader.readline()
                 if not line:
-                    break
+                    return "the service closed the connection"
                 with contextlib.suppress(ValueError):
                     event = decode_event(json.loads(line))
                     if event is not None:
                         self.bus.publish(event)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            pass
-        self.connected = False
-        self.bus.publish(
-            ev.LogLine(level="error", message="lost the connection to the castui service")
-        )
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
+            return str(exc) or type(exc).__name__
 
     async def _call(self, op: str, **args: Any) -> Any:
         async with self._lock:
-            if self._reader is None or self._writer is None:
-                raise CastuiError("not attached to a castui service")
+            link = self._link
+            if link is None:
+                raise CastuiError(
+                    "the castui service is not reachable (castui keeps trying to re-attach); "
+                    "try again when the dashboard says it is attached"
+                )
             self._ids += 1
-            try:
-                await _send(self._writer, {"id": self._ids, "op": op, **args})
-                line = await self._reader.readline()
-            except (ConnectionError, asyncio.IncompleteReadError) as exc:
-                raise CastuiError(f"the castui service went away: {exc}") from exc
-            if not line:
-                raise CastuiError("the castui service closed the connection")
-        reply = json.loads(line)
-        if not reply.get("ok"):
-            raise CastuiError(str(reply.get("error") or "the castui service refused"))
-        return reply.get("result")
+            return await _request(link.reader, link.writer, self._ids, op, args)
 
     # --- the Engine command surface ---------------------------------------------------------
 

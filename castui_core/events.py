@@ -211,3 +211,14 @@ class LogLine(Event):
 
     level: str  # debug | info | warning | error
     message: str
+
+
+@dataclass(frozen=True)
+class ServiceConnection(Event):
+    """A dashboard's link to a castui service in another process changed (published only by
+    :class:`~castui_core.control.RemoteEngine`): a lost service is shown, never hidden."""
+
+    state: str  # attached | lost | waiting (for a service that is still starting)
+    detail: str = ""  # "pid 1234" when attached; why, when lost or waiting
+    retry_in_s: float | None = None  # the next try, when lost or waiting
+    attempt: int = 0  # tries since the link was lost

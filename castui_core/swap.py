@@ -429,7 +429,7 @@ class Journal:
         if self._owner_fd is not None:
             return
         lock = _owner_lock_path(self.directory, self.owner)
-        lock.parent.mkdir(parents=True, exist_ok=True)
+        lock.parent.mkdir(mode=0o700, parents=True, exist_ok=True)  # owner only, like entries
         fd = _try_lock(lock)
         if fd is None:  # a fresh random name: nobody else can hold it
             raise SwapError(f"journal owner lock {lock} is held by another process")
@@ -490,7 +490,8 @@ class Journal:
             os.close(fd)
 
     def write(self, entry: JournalEntry) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        # Entries name the user's files: the folder is theirs alone (mode never above 0700).
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._hold()
         entry = replace(entry, owner=self.owner)
         path = self._path(entry.placement)

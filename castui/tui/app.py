@@ -30,10 +30,15 @@ from castui.tui.screens.profiles import ProfileEditorScreen
 from castui.tui.screens.quit import QuitScreen
 from castui.tui.state import LiveState
 from castui_core.bus import EventBus
-from castui_core.control import ControlServer, current_state_events
+from castui_core.control import (
+    ControlServer,
+    RemoteEngine,
+    current_state_events,
+    find_service,
+)
 from castui_core.engine import Engine
 from castui_core.errors import CastuiError
-from castui_core.events import Event
+from castui_core.events import Event, ServiceConnection
 from castui_core.guardrails.disk import FreeSpace, FreeSpaceReader, read_free_space
 from castui_core.settings import Settings
 from castui_core.store import Job, Store
@@ -124,17 +129,25 @@ class CastuiApp(App[int]):
 
     @work(exclusive=True, group="engine", exit_on_error=False)
     async def _start_engine(self) -> None:
+        control = None
+        if self._serve_control and isinstance(self.engine, Engine):
+            # Claimed before the engine starts: never a second engine on this database.
+            control = ControlServer(self.engine)
+            try:
+                await control.claim()
+            except CastuiError as exc:
+                self.notify(str(exc), title="engine not started", severity="error", timeout=60)
+                return
+            self._control = control
         try:
             await self.engine.start()
         except CastuiError as exc:
             self.notify(str(exc), title="engine did not start", severity="error", timeout=30)
             return
-        if self._serve_control and isinstance(self.engine, Engine):
-            self._control = ControlServer(self.engine)
+        if control is not None:
             try:
-                await self._control.start()
+                await control.start()
             except (CastuiError, OSError) as exc:
-                self._control = None
                 self.notify(f"attach socket not started: {exc}", severity="warning")
         for event in await self._initial_events():
             self.post_message(CoreEvent(event))
@@ -163,12 +176,12 @@ class CastuiApp(App[int]):
         if self._stopped:
             return
         self._stopped = True
-        if self._control is not None:
-            await self._control.stop()
         if isinstance(self.engine, Engine):
             await self.engine.stop(grace_s)
         else:
             await self.engine.stop()
+        if self._control is not None:  # after: no other engine starts while this one stops
+            await self._control.stop()
         self._bridge.close()
 
     async def action_quit(self) -> None:
@@ -195,6 +208,8 @@ class CastuiApp(App[int]):
 
     def on_core_event(self, message: CoreEvent) -> None:
         changed = self.state.apply(message.event)
+        if isinstance(message.event, ServiceConnection):
+            self.sub_title = self.state.service_text()
         if "jobs" in changed:
             self._jobs_dirty.set()
         self._tell_screens(changed)
@@ -305,6 +320,17 @@ class CastuiApp(App[int]):
             self.switch_mode(mode)
 
         return switch
+
+
+def dashboard_for(settings: Settings) -> CastuiApp:
+    """What ``castui`` runs: attached to this user's service on the database (also one that
+    is still starting, or a ``--once`` run), else the engine in-process. Raises
+    :class:`CastuiError` (before any UI) when neither is safe: another user's service runs
+    on the database, or the socket's folder is not trustworthy."""
+    target = find_service(settings.database)
+    if target is not None:
+        return make_app(RemoteEngine(settings, target, wait_for_service=True), attached=True)
+    return make_app(Engine(settings), serve_control=True)
 
 
 def make_app(

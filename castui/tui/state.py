@@ -30,6 +30,7 @@ from castui_core.events import (
     ScanFinished,
     ScanProgress,
     ScanStarted,
+    ServiceConnection,
 )
 
 #: Parts of the state an event can change (screens refresh only what they show).
@@ -38,6 +39,7 @@ PROGRESS = "progress"
 GUARDS = "guards"
 LOG = "log"
 LIBRARIES = "libraries"
+SERVICE = "service"  # the link to a castui service in another process
 
 HISTORY_POINTS = 60
 
@@ -84,6 +86,8 @@ class LiveState:
         self.libraries: dict[str, LibraryView] = {}
         self.log: deque[tuple[float, str, str]] = deque(maxlen=log_lines)
         self.log_serial = 0
+        #: The link to a service in another process; None when the engine is in-process.
+        self.service: ServiceConnection | None = None
         self._formatter = EventFormatter(clock=clock)
 
     def apply(self, event: Event) -> set[str]:
@@ -94,6 +98,8 @@ class LiveState:
             self.log.append((self.clock(), line[0], line[1]))
             self.log_serial += 1
             changed.add(LOG)
+        if isinstance(event, ServiceConnection):
+            return changed | self._service(event)
         if isinstance(event, JobProgress):
             job = self.live.setdefault(event.path, LiveJob(event.path))
             job.percent, job.fps, job.speed, job.eta_s = (
@@ -155,6 +161,43 @@ class LiveState:
             lib.last_scan_at, lib.last_scan_files = self.clock(), event.files
             changed |= {LIBRARIES, JOBS}
         return changed
+
+    def _service(self, event: ServiceConnection) -> set[str]:
+        """Lost: nothing live may look current (no frozen progress). Attached: forget what the
+        old stream said; the service sends its state again right after."""
+        was = self.service
+        self.service = event
+        if event.state == "attached":
+            self.guards.clear()
+            self.gpus.clear()
+            self.live.clear()
+            self._note("info", f"attached to the castui service ({event.detail})")
+        else:
+            self.live.clear()  # RemoteEngine logs the loss itself
+            if was is None and event.state == "waiting":
+                self._note("warning", self.service_text())
+        return {SERVICE, PROGRESS, GUARDS, JOBS, LOG}
+
+    def _note(self, level: str, text: str) -> None:
+        self.log.append((self.clock(), level, text))
+        self.log_serial += 1
+
+    def service_text(self) -> str:
+        """The link to the service in plain words ('' when the engine is in-process)."""
+        link = self.service
+        if link is None:
+            return ""
+        if link.state == "attached":
+            return f"attached to the castui service ({link.detail})"
+        retry = "" if link.retry_in_s is None else f" · retrying in {link.retry_in_s:g} s"
+        tries = f" (try {link.attempt})" if link.attempt > 1 else ""
+        if link.state == "waiting":
+            return f"waiting for the castui service: {link.detail}{retry}{tries}"
+        return f"service lost: {link.detail}{retry}{tries}"
+
+    @property
+    def service_lost(self) -> bool:
+        return self.service is not None and self.service.state != "attached"
 
     @staticmethod
     def _push(history: dict[int, deque[float]], index: int, value: float) -> None:

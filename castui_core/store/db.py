@@ -16,6 +16,8 @@ newer castui is refused before anything is written to it (not even the WAL switc
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -280,12 +282,18 @@ async def connect(path: Path, *, busy_timeout_s: float) -> aiosqlite.Connection:
     The caller owns the returned connection and must close it. Raises ``StoreError``.
     """
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The database lists the user's library: created readable by its owner only, whatever
+        # the umask (SQLite gives its -wal and -shm files the database file's mode).
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     except OSError as exc:
         raise StoreError(
             f"cannot create the folder for the castui database {path} ({exc}); create it or "
             "point `database:` somewhere writable."
         ) from exc
+    with contextlib.suppress(OSError):  # exists, or not creatable: SQLite says which below
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.fchmod(fd, 0o600)
+        os.close(fd)
     try:
         # isolation_level=None: no implicit transactions; we issue BEGIN IMMEDIATE ourselves.
         conn = await aiosqlite.connect(path, isolation_level=None)

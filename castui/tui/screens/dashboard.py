@@ -18,6 +18,7 @@ class DashboardScreen(LiveScreen):
 
     def compose(self) -> ComposeResult:
         yield Header()
+        yield Label("", id="service-banner")
         with Vertical(id="active-box"):
             yield Label("Active: none", id="active-title", classes="title")
             yield ActiveJobs(id="active")
@@ -32,17 +33,22 @@ class DashboardScreen(LiveScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.live_changed({"jobs", "progress", "guards", "log"})
+        self.live_changed({"jobs", "progress", "guards", "log", "service"})
 
     def live_changed(self, changed: set[str]) -> None:
         app = self.castui
         state = app.state
-        if changed & {"jobs", "progress"}:
+        if "service" in changed:
+            banner = self.query_one("#service-banner", Label)
+            banner.update(state.service_text() if state.service_lost else "")
+            banner.set_class(state.service_lost, "-lost")
+        if changed & {"jobs", "progress", "service"}:
             running = app.running_jobs
             self.query_one(ActiveJobs).show(running, state.live)
-            self.query_one("#active-title", Label).update(
-                f"Active: {len(running)} running" if running else "Active: none running"
-            )
+            title = f"Active: {len(running)} running" if running else "Active: none running"
+            if state.service_lost:  # the store's last word, not live: say so
+                title += " (as last recorded; the service is not reachable)"
+            self.query_one("#active-title", Label).update(title)
         if changed & {"jobs", "guards"}:
             queued = app.queued_jobs
             self.query_one(QueueView).set_jobs(queued, state.waiting_reason())

@@ -14,6 +14,19 @@ from castui.tui.state import LiveJob
 from castui_core.store import Job
 
 COLUMNS = ("job", "file", "progress", "%", "fps", "speed", "ETA", "encoder")
+#: Fixed widths for the cells whose text grows after the row is added ("—" first, then
+#: "54.0"): an auto-sized column keeps its first width and would show "5". ``None``: sized
+#: by the content of the row when it is added (the job id, the file name).
+WIDTHS: dict[str, int | None] = {
+    "job": None,
+    "file": None,
+    "progress": 12,
+    "%": 5,  # 100.0
+    "fps": 4,  # 9999
+    "speed": 7,  # 250.00x
+    "ETA": 6,  # 59m59s
+    "encoder": 16,  # NVENC hevc_nvenc
+}
 
 
 def encoder_label(encoder: str) -> str:
@@ -42,7 +55,7 @@ class ActiveJobs(DataTable[str]):
 
     def on_mount(self) -> None:
         for column in COLUMNS:
-            self.add_column(column, key=column)
+            self.add_column(column, key=column, width=WIDTHS[column])
 
     def show(self, running: Sequence[Job], live: Mapping[str, LiveJob]) -> None:
         ids = tuple(job.id for job in running)
