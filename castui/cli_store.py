@@ -18,6 +18,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from castui_core.datadir import data_dir_problems
+from castui_core.errors import CastuiError, ConfigError
 from castui_core.settings import load_settings
 from castui_core.store import FINISHED_STATES, Job, JobState, Store
 
@@ -32,7 +34,10 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the store subcommands to the main ``castui`` parser."""
-    queue = subparsers.add_parser("queue", help="list queued and running conversion jobs")
+    queue = subparsers.add_parser(
+        "queue",
+        help="list queued and running conversion jobs, and dead ones (they wait for you)",
+    )
     _add_config(queue)
     queue.add_argument("--json", action="store_true", help="print a JSON array")
     queue.set_defaults(handler=run_queue, func=run_queue)
@@ -54,6 +59,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     history.set_defaults(handler=run_history, func=run_history)
 
+    retry = subparsers.add_parser(
+        "retry",
+        help="put dead, failed or cancelled jobs back in the queue with fresh attempts",
+        description="Requeue jobs by id (see `castui queue` / `castui history`), or every dead"
+        " job with --dead. A running service picks them up within seconds. Audit-logged with"
+        " actor 'cli'.",
+    )
+    _add_config(retry)
+    retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="job ids to retry")
+    retry.add_argument("--dead", action="store_true", help="retry every dead job")
+    retry.set_defaults(handler=run_retry, func=run_retry)
+
     db = subparsers.add_parser("db", help="database maintenance")
     db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
     backup = db_sub.add_parser(
@@ -70,8 +87,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def run_queue(args: argparse.Namespace) -> int:
-    database = load_settings(args.config).database
-    jobs = asyncio.run(_read_jobs(database, active=True)) if database.exists() else []
+    """Active jobs, then dead ones: a dead job is never retried by itself, so it is listed
+    where people look for what castui still has to do."""
+    database = _readable_database(args)
+    jobs: list[Job] = []
+    if database.exists():
+        jobs = asyncio.run(_read_jobs(database, active=True))
+        jobs += asyncio.run(_read_jobs(database, active=False, states=["dead"], limit=1000))
     if args.json:
         _print_json(jobs)
     else:
@@ -80,7 +102,7 @@ def run_queue(args: argparse.Namespace) -> int:
 
 
 def run_history(args: argparse.Namespace) -> int:
-    database = load_settings(args.config).database
+    database = _readable_database(args)
     states = getattr(args, "state", None)
     if isinstance(states, str):
         states = [states]
@@ -102,12 +124,51 @@ def run_history(args: argparse.Namespace) -> int:
     return 0
 
 
+def _readable_database(args: argparse.Namespace) -> Path:
+    """The database path, once its folder is known to be usable (SQLite's WAL writes beside
+    the database even to read): else the same sentence as every other entry point, exit 2."""
+    database = load_settings(args.config).database
+    problems = data_dir_problems(database)
+    if problems:
+        raise ConfigError(problems[0])
+    return database
+
+
 def run_db_backup(args: argparse.Namespace) -> int:
     database = load_settings(args.config).database
     dest = Path(args.path).expanduser()
     written = asyncio.run(_backup(database, dest, overwrite=bool(getattr(args, "force", False))))
     Console(highlight=False).print(f"backed up {database} to {written}")
     return 0
+
+
+def run_retry(args: argparse.Namespace) -> int:
+    ids: list[int] = list(args.ids or [])
+    if not ids and not args.dead:
+        raise CastuiError("name the jobs to retry (castui retry ID...) or use --dead")
+    database = _readable_database(args)
+    if not database.exists():
+        raise CastuiError(f"no database at {database} yet: there is nothing to retry")
+    retried = asyncio.run(_retry(database, ids, dead=bool(args.dead)))
+    out = Console(highlight=False, soft_wrap=True)
+    if not retried:
+        out.print("no dead jobs to retry")
+    for job in retried:
+        out.print(f"retrying #{job.id} {job.path}")
+    return 0
+
+
+async def _retry(database: Path, ids: list[int], *, dead: bool) -> list[Job]:
+    """The store's retry (the dashboard's too), one job at a time; the first that cannot be
+    retried stops with the store's reason (e.g. "job #7 is queued; only failed, dead or
+    cancelled jobs can be retried")."""
+    async with Store.open(database, reclaim_on_open=False, event_retention_s=None) as store:
+        if dead:
+            ids = [*ids, *(j.id for j in await store.history(states=["dead"], limit=100_000))]
+        retried: list[Job] = []
+        for job_id in dict.fromkeys(ids):
+            retried.append(await store.retry(job_id, actor="cli"))
+        return retried
 
 
 async def _read_jobs(
@@ -199,9 +260,13 @@ def _local(ts: float | None) -> str:
 def _print_queue(jobs: list[Job], database: Path) -> None:
     out = Console(highlight=False)
     if not jobs:
-        out.print(f"no queued or running jobs ({database})")
+        out.print(f"no queued, running or dead jobs ({database})")
         return
-    table = Table(title=f"castui queue — {len(jobs)} active")
+    dead = sum(1 for j in jobs if j.state is JobState.DEAD)
+    title = f"castui queue — {len(jobs) - dead} active"
+    if dead:
+        title += f", {dead} dead (castui retry --dead)"
+    table = Table(title=title)
     for column in ("id", "state", "action", "progress", "prio", "try", "path", "why"):
         table.add_column(column, overflow="fold")
     for job in jobs:

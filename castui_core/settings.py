@@ -30,7 +30,13 @@ from pydantic import (
 )
 
 from castui_core.errors import ConfigError
-from castui_core.profiles import DEFAULT_PROFILE, ProblemList, Profile, resolve_profiles
+from castui_core.profiles import (
+    BUILTIN_PROFILES,
+    DEFAULT_PROFILE,
+    ProblemList,
+    Profile,
+    resolve_profiles,
+)
 
 ENV_CONFIG = "CASTUI_CONFIG"
 APP_NAME = "castui"
@@ -267,34 +273,11 @@ class Settings(_Strict):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> Settings:
-        problems: list[tuple[str, str]] = []
-        for name, profile in self.profiles.items():
-            if profile.extends is not None and profile.extends not in self.profiles:
-                known = ", ".join(sorted(self.profiles))
-                problems.append(
-                    (
-                        f"profiles.{name}.extends",
-                        f"{profile.extends!r} is not a profile; known: {known}",
-                    )
-                )
-        seen_names: set[str] = set()
-        for i, lib in enumerate(self.libraries):
-            if lib.profile not in self.profiles:
-                known = ", ".join(sorted(self.profiles))
-                problems.append(
-                    (f"libraries.{i}.profile", f"{lib.profile!r} is not a profile; known: {known}")
-                )
-            if lib.name in seen_names:
-                problems.append((f"libraries.{i}.name", f"{lib.name!r} is used twice"))
-            seen_names.add(lib.name)
-            if self.database.is_relative_to(lib.path):
-                problems.append(
-                    (
-                        "database",
-                        f"{self.database} is inside library {lib.name!r}; keep the database on"
-                        " local disk, outside the media folders",
-                    )
-                )
+        problems = cross_problems(
+            [(lib.name, lib.path, lib.profile) for lib in self.libraries],
+            profiles={name: p.extends for name, p in self.profiles.items()},
+            database=self.database,
+        )
         if problems:
             raise ProblemList(problems)
         return self
@@ -308,6 +291,106 @@ class Settings(_Strict):
                 return lib
         known = ", ".join(lib.name for lib in self.libraries) or "none"
         raise ConfigError(f"no library named {name!r} (configured: {known})")
+
+
+def cross_problems(
+    libraries: list[tuple[str, Path, str]],
+    *,
+    profiles: dict[str, str | None],
+    database: Path | None,
+) -> list[tuple[str, str]]:
+    """Problems between fields: unknown profiles, reused library names, libraries that contain
+    each other, a database inside a library.
+
+    A plain function of the parts, not only the model's validator: when a field is invalid
+    pydantic never runs the model's checks, and ``config check`` must still list these (see
+    :func:`_raw_cross_problems`). ``libraries`` is ``(name, path, profile)`` per library,
+    ``profiles`` maps each profile name to the one it extends.
+    """
+    problems: list[tuple[str, str]] = []
+    known = ", ".join(sorted(profiles))
+    for name, extends in profiles.items():
+        if extends is not None and extends not in profiles:
+            problems.append((f"profiles.{name}.extends", f"{extends!r} is not a profile; known: {known}"))
+    seen_names: set[str] = set()
+    for i, (name, _path, profile) in enumerate(libraries):
+        if profile not in profiles:
+            problems.append((f"libraries.{i}.profile", f"{profile!r} is not a profile; known: {known}"))
+        if name in seen_names:
+            problems.append((f"libraries.{i}.name", f"{name!r} is used twice"))
+        seen_names.add(name)
+    # Real paths: a symlink or ``..`` must not hide that two libraries share files. A file in
+    # both would be queued by both scans, with either library's profile and output rules.
+    real = [(name, path, _real(path)) for name, path, _profile in libraries]
+    for i, (name, path, resolved) in enumerate(real):
+        for j, (other, other_path, other_resolved) in enumerate(real):
+            if j == i or not resolved.is_relative_to(other_resolved):
+                continue
+            if resolved == other_resolved and j > i:
+                continue  # the same folder twice: reported once, at the later library
+            how = "the same folder as" if resolved == other_resolved else "inside"
+            shown = f"{path}" if path == resolved else f"{path} (really {resolved})"
+            problems.append(
+                (
+                    f"libraries.{i}.path",
+                    f"library {name!r} at {shown} is {how} library {other!r} at {other_path};"
+                    " each file must belong to one library: remove one of them, or point them"
+                    " at folders that do not contain each other",
+                )
+            )
+    if database is not None:
+        db_real = _real(database)
+        for name, _path, resolved in real:
+            if db_real.is_relative_to(resolved):
+                problems.append(
+                    (
+                        "database",
+                        f"{database} is inside library {name!r}; keep the database on"
+                        " local disk, outside the media folders",
+                    )
+                )
+    return problems
+
+
+def _real(path: Path) -> Path:
+    """``path`` with symlinks and ``..`` resolved as far as it exists (it may not be mounted)."""
+    try:
+        return path.resolve(strict=False)
+    except (OSError, RuntimeError):  # a symlink loop: compare it as written
+        return Path(os.path.normpath(path))
+
+
+def _raw_cross_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """:func:`cross_problems` on unvalidated data, skipping parts too malformed to compare.
+
+    Used when some field is invalid (so the model's own cross-checks never ran): one
+    ``config check`` then lists an unknown profile name along with a bad field elsewhere.
+    """
+    user = data.get("profiles") or {}
+    profiles: dict[str, str | None] = {name: None for name in BUILTIN_PROFILES}
+    if isinstance(user, dict):
+        for name, body in user.items():
+            extends = body.get("extends") if isinstance(body, dict) else None
+            profiles[str(name)] = extends if isinstance(extends, str) else None
+    raw_libraries = data.get("libraries")
+    libraries: list[tuple[str, Path, str]] = []
+    if isinstance(raw_libraries, list):
+        for lib in raw_libraries:
+            if not isinstance(lib, dict):
+                return []  # indexes would no longer match the field errors' paths
+            name, path = lib.get("name"), lib.get("path")
+            profile = lib.get("profile", DEFAULT_PROFILE)
+            if not isinstance(path, str) or not isinstance(profile, str):
+                return []
+            absolute = Path(path).expanduser()
+            if not absolute.is_absolute():
+                return []
+            libraries.append((str(name), absolute, profile))
+    database = data.get("database")
+    db = Path(database).expanduser() if isinstance(database, str) else None
+    return cross_problems(
+        libraries, profiles=profiles, database=db if db is not None and db.is_absolute() else None
+    )
 
 
 def find_settings_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
@@ -351,10 +434,42 @@ def load_settings(explicit: str | os.PathLike[str] | None = None) -> Settings:
     return settings
 
 
-def parse_settings(text: str, *, source: Path | str = "<settings>") -> Settings:
-    """Validate settings from YAML text."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that notes every key given twice in one mapping.
+
+    Plain YAML keeps the last of two equal keys: a second ``libraries:`` block silently drops
+    the first, and castui runs on half the settings the person wrote.
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[str, str]] = []
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[str, int] = {}
+        for key_node, _value in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue
+            line = key_node.start_mark.line + 1
+            key = str(key_node.value)
+            if key in first_line:
+                self.duplicates.append(
+                    (
+                        key,
+                        f"given twice (lines {first_line[key]} and {line}); YAML would keep only"
+                        " the second: merge them into one",
+                    )
+                )
+            else:
+                first_line[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def _load_yaml(text: str, source: Path | str) -> tuple[Any, list[str]]:
+    """The YAML document and one problem line per duplicated key."""
+    loader = _UniqueKeyLoader(text)
     try:
-        data = yaml.safe_load(text)
+        data = loader.get_single_data()
     except yaml.YAMLError as exc:
         where = ""
         mark = getattr(exc, "problem_mark", None)
@@ -362,14 +477,32 @@ def parse_settings(text: str, *, source: Path | str = "<settings>") -> Settings:
             where = f" (line {mark.line + 1}, column {mark.column + 1})"
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(f"{source}{where}: not valid YAML: {problem}") from exc
+    finally:
+        loader.dispose()
+    return data, [f"{key}: {why}" for key, why in loader.duplicates]
+
+
+def parse_settings(text: str, *, source: Path | str = "<settings>") -> Settings:
+    """Validate settings from YAML text; every problem found is listed in one ``ConfigError``."""
+    data, problems = _load_yaml(text, source)
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: the top level must be a mapping of settings (key: value)")
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: invalid settings", problems=format_problems(exc)) from exc
+        problems.extend(format_problems(exc))
+        # A field error stops pydantic before the model's cross-checks: run them on the raw
+        # data so an unknown profile is reported in the same run as a bad number.
+        for loc, message in _raw_cross_problems(data):
+            line = f"{loc}: {message}"
+            if line not in problems:
+                problems.append(line)
+    else:
+        if not problems:
+            return settings
+    raise ConfigError(f"{source}: invalid settings", problems=tuple(problems))
 
 
 def format_problems(exc: ValidationError) -> tuple[str, ...]:

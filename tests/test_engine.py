@@ -388,7 +388,7 @@ async def test_disk_guard_waits_for_space_without_using_attempts(
         )
         assert isinstance(tripped, GuardrailTripped)
         assert tripped.name == "disk:/media"
-        assert tripped.reason.startswith("waiting: 0.3 GB free on /media < 1 GB"), tripped.reason
+        assert tripped.reason.startswith("waiting: 300 MB free on /media < 1 GB"), tripped.reason
 
         await wait_samples(gpu, 5)  # the workers ask again after every sample
         job = await job_for(engine, source)

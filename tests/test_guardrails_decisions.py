@@ -80,7 +80,7 @@ def test_temperature_state_names_the_gpu() -> None:
             0,
             "waiting: 1 GB free on /media < the 4.2 GB estimated output",
         ),
-        (int(0.25 * GB), 0, 1 * GB, "waiting: 0.25 GB free on /media < 1 GB"),
+        (int(0.25 * GB), 0, 1 * GB, "waiting: 250 MB free on /media < 1 GB"),
         (int(19.96 * GB), 0, 20 * GB, "waiting: 19.96 GB free on /media < 20 GB"),
         (25 * GB, int(4.2 * GB), 20 * GB, None),
         (int(24.2 * GB), int(4.2 * GB), 20 * GB, None),  # exactly the reserve left: fits
@@ -95,7 +95,7 @@ def test_disk_reason(free: int, needed: int, min_free: int, expected: str | None
 
 @pytest.mark.parametrize(
     ("n", "text"),
-    [(0, "0 GB"), (20 * GB, "20 GB"), (int(3.14 * GB), "3.1 GB"), (int(0.5 * GB), "0.5 GB")],
+    [(0, "0 MB"), (20 * GB, "20 GB"), (int(3.14 * GB), "3.1 GB"), (int(0.5 * GB), "500 MB")],
 )
 def test_format_gb(n: int, text: str) -> None:
     assert format_gb(n) == text

@@ -37,10 +37,12 @@ def gb_to_bytes(gb: float) -> int:
 
 
 def format_gb(n: int, digits: int = 1) -> str:
-    """``3.1 GB``, ``20 GB`` (no ``.0``), ``0.25 GB`` below 1 GB so small values are not 0."""
+    """``3.1 GB``, ``20 GB`` (no ``.0``); below 1 GB in MB (``250 MB``, ``4 MB``), so a full
+    disk never reads "0 GB free"."""
+    mb = n / 1_000_000
+    if round(abs(mb)) < 1000:
+        return f"{mb:.1f} MB" if 0 < abs(mb) < 10 and round(mb) != mb else f"{mb:.0f} MB"
     value = n / GB
-    if 0 < abs(value) < 1:
-        digits = max(digits, 2)
     text = f"{value:.{digits}f}"
     if "." in text:
         text = text.rstrip("0").rstrip(".")
