@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 
 from castui_core import __version__
+from castui_core.datadir import data_dir_problems, prepare_data_dir
 from castui_core.errors import CastuiError, ConfigError
 from castui_core.fsinfo import filesystem_of
 from castui_core.settings import Settings, load_settings
@@ -46,6 +47,20 @@ def build_parser() -> argparse.ArgumentParser:
         "--once",
         action="store_true",
         help="with --no-ui: scan, process the queue until empty, print a summary, exit",
+    )
+    parser.add_argument(
+        "--max-wait",
+        type=parse_duration,
+        metavar="DURATION",
+        help="with --once: stop waiting after DURATION (90s, 30m, 2h) while jobs are still"
+        " queued (held by a guardrail), list them with the reason, and exit 1",
+    )
+    parser.add_argument(
+        "--status-every",
+        type=parse_duration,
+        default=60.0,
+        metavar="DURATION",
+        help="with --once: while jobs wait (a guardrail holds), log why this often (default 60s)",
     )
     parser.add_argument(
         "--log-format",
@@ -113,6 +128,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``30m``, ``2h``, ``1h30m`` as seconds (argparse type: a bad value is
+    a usage error naming the option, not a traceback)."""
+    import re
+
+    value = text.strip().lower()
+    if re.fullmatch(r"\d+(\.\d+)?", value):
+        seconds = float(value)
+    else:
+        parts = re.findall(r"(\d+(?:\.\d+)?)([smhd])", value)
+        if not parts or "".join(n + u for n, u in parts) != value:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 90s, 30m or 2h")
+        seconds = sum(float(n) * _UNITS[u] for n, u in parts)
+    if seconds <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: a duration must be more than 0")
+    return seconds
+
+
 def run_config_check(args: argparse.Namespace) -> int:
     """Validate settings (and the environment they point at); print ok or every problem."""
     settings = load_settings(args.config)
@@ -137,7 +173,13 @@ def run_config_check(args: argparse.Namespace) -> int:
 
 def check_environment(settings: Settings) -> list[str]:
     """Problems that validation of the file alone cannot see."""
-    problems: list[str] = []
+    problems: list[str] = data_dir_problems(settings.database)
+    for i, lib in enumerate(settings.libraries):
+        if lib.path.exists() and not lib.path.is_dir():
+            problems.append(
+                f"libraries.{i}.path: {lib.path} (library {lib.name!r}) is a file, not a folder;"
+                " point `path:` at the folder that holds the library's media"
+            )
     mount = filesystem_of(settings.database)
     if mount is not None and mount.is_network:
         problems.append(
@@ -172,6 +214,7 @@ def run_tui(args: argparse.Namespace) -> int:
     from castui_core.engine import Engine
 
     settings = load_settings(args.config)
+    prepare_data_dir(settings.database)  # before the screen opens: the message stays readable
     live = find_live_socket(settings.database)
     if live is not None:
         app = make_app(RemoteEngine(settings, live), attached=True)
@@ -183,6 +226,9 @@ def run_tui(args: argparse.Namespace) -> int:
 def run_convert(args: argparse.Namespace) -> int:
     from castui.convert_view import run_convert_command
 
+    # The journal lives in the database's folder: check it here, or a read-only one surfaces
+    # as a swap error that blames the library's folder.
+    prepare_data_dir(load_settings(args.config).database)
     return asyncio.run(run_convert_command(args))
 
 
@@ -194,8 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.config = args.main_config
         handler = run_headless
     if handler is None:
-        if args.once:
-            parser.error("--once needs --no-ui")
+        if args.once or args.max_wait is not None:
+            parser.error("--once and --max-wait need --no-ui")
         args.config = args.main_config
         handler = run_tui
     try:

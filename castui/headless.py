@@ -26,6 +26,7 @@ from typing import TextIO
 from castui.scan_view import format_bytes
 from castui_core.bus import Subscription
 from castui_core.control import ControlServer
+from castui_core.datadir import prepare_data_dir
 from castui_core.engine import Engine
 from castui_core.errors import CastuiError
 from castui_core.events import (
@@ -50,6 +51,7 @@ from castui_core.events import (
     ScanStarted,
 )
 from castui_core.settings import Settings, load_settings
+from castui_core.store import Job, JobState, Store
 
 logger = logging.getLogger("castui")
 
@@ -191,6 +193,8 @@ async def _log_events(sub: Subscription, formatter: EventFormatter) -> None:
 
 async def run_headless(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
+    # Before the log set-up: an unwritable folder is one sentence naming it, not a traceback.
+    await asyncio.to_thread(prepare_data_dir, settings.database)
     log_file = setup_logging(settings, args.log_format, sys.stderr)
     source = settings.source or "built-in defaults"
     logger.info("castui headless starting (settings: %s, log: %s)", source, log_file)
@@ -230,6 +234,7 @@ async def run_headless(args: argparse.Namespace) -> int:
     # --once serves the socket too: a dashboard opened meanwhile attaches instead of starting
     # a second engine. Claimed before the engine starts, so one opened during start waits.
     control = ControlServer(engine)
+    gave_up: str | None = None
     try:
         await control.claim()
         await engine.start()
@@ -237,11 +242,12 @@ async def run_headless(args: argparse.Namespace) -> int:
         if metrics is not None:
             metrics.serve(settings.metrics.listen, engine)
         if once:
-            idle = asyncio.create_task(engine.wait_idle())
-            stopped = asyncio.create_task(stop.wait())
-            await asyncio.wait({idle, stopped}, return_when=asyncio.FIRST_COMPLETED)
-            for task in (idle, stopped):
-                task.cancel()
+            gave_up = await drain(
+                engine,
+                stop,
+                report_every_s=getattr(args, "status_every", 60.0),
+                max_wait_s=getattr(args, "max_wait", None),
+            )
         else:
             await stop.wait()
     finally:
@@ -257,15 +263,110 @@ async def run_headless(args: argparse.Namespace) -> int:
     if not once:
         logger.info("castui headless stopped")
         return 0
-    return print_summary(engine)
+    queued, dead = await _leftovers(settings.database)
+    return print_summary(engine, queued=queued if gave_up else 0, waiting=gave_up, dead=dead)
 
 
-def print_summary(engine: Engine) -> int:
+async def drain(
+    engine: Engine, stop: asyncio.Event, *, report_every_s: float, max_wait_s: float | None
+) -> str | None:
+    """``--once``: wait until the queue is drained; ``None`` then, else why it gave up.
+
+    A guardrail (schedule, free space, load) can hold queued jobs for hours: every
+    ``report_every_s`` the reason is logged, so a waiting run never looks hung, and SIGTERM or
+    ``max_wait_s`` ends the wait with that reason (the summary then says what is still queued
+    and why, and the exit code is 1: the run did not do its work).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = None if max_wait_s is None else loop.time() + max_wait_s
+    idle = asyncio.create_task(engine.wait_idle())
+    stopped = asyncio.create_task(stop.wait())
+    last_reason = "stopped before the queue was drained"
+    try:
+        while True:
+            timeout = report_every_s
+            if deadline is not None:
+                timeout = max(0.0, min(timeout, deadline - loop.time()))
+            await asyncio.wait({idle, stopped}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if idle.done():
+                idle.result()  # an engine error propagates
+                return None
+            waiting = await waiting_reason(engine)
+            if waiting is not None:
+                last_reason = waiting[1]
+            if stopped.done():
+                return last_reason
+            if deadline is not None and loop.time() >= deadline:
+                logger.warning("--max-wait of %s reached: stopping", _seconds(max_wait_s or 0))
+                return last_reason
+            if waiting is not None:
+                count, reason = waiting
+                logger.warning("waiting: %s queued: %s", _jobs(count), reason)
+    finally:
+        for task in (idle, stopped):
+            task.cancel()
+        for task in (idle, stopped):
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def waiting_reason(engine: Engine) -> tuple[int, str] | None:
+    """How many jobs are queued and why none of them runs; ``None`` when none is queued."""
+    jobs = await engine.store.active_jobs()
+    queued = [j for j in jobs if j.state is JobState.QUEUED]
+    if not queued:
+        return None
+    reasons: list[str] = []
+    if await engine.store.is_paused():
+        reasons.append("the queue is paused (resume it from the dashboard)")
+    # A guard's reason starts "waiting: ..." (it stands alone in the dashboard); here it
+    # follows "N jobs queued:", which says that already.
+    reasons.extend(r.removeprefix("waiting: ") for r in engine.guardrails.active.values())
+    now = time.time()
+    if not reasons and all(j.run_after > now for j in queued):
+        first = min(j.run_after for j in queued)
+        when = time.strftime("%H:%M:%S", time.localtime(first))
+        reasons.append(f"each waits to be retried, the first at {when}")
+    if not reasons:
+        running = len(jobs) - len(queued)
+        reasons.append(f"{_jobs(running)} running" if running else "waiting for a free worker")
+    return len(queued), "; ".join(reasons)
+
+
+async def _leftovers(database: Path) -> tuple[int, list[Job]]:
+    """Jobs still queued (or handed back by the stop) and every dead job, read after the
+    engine stopped: what the summary must not leave out."""
+    async with Store.open(database, reclaim_on_open=False, event_retention_s=None) as store:
+        active = await store.active_jobs()
+        dead = await store.history(states=[JobState.DEAD], limit=1000)
+    return len(active), dead
+
+
+def print_summary(
+    engine: Engine, *, queued: int = 0, waiting: str | None = None, dead: list[Job] | None = None
+) -> int:
+    """The last lines of ``--once``; exit 1 when anything is left for a person to see to:
+    a failure, a dead job (nothing retries it by itself) or jobs still queued."""
     summary = engine.summary
+    dead = dead or []
     print(
-        f"summary: {len(summary.done)} done, {len(summary.failed)} failed,"
+        f"summary: {len(summary.done)} done, {len(summary.failed)} failed, {len(dead)} dead,"
         f" {format_bytes(max(0, summary.bytes_saved))} saved"
     )
     for outcome in summary.failed:
         print(f"failed: {outcome.path}: {outcome.reason}")
-    return 1 if summary.failed else 0
+    for job in dead:
+        print(f"dead: #{job.id} {job.path}: {job.reason or 'no reason recorded'}")
+    if dead:
+        print(f"retry them with: castui retry {' '.join(str(j.id) for j in dead)} (or --dead)")
+    if waiting is not None and queued:
+        print(f"{_jobs(queued)} still queued: {waiting}")
+    return 1 if summary.failed or dead or (waiting is not None and queued) else 0
+
+
+def _jobs(n: int) -> str:
+    return f"{n} job" if n == 1 else f"{n} jobs"
+
+
+def _seconds(s: float) -> str:
+    return f"{s:g} s"
