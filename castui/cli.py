@@ -209,17 +209,19 @@ def run_headless(args: argparse.Namespace) -> int:
 def run_tui(args: argparse.Namespace) -> int:
     """The dashboard: attach to a running ``castui --no-ui`` if there is one, else run the
     engine in-process (serving the attach socket so a second ``castui`` attaches to it)."""
-    from castui.tui.app import make_app
-    from castui_core.control import RemoteEngine, find_live_socket
-    from castui_core.engine import Engine
+    from castui.tui.app import dashboard_for
+    from castui_core.control import ForeignServiceError
 
     settings = load_settings(args.config)
+    # First: another user's service is named as such, not as an unwritable folder of theirs.
+    try:
+        app = dashboard_for(settings)  # says plainly when it can neither attach nor run one
+    except ForeignServiceError:
+        raise  # another user's service runs here: that is the answer, not their folders' modes
+    except CastuiError:
+        prepare_data_dir(settings.database)  # if castui's folder is at fault: which, what to do
+        raise
     prepare_data_dir(settings.database)  # before the screen opens: the message stays readable
-    live = find_live_socket(settings.database)
-    if live is not None:
-        app = make_app(RemoteEngine(settings, live), attached=True)
-    else:
-        app = make_app(Engine(settings), serve_control=True)
     return app.run() or 0
 
 

@@ -138,9 +138,14 @@ def check_database_folder(folder: Path) -> None:
         )
 
 
-def _foreign(path: Path, uid: int) -> CastuiError:
+class ForeignServiceError(CastuiError):
+    """A castui service of another user runs on this database: never attached, never run
+    beside (this is the whole answer, whatever else is wrong with the folder)."""
+
+
+def _foreign(path: Path, uid: int) -> ForeignServiceError:
     who = user_name(uid)
-    return CastuiError(
+    return ForeignServiceError(
         f"a castui service owned by {who} is running on this database ({path}); castui "
         f"attaches only to a service of its own user: run `castui` as {who} "
         f"(`sudo -u {who} castui`), or remove {path} if no castui of {who} runs"
