@@ -24,8 +24,9 @@ from castui_core.events import JobNote, JobProgress, JobStarted
 from castui_core.ffmpeg.nvenc import NvencStatus, detect_nvenc
 from castui_core.probe import ProbePool
 from castui_core.settings import LibrarySettings, Settings, load_settings
+from castui_core.store import Store
 from castui_core.swap import Journal, recover
-from castui_core.tools import find_tools
+from castui_core.tools import Tools, find_tools
 
 _STATUS_STYLE = {
     "done": "green",
@@ -63,6 +64,27 @@ async def run_convert_command(args: argparse.Namespace) -> int:
     err = Console(stderr=True, highlight=False, soft_wrap=True)
 
     journal = Journal(settings.database.parent / "journal")
+    try:
+        # The same database as the service (settings.database): every output this command
+        # writes is recorded there, so the service recognises it as castui's own work.
+        async with Store.open(
+            settings.database, reclaim_on_open=False, event_retention_s=None
+        ) as store:
+            return await _convert_files(settings, tools, plans, journal, store, out, err)
+    finally:
+        journal.close()
+
+
+async def _convert_files(
+    settings: Settings,
+    tools: Tools,
+    plans: list[tuple[Path, ConvertOptions]],
+    journal: Journal,
+    store: Store,
+    out: Console,
+    err: Console,
+) -> int:
+    files = [path for path, _ in plans]
     for line in await asyncio.to_thread(recover, journal):
         err.print(f"[yellow]{line}[/]")
 
@@ -74,7 +96,9 @@ async def run_convert_command(args: argparse.Namespace) -> int:
     outcomes: list[ConvertOutcome] = []
     interrupted = False
     with ProbePool(1, timeout=settings.scan.probe_timeout_s) as pool:
-        converter = Converter(tools=tools, pool=pool, journal=journal, bus=bus, nvenc=nvenc)
+        converter = Converter(
+            tools=tools, pool=pool, journal=journal, bus=bus, nvenc=nvenc, store=store
+        )
         viewer = asyncio.create_task(_show_progress(bus.subscribe(), err))
         loop = asyncio.get_running_loop()
         current: list[Path] = []

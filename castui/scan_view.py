@@ -53,7 +53,13 @@ def scan_targets(settings: Settings, args: argparse.Namespace) -> list[ScanTarge
     if args.profile:
         raise ConfigError("--profile applies to PATHs; a library uses its own profile")
     return [
-        ScanTarget(lib.name, (lib.path,), settings.profile_for(lib), lib.follow_symlinks)
+        ScanTarget(
+            lib.name,
+            (lib.path,),
+            settings.profile_for(lib),
+            lib.follow_symlinks,
+            output_dir=lib.output_dir,
+        )
         for lib in libraries
     ]
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 import secrets
 import time
 from collections import deque
@@ -21,8 +22,8 @@ from pathlib import Path
 from typing import Literal
 
 from castui_core.bus import EventBus
-from castui_core.decide import Action, Decision, decide
-from castui_core.errors import CastuiError, ConfigError
+from castui_core.decide import Action, Decision, copy_decision, decide
+from castui_core.errors import CastuiError, ConfigError, OutputExistsError
 from castui_core.events import JobFinished, JobNote, JobOutput, JobProgress, JobStarted
 from castui_core.ffmpeg.command import (
     Backend,
@@ -37,6 +38,7 @@ from castui_core.media import MediaInfo, ProbeFailure
 from castui_core.probe import ProbePool
 from castui_core.profiles import DEFAULT_PROFILE, Profile
 from castui_core.settings import LibrarySettings, Settings
+from castui_core.store import OutputRecord, Store
 from castui_core.swap import (
     Journal,
     NameLimits,
@@ -71,6 +73,8 @@ class ConvertOptions:
     min_free_bytes: int = 0
     stall_timeout_s: float = 120.0
     timeout_s: float | None = None
+    #: The profile's name, recorded with each output castui writes.
+    profile_name: str = DEFAULT_PROFILE
 
 
 @dataclass(frozen=True)
@@ -112,11 +116,12 @@ def options_for(
         if profile not in settings.profiles:
             known = ", ".join(sorted(settings.profiles))
             raise ConfigError(f"profile {profile!r} is not defined; known: {known}")
-        chosen = settings.profiles[profile]
+        name = profile
     elif library is not None:
-        chosen = settings.profile_for(library)
+        name = library.profile
     else:
-        chosen = settings.profiles[DEFAULT_PROFILE]
+        name = DEFAULT_PROFILE
+    chosen = settings.profiles[name]
     op = settings.operational
     return ConvertOptions(
         profile=chosen,
@@ -127,6 +132,7 @@ def options_for(
         min_free_bytes=int(op.min_free_gb * 1e9),
         stall_timeout_s=op.stall_timeout_s,
         timeout_s=op.job_timeout_s,
+        profile_name=name,
     )
 
 
@@ -142,8 +148,14 @@ class Converter:
         bus: EventBus | None = None,
         nvenc: NvencStatus | None = None,
         clock: Callable[[], float] = time.monotonic,
+        store: Store | None = None,
+        written_by: str = "convert",
     ) -> None:
         self.tools = tools
+        #: Where every placed output is recorded (``outputs``), so castui knows its own work
+        #: whichever command wrote it; ``written_by`` names the command in that record.
+        self.store = store
+        self.written_by = written_by
         self.pool = pool
         self.journal = journal
         self.bus = bus if bus is not None else EventBus()
@@ -266,6 +278,8 @@ class Converter:
             limits=await asyncio.to_thread(NameLimits.of, where),
         )
         placement = place()
+        if await asyncio.to_thread(_taken_by_another, placement):
+            return await self._existing_copy(path, info, decision, options, placement, started)
         plan = self._plan(info, decision, options, placement, backend)
         if plan.sidecars:  # sidecar names are longer: fit them too (same token, same job)
             placement = place(sidecar_suffixes=[s.suffix for s in plan.sidecars])
@@ -347,6 +361,9 @@ class Converter:
         notes.extend(
             f"bitmap subtitles written to {placement.sidecar_final(t).name}" for t in sidecars
         )
+        note = await self._record_output(swap.final, source, identity, options)
+        if note is not None:
+            notes.append(note)
         notes.extend(plan.notes)
         return ConvertOutcome(
             path=source,
@@ -364,6 +381,83 @@ class Converter:
             stderr_tail=result.stderr_tail,
             notes=tuple(notes),
         )
+
+    async def _existing_copy(
+        self,
+        path: Path,
+        info: MediaInfo,
+        decision: Decision,
+        options: ConvertOptions,
+        placement: Placement,
+        started: float,
+    ) -> ConvertOutcome:
+        """The output name is taken: skip the source when that file is its conversion.
+
+        castui's own earlier output from this very source (per the ``outputs`` record, and
+        neither file changed since) or any copy that plays directly and lasts as long as the
+        source means the work is done. Anything else raises ``OutputExistsError`` (never
+        retried) saying what to do: castui never overwrites a file it did not write.
+        """
+        final = placement.final
+        reasons: tuple[str, ...] | None = None
+        record = await self.store.get_output(str(final)) if self.store is not None else None
+        if record is not None and record.source == str(path):
+            now = await asyncio.to_thread(_identity_of, final)
+            src = await asyncio.to_thread(_identity_of, path)
+            # Both unchanged since: a newer source (or an edited output) is not "done".
+            same_source = record.source_size is None or (
+                src is not None and (src.size, src.mtime_ns) == record.source_state
+            )
+            if now is not None and record.matches(now.size, now.mtime_ns, now.ino) and same_source:
+                reasons = (f"castui already converted it: {final.name}",)
+        if reasons is None:
+            copy = await self.probe(final)
+            verdict = copy_decision(decision, info, copy, options.profile, final.name)
+            if verdict.action is not Action.SKIP:
+                raise OutputExistsError(f"{path.name}: {verdict.reasons[-1]}")
+            reasons = verdict.reasons
+        return ConvertOutcome(
+            path=str(path),
+            status="skipped",
+            action=Action.SKIP,
+            reasons=reasons,
+            reason="; ".join(reasons),
+            output_path=str(final),
+            bytes_before=info.size,
+            seconds=self.clock() - started,
+        )
+
+    async def _record_output(
+        self,
+        final: Path,
+        source: str,
+        identity: SourceIdentity | None,
+        options: ConvertOptions,
+    ) -> str | None:
+        """Record the placed output in ``outputs``; a note when that failed (the file is in
+        place either way: a database hiccup must not turn a finished job into a failure)."""
+        if self.store is None:
+            return None
+        now = await asyncio.to_thread(_identity_of, final)
+        if now is None:
+            return None
+        record = OutputRecord(
+            path=str(final),
+            source=source,
+            size=now.size,
+            mtime_ns=now.mtime_ns,
+            inode=now.ino,
+            source_size=identity.size if identity is not None else None,
+            source_mtime_ns=identity.mtime_ns if identity is not None else None,
+            profile=options.profile_name,
+            written_by=self.written_by,
+            written_at=time.time(),
+        )
+        try:
+            await self.store.record_output(record)
+        except CastuiError as exc:
+            return f"the output is in place but could not be recorded: {exc}"
+        return None
 
     def _plan(
         self,
@@ -507,6 +601,17 @@ class Converter:
                 encoder=outcome.encoder,
             )
         )
+
+
+def _taken_by_another(placement: Placement) -> bool:
+    """A file (not the source itself) already has the output's name."""
+    final = placement.final
+    if not os.path.lexists(final):
+        return False
+    try:
+        return not os.path.samefile(final, placement.source)
+    except OSError:
+        return True
 
 
 def _identity_of(path: Path) -> SourceIdentity | None:

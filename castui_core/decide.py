@@ -160,3 +160,39 @@ def decide(info: MediaInfo | ProbeFailure, profile: Profile) -> Decision:
     if container or reasons_tail:
         return Decision(Action.REMUX, (*container, *reasons_tail))
     return Decision(Action.SKIP, ("plays directly",))
+
+
+#: How far a copy's duration may be from the source's and still count as the same content:
+#: containers round differently and a remux may drop a partial last frame.
+COPY_DURATION_TOLERANCE_S = 1.0
+COPY_DURATION_TOLERANCE_RATIO = 0.01
+
+
+def copy_decision(
+    needed: Decision,
+    source: MediaInfo,
+    copy: MediaInfo | ProbeFailure,
+    profile: Profile,
+    name: str,
+) -> Decision:
+    """The source's decision when a file already sits at its output name ``name``.
+
+    A copy that plays directly on ``profile`` and lasts as long as the source *is* the work
+    (castui's own output from an earlier run, or the user's): the source is ``skip`` with
+    the copy named. Anything else is never overwritten, so the source keeps ``needed``'s
+    action with one more reason that says what to do about the copy.
+    """
+    verdict = decide(copy, profile)
+    problem: str | None = None
+    if verdict.action is not Action.SKIP:
+        problem = "; ".join(verdict.reasons) or verdict.action.value
+    elif isinstance(copy, MediaInfo) and source.duration_s and copy.duration_s:
+        tolerance = max(
+            COPY_DURATION_TOLERANCE_S, COPY_DURATION_TOLERANCE_RATIO * source.duration_s
+        )
+        if abs(copy.duration_s - source.duration_s) > tolerance:
+            problem = f"it lasts {copy.duration_s:.1f} s, the source {source.duration_s:.1f} s"
+    if problem is None:
+        return Decision(Action.SKIP, (f"a Cast-ready copy exists: {name}",))
+    advice = f"{name} exists but is not Cast-ready ({problem}); move it away or delete it"
+    return Decision(needed.action, (*needed.reasons, advice))

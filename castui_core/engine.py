@@ -172,7 +172,13 @@ class Engine:
                 state = "available" if self._nvenc.available else self._nvenc.reason
                 self._log("info", f"NVENC: {state}")
             self.converter = Converter(
-                tools=tools, pool=self.pool, journal=journal, bus=self.bus, nvenc=self._nvenc
+                tools=tools,
+                pool=self.pool,
+                journal=journal,
+                bus=self.bus,
+                nvenc=self._nvenc,
+                store=self.store,  # outputs are recorded where `castui convert` records them
+                written_by="engine",
             )
             gpu = self._gpu if self._gpu is not None else await asyncio.to_thread(open_gpu_backend)
             self.guardrails = Guardrails(

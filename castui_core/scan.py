@@ -14,13 +14,13 @@ import fnmatch
 import os
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from castui_core.bus import EventBus
-from castui_core.decide import Action, Decision, decide
-from castui_core.errors import ProbeError
+from castui_core.decide import Action, Decision, copy_decision, decide
+from castui_core.errors import ProbeError, SwapError
 from castui_core.events import (
     FileDecided,
     ScanFinished,
@@ -31,6 +31,7 @@ from castui_core.events import (
 from castui_core.media import MediaInfo, ProbeFailure
 from castui_core.probe import ProbePool, ProbeResult, probe_ffprobe
 from castui_core.profiles import Profile
+from castui_core.swap import plan_placement
 
 _PROGRESS_INTERVAL_S = 0.25
 
@@ -44,6 +45,8 @@ class ScanTarget:
     profile: Profile
     follow_symlinks: bool = False
     explicit: bool = False  # roots named by the user: a missing file is a reject, not a warning
+    #: The library's ``output_dir`` (outputs mirrored there), for the existing-copy check.
+    output_dir: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,71 @@ class ScanReport:
     @property
     def bytes_to_process(self) -> int:
         return sum(f.size for f in self.files if f.action.needs_work)
+
+
+# --- an output name that is already taken ------------------------------------------------------
+
+#: ``own(source, output)``: True when castui wrote ``output`` from ``source`` (both unchanged).
+OwnOutput = Callable[[str, Path], Awaitable[bool]]
+
+
+def output_name(
+    source: str, *, library_root: Path | None = None, output_dir: Path | None = None
+) -> Path | None:
+    """Where castui would put ``source``'s output; None when that is the source's own name
+    (converted in place: nothing can be "in the way") or no name can be made."""
+    try:
+        placement = plan_placement(
+            Path(source), library_root=library_root, output_dir=output_dir, token="scan"
+        )
+    except SwapError:
+        return None
+    return None if placement.backup is not None else placement.final
+
+
+async def copy_decisions(
+    pool: ProbePool,
+    decided: Sequence[tuple[MediaInfo, Decision]],
+    profile: Profile,
+    *,
+    library_root: Path | None = None,
+    output_dir: Path | None = None,
+    own: OwnOutput | None = None,
+) -> dict[str, Decision]:
+    """New decisions for sources whose output name is already taken (by source path).
+
+    castui's own output of the source (``own``), or a Cast-ready copy of the same length,
+    makes the source ``skip`` with the copy named; any other file there adds a reason that
+    says what to do (see :func:`castui_core.decide.copy_decision`). Sources with a free output
+    name are not in the result. The existence checks run in a thread (slow shares).
+    """
+    wanted: dict[str, tuple[MediaInfo, Decision, Path]] = {}
+    for info, decision in decided:
+        if not decision.action.needs_work:
+            continue
+        final = output_name(info.path, library_root=library_root, output_dir=output_dir)
+        if final is not None:
+            wanted[info.path] = (info, decision, final)
+    if not wanted:
+        return {}
+
+    def taken() -> list[str]:
+        return [src for src, (_, _, final) in wanted.items() if os.path.lexists(final)]
+
+    changed: dict[str, Decision] = {}
+    to_probe: dict[str, str] = {}  # copy path -> source path
+    for src in await asyncio.to_thread(taken):
+        final = wanted[src][2]
+        if own is not None and await own(src, final):
+            changed[src] = Decision(Action.SKIP, (f"castui already converted it: {final.name}",))
+        else:
+            to_probe[str(final)] = src
+    if to_probe:
+        async for copy in pool.probe_many(list(to_probe)):
+            src = to_probe[copy.path]
+            info, decision, final = wanted[src]
+            changed[src] = copy_decision(decision, info, copy, profile, final.name)
+    return changed
 
 
 class IgnoreRules:
@@ -228,6 +296,7 @@ class Scanner:
             )
             progress()
         walk_done = True
+        await self._check_copies(target, report)
         progress(force=True)
         report.files.sort(key=lambda f: f.path)
         report.seconds = self.clock() - started
@@ -241,6 +310,28 @@ class Scanner:
             )
         )
         return report
+
+    async def _check_copies(self, target: ScanTarget, report: ScanReport) -> None:
+        """Re-decide sources whose output name is taken (a Cast-ready copy: ``skip``)."""
+        decided = [(f.info, f.decision) for f in report.files if f.info is not None]
+        root = None if target.explicit or len(target.roots) != 1 else target.roots[0]
+        changed = await copy_decisions(
+            self.pool, decided, target.profile, library_root=root, output_dir=target.output_dir
+        )
+        for n, scanned in enumerate(report.files):
+            decision = changed.get(scanned.path)
+            if decision is None:
+                continue
+            report.files[n] = replace(scanned, decision=decision)
+            self.bus.publish(
+                FileDecided(
+                    library=scanned.library,
+                    path=scanned.path,
+                    size=scanned.size,
+                    action=decision.action.value,
+                    reasons=decision.reasons,
+                )
+            )
 
     async def _walk(
         self, target: ScanTarget, problem: Callable[[str, str], None]

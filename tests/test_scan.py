@@ -154,7 +154,8 @@ def test_cli_scan_table_and_summary(samples: dict[str, Path], tmp_path: Path) ->
     result = run_castui("scan", str(samples["compliant.mkv"].parent), home=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "container matroska is not MP4" in result.stdout
-    assert "1 skip" in result.stdout and "would be processed" in result.stdout
+    # compliant.mp4 plus compliant.mkv, whose output name holds that Cast-ready copy.
+    assert "2 skip" in result.stdout and "would be processed" in result.stdout
 
 
 def test_cli_scan_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ from castui_core.ingest.settle import FileStat
 from castui_core.media import MediaInfo, ProbeFailure
 from castui_core.probe import ProbePool, ProbeResult
 from castui_core.profiles import Profile
-from castui_core.scan import IgnoreRules, walk_media
+from castui_core.scan import IgnoreRules, copy_decisions, walk_media
 from castui_core.settings import LibrarySettings
 from castui_core.store import (
     CatalogEntry,
@@ -134,6 +134,13 @@ def walk_subtree(directory: Path, rules: IgnoreRules, *, follow_symlinks: bool) 
         except OSError:
             continue
     return walk.files
+
+
+def _stat(path: Path) -> FileStat | None:
+    try:
+        return FileStat.from_stat(os.stat(path))
+    except OSError:
+        return None
 
 
 def _under_any(path: str, prefixes: Sequence[str]) -> bool:
@@ -254,17 +261,26 @@ class CatalogScanner:
         library: str,
         profile: Profile,
         probed: Iterable[tuple[WalkedFile, ProbeResult]],
+        *,
+        where: LibrarySettings | None = None,
     ) -> list[Recorded]:
         """Decide probed files, write them to the catalog and queue those that need work.
 
-        One catalog transaction and one queue transaction for the whole batch.
+        One catalog transaction and one queue transaction for the whole batch. Files castui
+        wrote itself are never queued, and a source whose output name already holds its
+        conversion (castui's or a Cast-ready copy) is ``skip`` (``where``: the library's
+        settings, for outputs mirrored to its ``output_dir``).
         """
         entries: list[CatalogEntry] = []
         decided: list[tuple[WalkedFile, Decision]] = []
+        fixed: list[tuple[WalkedFile, ProbeResult]] = []
         for walked, result in probed:
             if isinstance(result, ProbeFailure) and result.size == 0 and walked.stat.size:
                 result = ProbeFailure(walked.path, walked.stat.size, result.reason, result.extra)
-            decision = decide(result, profile)
+            fixed.append((walked, result))
+        overrides = await self._own_work(fixed, profile, where)
+        for walked, result in fixed:
+            decision = overrides.get(walked.path) or decide(result, profile)
             decided.append((walked, decision))
             entries.append(catalog_entry(library, walked.path, walked.stat, result, decision))
             self.bus.publish(
@@ -305,6 +321,57 @@ class CatalogScanner:
                     )
                 )
         return [Recorded(w.path, w.stat.size, d, results.get(w.path)) for w, d in decided]
+
+    async def _own_work(
+        self,
+        probed: Sequence[tuple[WalkedFile, ProbeResult]],
+        profile: Profile,
+        where: LibrarySettings | None,
+    ) -> dict[str, Decision]:
+        """Decisions that castui's own work overrides: its outputs, and sources already done."""
+        overrides: dict[str, Decision] = {}
+        outputs = await self.store.output_paths()
+        for walked, _ in probed:
+            if walked.path in outputs:
+                record = await self.store.get_output(walked.path)
+                st = walked.stat
+                if record is not None and record.matches(st.size, st.mtime_ns, st.inode):
+                    why = f"castui output ({record.written_by}, from {Path(record.source).name})"
+                    overrides[walked.path] = Decision(Action.SKIP, (why,))
+        stats = {w.path: w.stat for w, _ in probed}
+
+        async def own(source: str, output: Path) -> bool:
+            record = await self.store.get_output(str(output))
+            if record is None or record.source != source:
+                return False
+            now = await asyncio.to_thread(_stat, output)
+            src = stats.get(source)
+            return (
+                now is not None
+                and record.matches(now.size, now.mtime_ns, now.inode)
+                and src is not None
+                and record.source_size in (None, src.size)
+                and record.source_mtime_ns in (None, src.mtime_ns)
+            )
+
+        needing = [
+            (r, d)
+            for w, r in probed
+            if w.path not in overrides
+            and isinstance(r, MediaInfo)
+            and (d := decide(r, profile)).action.needs_work
+        ]
+        overrides.update(
+            await copy_decisions(
+                self.pool,
+                needing,
+                profile,
+                library_root=where.path if where is not None else None,
+                output_dir=where.output_dir if where is not None else None,
+                own=own,
+            )
+        )
+        return overrides
 
     async def scan(
         self,
@@ -365,10 +432,10 @@ class CatalogScanner:
                 batch.append((by_path[probed.path], probed))
                 result.probed += 1
                 if len(batch) >= 256 or self.clock() - last >= _PROGRESS_INTERVAL_S:
-                    await self._record_batch(name, profile, batch, result, counts)
+                    await self._record_batch(name, profile, batch, result, counts, library)
                     batch = []
                     last = self.clock()
-            await self._record_batch(name, profile, batch, result, counts)
+            await self._record_batch(name, profile, batch, result, counts, library)
 
         seen = {f.path for f in walk.files}
         problem_paths = [p for p, _ in walk.problems]
@@ -393,10 +460,11 @@ class CatalogScanner:
         batch: list[tuple[WalkedFile, ProbeResult]],
         result: CatalogScanResult,
         counts: dict[str, int],
+        where: LibrarySettings | None = None,
     ) -> None:
         if not batch:
             return
-        for rec in await self.record(library, profile, batch):
+        for rec in await self.record(library, profile, batch, where=where):
             counts[rec.decision.action.value] = counts.get(rec.decision.action.value, 0) + 1
             if rec.queued is not None:
                 result.queued.append(rec)

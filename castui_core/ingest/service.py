@@ -509,7 +509,8 @@ class Ingest:
                     continue
                 keep.append((walked, result))
             if keep:
-                await self.scanner.record(name, self.settings.profile_for(lib.settings), keep)
+                profile = self.settings.profile_for(lib.settings)
+                await self.scanner.record(name, profile, keep, where=lib.settings)
 
     async def _fs_event_loop(self) -> None:
         """Handle deletions, moves away and folders moving in (batched)."""

@@ -228,6 +228,11 @@ class OutputRecord:
     source_size: int | None = None
     source_mtime_ns: int | None = None
 
+    @property
+    def source_state(self) -> tuple[int | None, int | None]:
+        """The source's (size, mtime_ns) when castui read it for this output."""
+        return self.source_size, self.source_mtime_ns
+
     def matches(self, size: int, mtime_ns: int, inode: int | None) -> bool:
         """The file now at ``path`` is still the one castui wrote (not replaced since)."""
         if (size, mtime_ns) != (self.size, self.mtime_ns):
