@@ -125,3 +125,52 @@ class InsufficientSpaceError(CastuiError):
     """Not enough free space for the output (plus the free space the user asked to keep)."""
 
     failure_kind = "disk_space"
+
+
+# Jellyfin (castui_core.integrations.jellyfin): every failure talking to the server is one of
+#
+#   JellyfinError                 (base; ``retryable`` says whether waiting can fix it)
+#   ├── JellyfinUnreachable       connection refused/reset, DNS, TLS, timeout: retried
+#   ├── JellyfinServerError       5xx: retried
+#   └── JellyfinConfigError       stops the batch; the operator must change something
+#       ├── JellyfinAuthError     401 (key missing/invalid) or 403 (key not allowed)
+#       └── JellyfinRequestError  400/404 and other 4xx (wrong URL base, unknown item, bad body)
+#
+# No message ever contains the API key: it travels only in the Authorization header.
+
+
+class JellyfinError(CastuiError):
+    """Talking to Jellyfin failed. ``status`` is the HTTP status when there was an answer."""
+
+    failure_kind = "jellyfin"
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class JellyfinUnreachable(JellyfinError):
+    """No answer from Jellyfin (not running, wrong host/port, TLS failure, timeout)."""
+
+    retryable = True
+
+
+class JellyfinServerError(JellyfinError):
+    """Jellyfin answered with a 5xx: its own problem, usually passing (a restart, an upgrade)."""
+
+    retryable = True
+
+
+class JellyfinConfigError(JellyfinError):
+    """Jellyfin refused the request in a way only a settings change fixes; retrying is futile."""
+
+    exit_code = 2
+
+
+class JellyfinAuthError(JellyfinConfigError):
+    """401: the API key is missing or not valid; 403: the key may not do this."""
+
+
+class JellyfinRequestError(JellyfinConfigError):
+    """400/404 and other 4xx: the URL does not lead to Jellyfin's API or the request is wrong."""
