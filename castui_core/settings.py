@@ -24,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SecretStr,
     ValidationError,
     field_validator,
     model_validator,
@@ -104,6 +105,11 @@ class LibrarySettings(_Strict):
         None, description="Write outputs to a mirrored tree here instead of next to the source."
     )
     follow_symlinks: bool = False
+    jellyfin: bool | None = Field(
+        None,
+        description="Tell Jellyfin about this library's changes (default: yes when a jellyfin"
+        " server is configured).",
+    )
 
     @field_validator("watch", mode="before")
     @classmethod
@@ -236,6 +242,76 @@ class ServiceSettings(_Strict):
     )
 
 
+ENV_JELLYFIN_KEY = "CASTUI_JELLYFIN_API_KEY"
+
+
+class JellyfinSettings(_Strict):
+    """The Jellyfin server castui tells about every change and asks about direct play.
+
+    The API key comes from ``api_key``, ``api_key_file`` or ``$CASTUI_JELLYFIN_API_KEY`` (in
+    that order). It is a ``SecretStr`` so no repr, log line or error shows it; it is sent only
+    in the Authorization header, never in a URL, and never written to the database.
+    """
+
+    url: str = Field(
+        pattern=r"^https?://[^\s?#@]+$",
+        description="Jellyfin's address with any base path, e.g. http://127.0.0.1:8096 (no"
+        " query string or user info: the key never goes in a URL).",
+    )
+    api_key: SecretStr | None = None
+    api_key_file: AbsolutePath | None = None
+    path_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="castui path prefix -> the same folder as Jellyfin sees it (component-wise,"
+        " longest prefix first), for Jellyfin in a container or on another machine.",
+    )
+    user: str | None = Field(None, description="Jellyfin user asked for PlaybackInfo.")
+    verify_tls: bool = True
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    batch_window_s: float = Field(
+        2.0,
+        ge=0,
+        le=3600,
+        description="Changes are gathered this long and sent in one request per batch.",
+    )
+
+    @field_validator("path_map")
+    @classmethod
+    def _absolute_prefixes(cls, value: dict[str, str]) -> dict[str, str]:
+        bad = [f"{k} -> {v}" for k, v in value.items() if not (k.startswith("/") and v.startswith("/"))]
+        if bad:
+            raise ValueError(f"both sides must be absolute paths: {', '.join(bad)}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> JellyfinSettings:
+        if self.api_key is not None and self.api_key_file is not None:
+            raise ProblemList([("api_key", "set api_key or api_key_file, not both")])
+        return self
+
+    def api_key_value(self) -> str:
+        """The key, read now (a rotated key file is picked up on reload); ConfigError says
+        where to put it when there is none."""
+        if self.api_key is not None:
+            key = self.api_key.get_secret_value().strip()
+        elif self.api_key_file is not None:
+            try:
+                key = self.api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"jellyfin.api_key_file {self.api_key_file} cannot be read"
+                    f" ({exc.strerror}); check the path and that castui's user may read it"
+                ) from exc
+        else:
+            key = os.environ.get(ENV_JELLYFIN_KEY, "").strip()
+        if not key:
+            raise ConfigError(
+                "jellyfin: no API key; create one in Jellyfin's Dashboard > API Keys and put it"
+                f" in jellyfin.api_key_file (or ${ENV_JELLYFIN_KEY})"
+            )
+        return key
+
+
 class Settings(_Strict):
     """The whole settings file."""
 
@@ -251,6 +327,7 @@ class Settings(_Strict):
     guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    jellyfin: JellyfinSettings | None = None
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -285,6 +362,10 @@ class Settings(_Strict):
     def profile_for(self, library: LibrarySettings) -> Profile:
         return self.profiles[library.profile]
 
+    def notifies_jellyfin(self, library: LibrarySettings) -> bool:
+        """Whether this library's changes go to Jellyfin (on by default once configured)."""
+        return self.jellyfin is not None and library.jellyfin is not False
+
     def library_named(self, name: str) -> LibrarySettings:
         for lib in self.libraries:
             if lib.name == name:
@@ -311,11 +392,15 @@ def cross_problems(
     known = ", ".join(sorted(profiles))
     for name, extends in profiles.items():
         if extends is not None and extends not in profiles:
-            problems.append((f"profiles.{name}.extends", f"{extends!r} is not a profile; known: {known}"))
+            problems.append(
+                (f"profiles.{name}.extends", f"{extends!r} is not a profile; known: {known}")
+            )
     seen_names: set[str] = set()
     for i, (name, _path, profile) in enumerate(libraries):
         if profile not in profiles:
-            problems.append((f"libraries.{i}.profile", f"{profile!r} is not a profile; known: {known}"))
+            problems.append(
+                (f"libraries.{i}.profile", f"{profile!r} is not a profile; known: {known}")
+            )
         if name in seen_names:
             problems.append((f"libraries.{i}.name", f"{name!r} is used twice"))
         seen_names.add(name)
