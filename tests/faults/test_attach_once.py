@@ -11,6 +11,8 @@ A real ``--once`` process with a real (real-time) encode; the dashboard under Te
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -80,3 +82,72 @@ async def test_dashboard_beside_once_attaches_to_it(
     assert once.returncode == 0, err
     assert "summary: 1 done, 0 failed" in out, out + err
     assert (site["lib"] / "movie.mp4").exists()
+
+
+#: A castui engine in its own process, stopped between claiming the database's control lock
+#: and listening (where `castui --no-ui` is while its engine starts: recovery, probes, GPU).
+STARTING = r"""
+import asyncio, sys
+from castui_core.control import ControlServer
+from castui_core.engine import Engine
+from castui_core.guardrails.gpu import NoGpu
+from castui_core.settings import load_settings
+
+async def main():
+    engine = Engine(load_settings(sys.argv[1]), watch=False, scan_at_start=False,
+                    gpu=NoGpu("no GPU: tests"))
+    control = ControlServer(engine)
+    await control.claim()
+    print("claimed", flush=True)
+    await asyncio.to_thread(sys.stdin.readline)  # the test says when the engine may start
+    try:
+        async with engine:
+            await control.start()
+            print("serving", flush=True)
+            await asyncio.to_thread(sys.stdin.readline)
+    finally:
+        await control.stop()
+
+asyncio.run(main())
+"""
+
+
+async def test_dashboard_opened_while_an_engine_starts_waits_for_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    site = make_site(tmp_path)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STARTING, str(site["settings"])],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdin is not None and proc.stdout is not None
+    try:
+        assert proc.stdout.readline().strip() == "claimed"
+        built: list[CastuiApp] = []
+        monkeypatch.setattr(CastuiApp, "run", lambda self, *a, **k: built.append(self) or 0)
+        assert cli.main(["--config", str(site["settings"])]) == 0
+        (app,) = built
+        assert app.attached, "the dashboard started a second engine beside a starting one"
+        async with app.run_test(size=(120, 40)) as pilot:
+            await wait_until(
+                pilot, lambda: "waiting for the castui service" in str(app.sub_title), "waiting"
+            )
+            proc.stdin.write("\n")  # the engine starts and listens
+            proc.stdin.flush()
+            assert proc.stdout.readline().strip() == "serving"
+            await wait_until(
+                pilot,
+                lambda: getattr(app.engine, "remote_pid", None) == proc.pid,
+                "attached to the engine that was starting",
+            )
+            assert "attached" in str(app.sub_title)
+            await pilot.press("q")
+        proc.stdin.write("\n")
+        proc.stdin.close()
+        assert proc.wait(timeout=30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
