@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import json
 import logging
 import logging.handlers
@@ -152,10 +153,10 @@ class JsonLines(logging.Formatter):
 class _PrivateRotatingFile(logging.handlers.TimedRotatingFileHandler):
     """Every log file (the first and each one after a rotation) is created 0600."""
 
-    def _open(self) -> TextIO:
+    def _open(self) -> io.TextIOWrapper:
         fd = os.open(self.baseFilename, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         os.fchmod(fd, 0o600)
-        return open(fd, self.mode, encoding=self.encoding, errors=self.errors)
+        return io.TextIOWrapper(open(fd, "ab"), encoding=self.encoding, errors=self.errors)
 
 
 def setup_logging(settings: Settings, fmt: str, stream: TextIO) -> Path:
