@@ -278,7 +278,7 @@ class JellyfinSettings(_Strict):
     @field_validator("path_map")
     @classmethod
     def _absolute_prefixes(cls, value: dict[str, str]) -> dict[str, str]:
-        bad = [f"{k} -> {v}" for k, v in value.items() if not (k.startswith("/") and v.startswith("/"))]
+        bad = [f"{k} -> {v}" for k, v in value.items() if not (k[:1] == v[:1] == "/")]
         if bad:
             raise ValueError(f"both sides must be absolute paths: {', '.join(bad)}")
         return value

@@ -170,6 +170,33 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX outputs_source ON outputs(source)",
         ),
     ),
+    Migration(
+        4,
+        "Jellyfin outbox",
+        (
+            # Changes Jellyfin must be told about, written in the transaction that completes
+            # the job, deleted once Jellyfin answered (castui_core.store.outbox). castui's
+            # paths, not Jellyfin's: path_map is applied when sending. Never the API key.
+            """
+            CREATE TABLE jellyfin_outbox (
+                id          INTEGER PRIMARY KEY,
+                path        TEXT NOT NULL,
+                folder      TEXT NOT NULL,
+                update_type TEXT NOT NULL
+                              CHECK (update_type IN ('Created', 'Modified', 'Deleted')),
+                library     TEXT NOT NULL,
+                job_id      INTEGER,
+                state       TEXT NOT NULL DEFAULT 'pending'
+                              CHECK (state IN ('pending', 'stopped')),
+                attempts    INTEGER NOT NULL DEFAULT 0,
+                next_at     REAL NOT NULL,
+                last_error  TEXT,
+                created_at  REAL NOT NULL
+            )
+            """,
+            "CREATE INDEX jellyfin_outbox_due ON jellyfin_outbox(next_at) WHERE state = 'pending'",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -35,6 +35,8 @@ from castui_core.store.models import (
     dump_json,
     job_from_row,
 )
+from castui_core.store.outbox import OutboxEntry
+from castui_core.store.outbox import add_entries as add_outbox_entries
 
 _ACTIVE_SQL = "('queued', 'running')"
 _FINISHED_SQL = "('done', 'failed', 'dead', 'cancelled')"
@@ -558,7 +560,12 @@ _SET_RESULT = """
 
 
 async def complete(
-    conn: aiosqlite.Connection, now: float, job_id: int, token: int, result: JobResult
+    conn: aiosqlite.Connection,
+    now: float,
+    job_id: int,
+    token: int,
+    result: JobResult,
+    outbox_entries: Sequence[OutboxEntry] = (),
 ) -> Job:
     row = await fetchone(
         conn,
@@ -583,6 +590,9 @@ async def complete(
         **_transition_event_kwargs(job, JobState.RUNNING),
     )
     await _apply_rerun(conn, job, now)
+    # Same transaction: Jellyfin hears of exactly the swaps that committed (a crash before
+    # the COMMIT loses both the "done" and the notification, and the job runs again).
+    await add_outbox_entries(conn, now, job.id, outbox_entries)
     return job
 
 

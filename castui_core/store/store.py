@@ -22,6 +22,7 @@ import aiosqlite
 
 from castui_core.errors import StoreError
 from castui_core.store import audit, catalog, jobs, outputs
+from castui_core.store import outbox as outbox_db
 from castui_core.store.db import connect, execute, fetchall, migrate, translate_error
 from castui_core.store.jobs import NewJob, QueuePolicy
 from castui_core.store.models import (
@@ -37,6 +38,7 @@ from castui_core.store.models import (
     OutputRecord,
     Progress,
 )
+from castui_core.store.outbox import OutboxEntry, OutboxRow
 
 Clock = Callable[[], float]
 
@@ -241,14 +243,21 @@ class Store:
         async with self._write("recording progress") as conn:
             return await jobs.heartbeat(conn, self._now(), job_id, token, progress, self._policy)
 
-    async def complete(self, job_id: int, token: int, result: JobResult) -> Job:
+    async def complete(
+        self,
+        job_id: int,
+        token: int,
+        result: JobResult,
+        outbox: Sequence[OutboxEntry] = (),
+    ) -> Job:
         """Mark the job done with its result. Raises :class:`LeaseLostError` if fenced out.
 
         Call this *before* swapping the output into place; a ``LeaseLostError`` means the
-        swap must not happen.
+        swap must not happen. ``outbox``: the changes Jellyfin must hear about, written in the
+        same transaction (see :mod:`castui_core.store.outbox`).
         """
         async with self._write("recording a finished job") as conn:
-            return await jobs.complete(conn, self._now(), job_id, token, result)
+            return await jobs.complete(conn, self._now(), job_id, token, result, outbox)
 
     async def fail(
         self,
@@ -432,6 +441,45 @@ class Store:
     async def forget_output(self, path: str) -> None:
         async with self._write("updating the outputs") as conn:
             await outputs.forget_output(conn, path)
+
+    # --- Jellyfin outbox -------------------------------------------------------------------
+
+    async def outbox_add(self, entries: Sequence[OutboxEntry], job_id: int | None = None) -> None:
+        """Queue changes for Jellyfin outside a job (``castui convert``, tests)."""
+        async with self._write("queueing Jellyfin notifications") as conn:
+            await outbox_db.add_entries(conn, self._now(), job_id, entries)
+
+    async def outbox_due(self, limit: int) -> list[OutboxRow]:
+        async with self._read("reading the Jellyfin outbox") as conn:
+            return await outbox_db.due(conn, self._now(), limit)
+
+    async def outbox_next_due(self) -> float | None:
+        async with self._read("reading the Jellyfin outbox") as conn:
+            return await outbox_db.next_due(conn)
+
+    async def outbox_delivered(self, ids: Sequence[int]) -> None:
+        async with self._write("recording delivered Jellyfin notifications") as conn:
+            await outbox_db.delivered(conn, ids)
+
+    async def outbox_retry_later(self, ids: Sequence[int], next_at: float, error: str) -> None:
+        async with self._write("postponing Jellyfin notifications") as conn:
+            await outbox_db.retry_later(conn, ids, next_at, error)
+
+    async def outbox_stop(self, ids: Sequence[int], error: str) -> None:
+        async with self._write("stopping Jellyfin notifications") as conn:
+            await outbox_db.stop(conn, ids, error)
+
+    async def outbox_resume(self) -> int:
+        async with self._write("resuming Jellyfin notifications") as conn:
+            return await outbox_db.resume(conn, self._now())
+
+    async def outbox_counts(self) -> dict[str, int]:
+        async with self._read("reading the Jellyfin outbox") as conn:
+            return await outbox_db.counts(conn)
+
+    async def outbox_rows(self, limit: int = 1000) -> list[OutboxRow]:
+        async with self._read("reading the Jellyfin outbox") as conn:
+            return await outbox_db.rows(conn, limit)
 
     # --- audit --------------------------------------------------------------------------
 
