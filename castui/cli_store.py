@@ -17,9 +17,11 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from castui_core.datadir import data_dir_problems
 from castui_core.errors import CastuiError, ConfigError
+from castui_core.paths import display_path, display_text, json_safe, path_json
 from castui_core.settings import load_settings
 from castui_core.store import FINISHED_STATES, Job, JobState, Store
 
@@ -205,7 +207,7 @@ def job_to_json(job: Job) -> dict[str, Any]:
     p = job.progress
     return {
         "id": job.id,
-        "path": job.path,
+        **path_json(job.path),  # + path_bytes_b64 for a name that is not UTF-8
         "library": job.library,
         "state": str(job.state),
         "action": str(job.action),
@@ -214,7 +216,7 @@ def job_to_json(job: Job) -> dict[str, Any]:
         "priority": job.priority,
         "attempts": job.attempts,
         "max_attempts": job.max_attempts,
-        "output_path": r.output_path,
+        **(path_json(r.output_path, "output_path") if r.output_path else {"output_path": None}),
         "source_size": r.source_size,
         "output_size": r.output_size,
         "bytes_saved": r.bytes_saved,
@@ -236,7 +238,8 @@ def job_to_json(job: Job) -> dict[str, Any]:
 
 
 def _print_json(jobs: list[Job]) -> None:
-    sys.stdout.write(json.dumps([job_to_json(j) for j in jobs], indent=2, ensure_ascii=False))
+    data = json_safe([job_to_json(j) for j in jobs])
+    sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False))
     sys.stdout.write("\n")
 
 
@@ -285,8 +288,8 @@ def _print_queue(jobs: list[Job], database: Path) -> None:
             progress,
             str(job.priority),
             f"{job.attempts}/{job.max_attempts}",
-            job.path,
-            job.reason or "; ".join(job.reasons),
+            Text(display_path(job.path)),
+            Text(display_text(job.reason or "; ".join(job.reasons))),
         )
     out.print(table)
 
@@ -304,9 +307,9 @@ def _print_history(jobs: list[Job], database: Path) -> None:
             _local(job.finished_at),
             str(job.state),
             str(job.action),
-            job.path,
+            Text(display_path(job.path)),
             _size(job.result.source_size),
             _size(job.result.output_size),
-            job.reason or "",
+            Text(display_text(job.reason or "")),
         )
     out.print(table)

@@ -22,7 +22,7 @@ import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from castui.scan_view import format_bytes
 from castui_core.bus import Subscription
@@ -51,6 +51,7 @@ from castui_core.events import (
     ScanProgress,
     ScanStarted,
 )
+from castui_core.paths import display_text, is_utf8, json_safe, path_json
 from castui_core.settings import Settings, load_settings
 from castui_core.store import Job, JobState, Store
 
@@ -68,7 +69,15 @@ class EventFormatter:
         self._last_progress: dict[str, tuple[float, float]] = {}
 
     def line(self, event: Event) -> tuple[str, str] | None:
-        """``(level, text)`` for one event, or None to leave it out of the log."""
+        """``(level, text)`` for one event, or None to leave it out of the log.
+
+        The text is one printable line (``display_text``): a file name holding a newline must
+        not forge a log line, and one that is not UTF-8 must not stop the log (or the service).
+        """
+        out = self._line(event)
+        return None if out is None else (out[0], display_text(out[1]))
+
+    def _line(self, event: Event) -> tuple[str, str] | None:
         if isinstance(event, JobProgress):
             return self._progress(event)
         if isinstance(event, GpuSample | ScanProgress | FileDecided | JobOutput):
@@ -137,8 +146,14 @@ class EventFormatter:
 
 
 class JsonLines(logging.Formatter):
+    """One JSON object per record, valid UTF-8 whatever the file names in it.
+
+    An event's str field that is not valid UTF-8 (a file name with surrogate escapes) is
+    written as ``path_json`` writes it: the display form plus ``<field>_bytes_b64``.
+    """
+
     def format(self, record: logging.LogRecord) -> str:
-        data = {
+        data: dict[str, Any] = {
             "ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
             "level": record.levelname.lower(),
             "message": record.getMessage(),
@@ -146,8 +161,14 @@ class JsonLines(logging.Formatter):
         event = getattr(record, "event", None)
         if event is not None:
             data["event"] = type(event).__name__
-            data.update({k: v for k, v in asdict(event).items() if k not in data})
-        return json.dumps(data, ensure_ascii=False, default=str)
+            for key, value in asdict(event).items():
+                if key in data:
+                    continue
+                if isinstance(value, str) and not is_utf8(value):
+                    data.update(path_json(value, key))
+                else:
+                    data[key] = value
+        return json.dumps(json_safe(data), ensure_ascii=False, default=str)
 
 
 class _PrivateRotatingFile(logging.handlers.TimedRotatingFileHandler):

@@ -12,11 +12,13 @@ from pathlib import Path
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from castui_core.bus import EventBus, Subscription
 from castui_core.decide import Action
 from castui_core.errors import ConfigError, ToolNotFoundError
 from castui_core.events import ScanProblem, ScanProgress
+from castui_core.paths import display_path, display_text, json_safe, path_json
 from castui_core.probe import ProbePool
 from castui_core.scan import IgnoreRules, Scanner, ScanReport, ScanTarget
 from castui_core.settings import Settings, load_settings
@@ -89,7 +91,7 @@ async def run_scan_command(args: argparse.Namespace) -> int:
     if args.json:
         data = [
             {
-                "path": f.path,
+                **path_json(f.path),
                 "action": f.action.value,
                 "reasons": list(f.decision.reasons),
                 "size": f.size,
@@ -97,7 +99,7 @@ async def run_scan_command(args: argparse.Namespace) -> int:
             }
             for f in files
         ]
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(json_safe(data), indent=2, ensure_ascii=False) + "\n")
     else:
         out = Console(highlight=False, soft_wrap=False)
         shown = [f for f in files if args.all or f.action is not Action.SKIP]
@@ -109,7 +111,9 @@ async def run_scan_command(args: argparse.Namespace) -> int:
             for f in shown:
                 style = _ACTION_STYLE[f.action]
                 table.add_row(
-                    f"[{style}]{f.action.value}[/]", f.path, "; ".join(f.decision.reasons)
+                    f"[{style}]{f.action.value}[/]",
+                    Text(display_path(f.path)),  # Text: a "[" in a name is not markup
+                    Text(display_text("; ".join(f.decision.reasons))),
                 )
             out.print(table)
         out.print(summary_line(reports), soft_wrap=True)
@@ -159,7 +163,8 @@ async def _show_progress(sub: Subscription, err: Console) -> None:
         async for event in sub:
             if isinstance(event, ScanProblem):
                 where = "" if event.library == PATHS_LABEL else f"library {event.library}: "
-                progress.console.print(f"[yellow]warning[/]: {where}{event.path}: {event.reason}")
+                what = display_text(f"{where}{event.path}: {event.reason}")
+                progress.console.print(Text.assemble(("warning", "yellow"), ": ", what))
             elif isinstance(event, ScanProgress) and live:
                 task = tasks.get(event.library)
                 if task is None:

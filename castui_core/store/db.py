@@ -27,6 +27,7 @@ from typing import Any
 import aiosqlite
 
 from castui_core.errors import SchemaTooNewError, StoreError
+from castui_core.paths import is_utf8
 
 APPLICATION_ID = 0x63617374  # "cast"
 
@@ -233,16 +234,42 @@ def translate_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
 # aiosqlite runs every call on its own thread; each ``await`` is a thread hop (~0.1 ms), and
 # ``async with conn.execute(...)`` costs three (execute, fetch, close). ``execute_fetchall`` is
 # one, so the helpers below use it; only ``execute_count`` pays for a cursor to read rowcount.
+#
+# File names: a POSIX name is bytes, and Python hands a name that is not valid UTF-8 to castui
+# as a str with surrogate escapes ("b\udcff.mkv"), which SQLite cannot store as TEXT ("surrogates
+# not allowed"). Every parameter goes through ``bind_value`` and every row through ``_row``:
+# such a str is stored as its raw bytes (a BLOB) and read back with os.fsdecode, so the round
+# trip is lossless. A name that is valid UTF-8 stays TEXT, so existing databases keep working,
+# and since each name has exactly one representation, equality and UNIQUE still hold. castui
+# stores no other binary data: a BLOB read from its database is always such a name.
+
+
+def bind_value(value: Any) -> Any:
+    """``value`` as SQLite should store it: a str that is not valid UTF-8 becomes its OS bytes."""
+    if type(value) is str and not is_utf8(value):
+        return os.fsencode(value)
+    return value
+
+
+def _bind(params: Sequence[Any]) -> tuple[Any, ...]:
+    return tuple(bind_value(v) for v in params)
+
+
+def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> sqlite3.Row:
+    """The row factory: ``sqlite3.Row`` with each BLOB (a non-UTF-8 name) decoded back to str."""
+    if any(type(v) is bytes for v in values):
+        values = tuple(os.fsdecode(v) if type(v) is bytes else v for v in values)
+    return sqlite3.Row(cursor, values)
 
 
 async def execute(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> None:
     """Run one statement (fully stepped, so RETURNING/DML work completes)."""
-    await conn.execute_fetchall(sql, params)
+    await conn.execute_fetchall(sql, _bind(params))
 
 
 async def execute_count(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> int:
     """Run one statement; returns the number of rows it changed."""
-    async with conn.execute(sql, params) as cur:
+    async with conn.execute(sql, _bind(params)) as cur:
         return cur.rowcount
 
 
@@ -251,20 +278,20 @@ async def fetchone(
 ) -> sqlite3.Row | None:
     # fetchall, not fetchone: an UPDATE ... RETURNING only finishes its work once stepped to
     # the end.
-    rows = list(await conn.execute_fetchall(sql, params))
+    rows = list(await conn.execute_fetchall(sql, _bind(params)))
     return rows[0] if rows else None
 
 
 async def fetchall(
     conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()
 ) -> list[sqlite3.Row]:
-    return list(await conn.execute_fetchall(sql, params))
+    return list(await conn.execute_fetchall(sql, _bind(params)))
 
 
 async def executemany(
     conn: aiosqlite.Connection, sql: str, params: Iterable[Sequence[Any]]
 ) -> None:
-    async with conn.executemany(sql, params):
+    async with conn.executemany(sql, (_bind(p) for p in params)):
         pass
 
 
@@ -327,7 +354,7 @@ async def connect(path: Path, *, busy_timeout_s: float) -> aiosqlite.Connection:
     except sqlite3.Error as exc:
         raise translate_error(exc, path, "opening") from exc
     try:
-        conn.row_factory = sqlite3.Row
+        conn.row_factory = _row
         await execute(conn, f"PRAGMA busy_timeout = {max(0, int(busy_timeout_s * 1000))}")
         await check_identity(conn, path)
         row = await fetchone(conn, "PRAGMA journal_mode = WAL")
