@@ -24,7 +24,7 @@ from pathlib import Path
 
 from castui_core.bus import EventBus
 from castui_core.decide import Action, Decision, decide
-from castui_core.errors import JobNotFoundError
+from castui_core.errors import JobNotFoundError, StoreError
 from castui_core.events import (
     FileDecided,
     JobCancelled,
@@ -464,7 +464,10 @@ class CatalogScanner:
     ) -> None:
         if not batch:
             return
-        for rec in await self.record(library, profile, batch, where=where):
+        recorded = await self.record_each(
+            library, profile, batch, where=where, problems=result.problems
+        )
+        for rec in recorded:
             counts[rec.decision.action.value] = counts.get(rec.decision.action.value, 0) + 1
             if rec.queued is not None:
                 result.queued.append(rec)
@@ -476,6 +479,52 @@ class CatalogScanner:
                 walk_done=True,
             )
         )
+
+    async def record_each(
+        self,
+        library: str,
+        profile: Profile,
+        batch: list[tuple[WalkedFile, ProbeResult]],
+        *,
+        where: LibrarySettings | None = None,
+        problems: list[ScanProblem] | None = None,
+    ) -> list[Recorded]:
+        """``record`` the batch; if one file in it cannot be recorded, record the others.
+
+        A problem of one file (a value SQLite cannot store, such as a modification time past
+        2262; a probe result decide() chokes on) used to fail the whole batch: a library scan
+        then retried forever without naming the file and queued nothing, and a settled file
+        was retried forever. Now that file is a ScanProblem naming it (appended to
+        ``problems``) and the rest goes on. A StoreError (database busy, disk full) concerns
+        every file, so it still fails the batch, which is retried.
+        """
+        try:
+            return await self.record(library, profile, batch, where=where)
+        except (StoreError, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            if len(batch) == 1:
+                path = batch[0][0].path
+                # Its catalog row may be written while its job is not: forget the row, so the
+                # next scan sees the file as new instead of unchanged (and never queued).
+                await self.store.remove_files([path])
+                event = ScanProblem(
+                    library=library,
+                    path=path,
+                    reason=f"castui cannot record this file ({type(exc).__name__}: {exc});"
+                    " it is left alone and tried again at the next scan, the rest of the"
+                    " library goes on",
+                )
+                if problems is not None:
+                    problems.append(event)
+                self.bus.publish(event)
+                return []
+        recorded: list[Recorded] = []
+        for item in batch:
+            recorded += await self.record_each(
+                library, profile, [item], where=where, problems=problems
+            )
+        return recorded
 
     def _problem(self, result: CatalogScanResult, path: str, reason: str) -> None:
         event = ScanProblem(library=result.library, path=path, reason=reason)

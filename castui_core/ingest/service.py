@@ -510,7 +510,7 @@ class Ingest:
                 keep.append((walked, result))
             if keep:
                 profile = self.settings.profile_for(lib.settings)
-                await self.scanner.record(name, profile, keep, where=lib.settings)
+                await self.scanner.record_each(name, profile, keep, where=lib.settings)
 
     async def _fs_event_loop(self) -> None:
         """Handle deletions, moves away and folders moving in (batched)."""

@@ -1,0 +1,121 @@
+"""Issue 10 item 2: every file name the OS can give survives castui, or is refused by name.
+
+A POSIX name is any bytes but ``/`` and NUL. Before, a name that is not valid UTF-8 (bytes
+0xFF 0xFE) could not be bound to SQLite ("surrogates not allowed"): the engine's scan of the
+whole library failed and was retried forever without naming the file, nothing of that library
+was queued and ``--once`` never ended; ``castui scan --json`` printed invalid UTF-8; the JSON
+log lost the line with a "Logging error" traceback; and a newline in a name wrote a second,
+forged line into the text log. The names below sit in one library with a normal file.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from cli_helpers import castui_env
+from realtime_site import FFMPEG, clip, make_site
+
+NOT_UTF8 = b"bad\xff\xfe.avi"
+NEWLINE = b"new\n2026-01-01 00:00:00 ERROR   forged line.avi"
+DASH = b"-dash.avi"
+LONG = b"L" * 246 + b".avi"  # 250 bytes
+ODD = (NOT_UTF8, NEWLINE, DASH, LONG)
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d (DEBUG|INFO|WARNING|ERROR)\s")
+
+
+def _library(tmp_path: Path) -> dict[str, Path]:
+    site = make_site(tmp_path)
+    data = clip(site["lib"] / "normal.avi", 1).read_bytes()
+    for name in ODD:
+        with open(os.path.join(os.fsencode(site["lib"]), name), "wb") as f:
+            f.write(data)
+    return site
+
+
+def _castui(site: dict[str, Path], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+    """``castui ARGS`` with its output as bytes: the test, not the decoder, judges them."""
+    return subprocess.run(
+        [sys.executable, "-m", "castui", *args, "--config", str(site["settings"])],
+        capture_output=True,
+        env=castui_env(site["root"], CASTUI_REAL_FFMPEG=FFMPEG),
+        cwd=site["root"],
+        timeout=timeout,
+        check=False,
+    )
+
+
+def test_once_converts_every_odd_name_and_the_logs_stay_true(tmp_path: Path) -> None:
+    site = _library(tmp_path)
+    lib = os.fsencode(site["lib"])
+    # Before: the scan retried forever, so --once never ended (the timeout fails the test).
+    result = _castui(site, "--no-ui", "--once", timeout=150)
+    stdout, stderr = result.stdout.decode(), result.stderr.decode("utf-8")
+    assert result.returncode == 0, stdout + stderr
+    assert "summary: 5 done, 0 failed" in stdout, stdout + stderr
+    for name in (b"normal.avi", *ODD):
+        output = os.path.join(lib, name[: -len(b".avi")] + b".mp4")
+        assert os.path.getsize(output) > 0, name
+    assert "Traceback" not in stderr and "Logging error" not in stderr, stderr
+
+    # The text log: one line per record, none forged by the newline in a name.
+    lines = stderr.splitlines()
+    assert all(LOG_LINE.match(line) for line in lines), [
+        line for line in lines if not LOG_LINE.match(line)
+    ]
+    assert not any("forged line" in line and "ERROR" in line.split()[2] for line in lines)
+    assert any("new\\n2026-01-01 00:00:00 ERROR   forged line.avi" in line for line in lines)
+    assert any("bad\\xff\\xfe.avi" in line for line in lines)
+
+    # The JSON log file: valid UTF-8 JSON on every line, the exact name kept in base64.
+    records = [json.loads(raw) for raw in (site["root"] / "state/logs/castui.log").open("rb")]
+    done = [r for r in records if r.get("event") == "JobFinished" and r["status"] == "done"]
+    names = {base64.b64decode(r["path_bytes_b64"]) for r in done if "path_bytes_b64" in r}
+    assert names == {os.path.join(lib, NOT_UTF8)}
+    assert os.path.join(site["lib"], NEWLINE.decode()) in {r["path"] for r in done}
+
+    # The job history as JSON: valid UTF-8, every exact name recoverable.
+    history = json.loads(_castui(site, "history", "--json").stdout)
+    exact = {
+        base64.b64decode(j["path_bytes_b64"]) if "path_bytes_b64" in j else j["path"].encode()
+        for j in history
+    }
+    assert exact == {os.path.join(lib, n) for n in (b"normal.avi", *ODD)}
+
+
+def test_scan_json_is_valid_json_with_the_exact_names(tmp_path: Path) -> None:
+    site = _library(tmp_path)
+    result = _castui(site, "scan", "--json")
+    assert result.returncode == 0, result.stderr.decode(errors="replace")
+    files = json.loads(result.stdout)  # bytes: must be valid UTF-8 JSON
+    lib = os.fsencode(site["lib"])
+    exact = {
+        base64.b64decode(f["path_bytes_b64"]) if "path_bytes_b64" in f else f["path"].encode()
+        for f in files
+    }
+    assert exact == {os.path.join(lib, n) for n in (b"normal.avi", *ODD)}
+    by_bytes = {f["path"]: f for f in files}
+    assert by_bytes[f"{site['lib']}/bad\\xff\\xfe.avi"]["action"] == "transcode"
+    assert {f["action"] for f in files} == {"transcode"}
+
+
+def test_a_file_castui_cannot_record_is_named_and_the_rest_converts(tmp_path: Path) -> None:
+    """A modification time past the year 2262 does not fit SQLite's 64-bit INTEGER."""
+    site = _library(tmp_path)
+    future = site["lib"] / "future.avi"
+    future.write_bytes((site["lib"] / "normal.avi").read_bytes())
+    t = 2**63 + 10**18
+    os.utime(future, ns=(t, t))
+    assert os.stat(future).st_mtime_ns == t
+    result = _castui(site, "--no-ui", "--once", timeout=150)
+    stdout, stderr = result.stdout.decode(), result.stderr.decode("utf-8")
+    assert result.returncode == 0, stdout + stderr
+    assert "summary: 5 done, 0 failed" in stdout, stdout + stderr
+    problem = [line for line in stderr.splitlines() if f"{future}: castui cannot record" in line]
+    assert problem and "WARNING" in problem[0], stderr
+    assert not future.with_suffix(".mp4").exists()
