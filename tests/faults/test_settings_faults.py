@@ -57,6 +57,24 @@ def test_duplicate_top_level_key_is_refused_with_both_lines(tmp_path: Path) -> N
     assert result.returncode == 2 and "given twice" in result.stderr
 
 
+def test_nested_duplicates_and_field_errors_are_listed_in_one_run(tmp_path: Path) -> None:
+    settings = _write(
+        tmp_path / "settings.yaml",
+        f"database: {tmp_path}/state/castui.db\n"
+        "operational:\n"
+        "  encoder: cpu\n"
+        "  max_concurrent_jobs: 0\n"
+        "  encoder: nvenc\n"
+        "scan:\n"
+        "  probe_timeout_s: -1\n",
+    )
+    result = run_castui("config", "check", "--config", str(settings), home=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "encoder: given twice (lines 3 and 5)" in result.stderr
+    assert "operational.max_concurrent_jobs: 0" in result.stderr
+    assert "scan.probe_timeout_s: -1" in result.stderr
+
+
 def test_a_field_error_does_not_hide_an_unknown_profile(tmp_path: Path) -> None:
     settings = _write(
         tmp_path / "settings.yaml",
