@@ -142,3 +142,16 @@ def test_sizes_below_a_gb_are_shown_in_mb(free: int, needed: int, keep: int, sho
     reason = disk_reason(free, needed, keep, "/m")
     assert reason is not None and shown in reason
     assert "0 GB" not in reason.replace("20 GB", "")
+
+
+@pytest.mark.parametrize("value", ["soon", "0s", "-5m", "5 minutes"])
+def test_a_bad_max_wait_is_a_usage_error(tmp_path: Path, value: str) -> None:
+    result = run_castui("--no-ui", "--once", "--max-wait", value, home=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "--max-wait" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_max_wait_needs_no_ui(tmp_path: Path) -> None:
+    result = run_castui("--max-wait", "5m", home=tmp_path, timeout=60)
+    assert result.returncode == 2
+    assert "need --no-ui" in result.stderr
