@@ -361,9 +361,9 @@ class Converter:
         notes.extend(
             f"bitmap subtitles written to {placement.sidecar_final(t).name}" for t in sidecars
         )
-        note = await self._record_output(swap.final, source, identity, options)
-        if note is not None:
-            notes.append(note)
+        unrecorded = await self._record_output(swap.final, source, identity, options)
+        if unrecorded is not None:
+            notes.append(unrecorded)
         notes.extend(plan.notes)
         return ConvertOutcome(
             path=source,

@@ -917,8 +917,8 @@ def recover(journal: Journal) -> list[str]:
     if journal.directory.is_dir():
         for stray in journal.directory.glob(".*.json.tmp"):
             # ``.<key>.<owner>.json.tmp``: a live owner may be writing it right now.
-            parts = stray.name.split(".")
-            owner = parts[2] if len(parts) == 6 else None
+            parts = stray.name.split(".")  # ["", key, owner, "json", "tmp"]
+            owner = parts[2] if len(parts) == 5 else None
             if not journal.owner_alive(owner):
                 with contextlib.suppress(OSError):
                     stray.unlink()

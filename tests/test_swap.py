@@ -21,7 +21,6 @@ import pytest
 
 from castui_core.errors import (
     InsufficientSpaceError,
-    NameTooLongError,
     OutputExistsError,
     SourceChangedError,
     SwapError,
@@ -423,7 +422,9 @@ def test_unreadable_journal_entry_is_reported_and_kept(tmp_path: Path) -> None:
     journal.directory.mkdir()
     bad = journal.directory / "broken.json"
     bad.write_text("{not json")
-    assert recover(_restart(journal)) == [f"journal entry {bad} is unreadable: left for you to inspect"]
+    assert recover(_restart(journal)) == [
+        f"journal entry {bad} is unreadable: left for you to inspect"
+    ]
     assert bad.exists()
 
 

@@ -26,8 +26,7 @@ from castui_core.swap import plan_placement
 
 def _fits(path: Path, limits: Any) -> bool:
     return (
-        len(os.fsencode(path.name)) <= limits.name_max
-        and len(os.fsencode(path)) < limits.path_max
+        len(os.fsencode(path.name)) <= limits.name_max and len(os.fsencode(path)) < limits.path_max
     )
 
 
@@ -105,8 +104,10 @@ def test_no_fitting_name_fails_at_once_and_is_not_retried(tmp_path: Path) -> Non
     assert len(os.fsencode(deep)) == 4092
     (tmp_path / "site").mkdir()
     site = make_site(tmp_path / "site")
-    settings = site["settings"].read_text().replace(
-        "    watch: false\n", f"    watch: false\n    output_dir: {deep}\n"
+    settings = (
+        site["settings"]
+        .read_text()
+        .replace("    watch: false\n", f"    watch: false\n    output_dir: {deep}\n")
     )
     site["settings"].write_text(settings)
     clip(site["lib"] / "movie.avi", 1)
