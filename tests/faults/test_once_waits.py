@@ -144,7 +144,7 @@ def test_sizes_below_a_gb_are_shown_in_mb(free: int, needed: int, keep: int, sho
     assert "0 GB" not in reason.replace("20 GB", "")
 
 
-@pytest.mark.parametrize("value", ["soon", "0s", "-5m", "5 minutes"])
+@pytest.mark.parametrize("value", ["soon", "0s", "5x", "5 minutes"])
 def test_a_bad_max_wait_is_a_usage_error(tmp_path: Path, value: str) -> None:
     result = run_castui("--no-ui", "--once", "--max-wait", value, home=tmp_path, timeout=60)
     assert result.returncode == 2, result.stdout + result.stderr
@@ -155,3 +155,19 @@ def test_max_wait_needs_no_ui(tmp_path: Path) -> None:
     result = run_castui("--max-wait", "5m", home=tmp_path, timeout=60)
     assert result.returncode == 2
     assert "need --no-ui" in result.stderr
+
+
+def test_a_disk_guard_holding_is_named_too(held: dict[str, Path]) -> None:
+    """The other guardrail the issue names: free space below the reserve (a real statvfs)."""
+    text = held["settings"].read_text(encoding="utf-8")
+    text = text.replace("min_free_gb: 0", "min_free_gb: 1000000000")  # a billion GB: never
+    text = "\n".join(line for line in text.splitlines() if not line.startswith("guardrails:"))
+    held["settings"].write_text(text + "\nguardrails: {sample_interval_s: 1}\n", encoding="utf-8")
+    result = run_castui(
+        "--no-ui", "--once", "--status-every", "1s", "--max-wait", "5s",
+        "--config", str(held["settings"]),
+        home=held["root"], timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 1, result.stdout + result.stderr
+    tail = result.stdout.split("1 job still queued: ")[1]
+    assert " free on " in tail and "< 1000000000 GB" in tail, result.stdout
