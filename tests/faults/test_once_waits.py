@@ -149,6 +149,7 @@ def test_a_bad_max_wait_is_a_usage_error(tmp_path: Path, value: str) -> None:
     result = run_castui("--no-ui", "--once", "--max-wait", value, home=tmp_path, timeout=60)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "--max-wait" in result.stderr and "Traceback" not in result.stderr
+    assert "is not a duration like 90s" in result.stderr or "more than 0" in result.stderr
 
 
 def test_max_wait_needs_no_ui(tmp_path: Path) -> None:
