@@ -126,3 +126,25 @@ def test_a_copy_that_is_not_cast_ready_says_what_to_do(
         assert (site["lib"] / "movie.original.mp4").read_bytes() == before
     else:
         assert copy.read_bytes() == before
+
+
+def test_castuis_output_for_another_profile_is_never_queued(site: dict[str, Path]) -> None:
+    """``convert --profile chromecast-1080p`` in a library whose profile is 720p: the
+    output does not suit the library's profile, yet castui wrote it from that source on
+    purpose. The service queues neither the output (castui's own file) nor the source."""
+    settings = site["settings"].read_text()
+    site["settings"].write_text(
+        settings.replace("    watch: false\n", "    watch: false\n    profile: nest-hub-720p\n")
+    )
+    source = clip(site["lib"] / "movie.avi", 1, size="1600x900")
+    converted = castui(site, "convert", "--profile", "chromecast-1080p", str(source))
+    assert converted.returncode == 0, converted.stdout + converted.stderr
+    result = _once(site)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "summary: 0 done, 0 failed" in result.stdout
+    assert _queue(site) == []
+    assert not (site["lib"] / "movie.original.mp4").exists()  # the output was left alone
+    assert castui(site, "history", "--json").stdout.strip() == "[]"
+    rows = _scan_rows(site)  # `castui scan` alone (no database) sees a 1600x900 copy:
+    assert rows["movie.mp4"][0] == "transcode"
+    assert any("movie.mp4 exists but is not Cast-ready" in r for r in rows["movie.avi"][1])
