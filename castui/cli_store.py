@@ -24,6 +24,7 @@ from castui_core.errors import CastuiError, ConfigError
 from castui_core.paths import display_path, display_text, json_safe, path_json
 from castui_core.settings import load_settings
 from castui_core.store import FINISHED_STATES, Job, JobState, Store
+from castui_core.store.confirmations import StoredConfirmation
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -119,11 +120,18 @@ def run_history(args: argparse.Namespace) -> int:
                 limit=getattr(args, "limit", 50),
             )
         )
+    confirmed = asyncio.run(_read_confirmations(database, [j.id for j in jobs])) if jobs else {}
     if args.json:
-        _print_json(jobs)
+        _print_json(jobs, confirmed)
     else:
-        _print_history(jobs, database)
+        _print_history(jobs, database, confirmed)
     return 0
+
+
+async def _read_confirmations(database: Path, ids: list[int]) -> dict[int, StoredConfirmation]:
+    """Jellyfin's verdict per job (empty when Jellyfin is not configured)."""
+    async with Store.open(database, reclaim_on_open=False, event_retention_s=None) as store:
+        return await store.jellyfin_confirmations(ids)
 
 
 def _readable_database(args: argparse.Namespace) -> Path:
@@ -237,8 +245,15 @@ def job_to_json(job: Job) -> dict[str, Any]:
     }
 
 
-def _print_json(jobs: list[Job]) -> None:
-    data = json_safe([job_to_json(j) for j in jobs])
+def _print_json(jobs: list[Job], confirmed: dict[int, StoredConfirmation] | None = None) -> None:
+    confirmed = confirmed or {}
+    data = json_safe(
+        [
+            job_to_json(j)
+            | ({"jellyfin": _confirmation_json(confirmed[j.id])} if j.id in confirmed else {})
+            for j in jobs
+        ]
+    )
     sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False))
     sys.stdout.write("\n")
 
@@ -294,16 +309,25 @@ def _print_queue(jobs: list[Job], database: Path) -> None:
     out.print(table)
 
 
-def _print_history(jobs: list[Job], database: Path) -> None:
+def _confirmation_json(c: StoredConfirmation) -> dict[str, Any]:
+    return {"status": c.status, "generation": c.generation, "reasons": list(c.reasons),
+            "message": c.message, "item_id": c.item_id, "at": _iso(c.at)}  # fmt: skip
+
+
+def _print_history(
+    jobs: list[Job], database: Path, confirmed: dict[int, StoredConfirmation] | None = None
+) -> None:
     out = Console(highlight=False)
     if not jobs:
         out.print(f"no finished jobs ({database})")
         return
+    confirmed = confirmed or {}
     table = Table(title=f"castui history — newest {len(jobs)}")
-    for column in ("finished", "state", "action", "path", "before", "after", "reason"):
+    columns = ["finished", "state", "action", "path", "before", "after", "reason"]
+    for column in columns + (["jellyfin"] if confirmed else []):
         table.add_column(column, overflow="fold")
     for job in jobs:
-        table.add_row(
+        row: list[str | Text] = [
             _local(job.finished_at),
             str(job.state),
             str(job.action),
@@ -311,5 +335,10 @@ def _print_history(jobs: list[Job], database: Path) -> None:
             _size(job.result.source_size),
             _size(job.result.output_size),
             Text(display_text(job.reason or "")),
-        )
+        ]
+        if confirmed:  # "Jellyfin would transcode: ..." is a failure to look at: red
+            c = confirmed.get(job.id)
+            style = "green" if c and c.status == "direct_play" else "red" if c else ""
+            row.append(Text(c.message if c else "", style=style))
+        table.add_row(*row)
     out.print(table)

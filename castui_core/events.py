@@ -222,3 +222,19 @@ class ServiceConnection(Event):
     detail: str = ""  # "pid 1234" when attached; why, when lost or waiting
     retry_in_s: float | None = None  # the next try, when lost or waiting
     attempt: int = 0  # tries since the link was lost
+
+
+@dataclass(frozen=True)
+class JellyfinConfirmed(Event):
+    """Jellyfin's answer about a finished job's output, published once it is stored.
+
+    ``status``: ``direct_play``, ``transcode`` (``reasons`` are Jellyfin's TranscodeReasons:
+    castui's output does not do its job, look at it) or ``unconfirmed`` (Jellyfin did not list
+    the file in time, or could not be asked). ``message`` is the line history shows.
+    """
+
+    job_id: int
+    path: str
+    status: str
+    message: str
+    reasons: tuple[str, ...] = ()

@@ -274,6 +274,29 @@ class JellyfinSettings(_Strict):
         le=3600,
         description="Changes are gathered this long and sent in one request per batch.",
     )
+    confirm: bool = Field(
+        True,
+        description="After each swap, ask Jellyfin (as `user`) whether it will direct-play the"
+        " output on the library profile's Cast generation; shown in history and job detail.",
+    )
+    confirm_poll_s: float = Field(
+        10.0, gt=0, le=600, description="How often Jellyfin's new items are listed while waiting."
+    )
+    confirm_give_up_s: float = Field(
+        900.0,
+        gt=0,
+        le=86_400,
+        description="A confirmation Jellyfin has not answered this long after the swap is"
+        " recorded as unconfirmed.",
+    )
+    pause_while: Literal["off", "playing", "transcoding"] = Field(
+        "off",
+        description="Hold new encodes and pause running ones while Jellyfin users are playing"
+        " anything (playing) or only while Jellyfin itself transcodes (transcoding).",
+    )
+    sessions_poll_s: float = Field(
+        15.0, ge=1, le=3600, description="How often Jellyfin's sessions are checked."
+    )
 
     @field_validator("path_map")
     @classmethod

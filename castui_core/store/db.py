@@ -198,6 +198,31 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX jellyfin_outbox_due ON jellyfin_outbox(next_at) WHERE state = 'pending'",
         ),
     ),
+    Migration(
+        5,
+        "Jellyfin confirmations",
+        (
+            # Jellyfin's PlaybackInfo verdict on each job's output (castui_core.store
+            # .confirmations): 'pending' while castui waits for Jellyfin to list the file, so
+            # a restart resumes it; then direct_play, transcode (with Jellyfin's reasons) or
+            # unconfirmed (with why).
+            """
+            CREATE TABLE jellyfin_confirmations (
+                job_id      INTEGER PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+                path        TEXT NOT NULL,
+                status      TEXT NOT NULL CHECK (status IN
+                              ('pending', 'direct_play', 'transcode', 'unconfirmed')),
+                generation  TEXT NOT NULL,
+                reasons     TEXT NOT NULL DEFAULT '[]',
+                message     TEXT NOT NULL,
+                item_id     TEXT,
+                at          REAL NOT NULL
+            )
+            """,
+            "CREATE INDEX jellyfin_confirmations_pending ON jellyfin_confirmations(status)"
+            " WHERE status = 'pending'",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -21,7 +21,7 @@ from typing import Any, TypedDict, Unpack
 import aiosqlite
 
 from castui_core.errors import StoreError
-from castui_core.store import audit, catalog, jobs, outputs
+from castui_core.store import audit, catalog, confirmations, jobs, outputs
 from castui_core.store import outbox as outbox_db
 from castui_core.store.db import connect, execute, fetchall, migrate, translate_error
 from castui_core.store.jobs import NewJob, QueuePolicy
@@ -441,6 +441,49 @@ class Store:
     async def forget_output(self, path: str) -> None:
         async with self._write("updating the outputs") as conn:
             await outputs.forget_output(conn, path)
+
+    # --- Jellyfin confirmations -----------------------------------------------------------
+
+    async def record_jellyfin_confirmation(
+        self,
+        *,
+        job_id: int,
+        path: str,
+        status: str,
+        generation: str,
+        reasons: tuple[str, ...],
+        message: str,
+        item_id: str | None,
+        at: float,
+    ) -> None:
+        """Store Jellyfin's answer for a job (see :mod:`castui_core.store.confirmations`)."""
+        async with self._write("recording a Jellyfin confirmation") as conn:
+            await confirmations.record_confirmation(
+                conn,
+                at,
+                job_id=job_id,
+                path=path,
+                status=status,
+                generation=generation,
+                reasons=reasons,
+                message=message,
+                item_id=item_id,
+            )
+
+    async def jellyfin_confirmations(
+        self, job_ids: Sequence[int]
+    ) -> dict[int, confirmations.StoredConfirmation]:
+        async with self._read("reading Jellyfin confirmations") as conn:
+            return await confirmations.confirmations_for(conn, job_ids)
+
+    async def pending_jellyfin_confirmations(self) -> list[tuple[int, str, str, float]]:
+        """``(job id, library, output path, swap time)`` of confirmations not answered yet."""
+        async with self._read("reading Jellyfin confirmations") as conn:
+            return await confirmations.pending(conn)
+
+    async def jellyfin_confirmation_counts(self) -> dict[str, int]:
+        async with self._read("reading Jellyfin confirmations") as conn:
+            return await confirmations.confirmation_counts(conn)
 
     # --- Jellyfin outbox -------------------------------------------------------------------
 
