@@ -125,6 +125,11 @@ def build_parser() -> argparse.ArgumentParser:
         pass
     else:
         cli_store.register(sub)
+
+    # `castui jellyfin check` (castui/cli_jellyfin.py): the optional Jellyfin integration.
+    from castui import cli_jellyfin
+
+    cli_jellyfin.register(sub)
     return parser
 
 

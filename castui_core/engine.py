@@ -40,6 +40,11 @@ from castui_core.ffmpeg.nvenc import NvencStatus, detect_nvenc
 from castui_core.guardrails import GpuBackend, Guardrails, JobNeeds, open_gpu_backend
 from castui_core.guardrails.disk import FreeSpaceReader, read_free_space
 from castui_core.ingest import Ingest
+from castui_core.integrations.jellyfin.sender import (
+    JellyfinSender,
+    outbox_entries,
+    start_sender,
+)
 from castui_core.probe import ProbePool
 from castui_core.settings import Settings
 from castui_core.store import ClaimedJob, Job, JobResult, JobState, Progress, Store
@@ -140,6 +145,7 @@ class Engine:
         self.converter: Converter
         self.guardrails: Guardrails
         self.ingest: Ingest | None = None
+        self.jellyfin: JellyfinSender | None = None  # tells Jellyfin of committed swaps
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -158,6 +164,9 @@ class Engine:
             tools = self._tools or find_tools(settings.ffmpeg, settings.ffprobe)
             self.store = await Store.connect(settings.database, lease_seconds=self._lease_seconds)
             stack.push_async_callback(self.store.close)
+            self.jellyfin = await start_sender(settings, self.store, self.bus)
+            if self.jellyfin is not None:
+                stack.push_async_callback(self.jellyfin.stop)
             journal = Journal(settings.database.parent / "journal")
             stack.callback(journal.close)  # after the workers: their entries are finished
             for line in await asyncio.to_thread(recover, journal):
@@ -298,6 +307,8 @@ class Engine:
         self.settings = settings
         if self.ingest is not None:
             await self.ingest.reload(settings)
+        if self.jellyfin is not None:  # checks again, resumes what a refusal stopped
+            await self.jellyfin.reload(settings)
         self._log("info", f"settings reloaded from {settings.source or 'defaults'}")
         self._wake.set()
 
@@ -431,7 +442,12 @@ class Engine:
         )
         try:
             if outcome.status in ("done", "skipped"):
-                await self.store.complete(claimed.id, claimed.token, result)
+                entries = await outbox_entries(
+                    self.settings, library, claimed.path, outcome.output_path
+                )
+                await self.store.complete(claimed.id, claimed.token, result, entries)
+                if entries and self.jellyfin is not None:
+                    self.jellyfin.poke()  # its own task sends: a job never waits for Jellyfin
                 if outcome.output_path and self.ingest is not None:
                     await self.ingest.note_output(outcome.output_path, library)
                 self.summary.outcomes.append(outcome)

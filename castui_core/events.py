@@ -238,3 +238,24 @@ class JellyfinConfirmed(Event):
     status: str
     message: str
     reasons: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class JellyfinState(Event):
+    """Jellyfin as castui sees it: for the dashboard, logs and metrics (never the key).
+
+    ``outbox_pending``: notifications waiting to be sent (due or backing off);
+    ``outbox_stopped``: ones Jellyfin refused (a settings problem, ``last_error`` says what to
+    do; a reload resumes them). ``sent``/``failed`` count notifications since start.
+    ``problems``: the latest health check's failures (unmapped libraries, key refused).
+    """
+
+    coalesce: ClassVar[bool] = True
+    connected: bool
+    version: str = ""
+    outbox_pending: int = 0
+    outbox_stopped: int = 0
+    sent: int = 0
+    failed: int = 0
+    last_error: str = ""
+    problems: tuple[str, ...] = ()

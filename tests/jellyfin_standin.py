@@ -215,7 +215,9 @@ class StandinJellyfin:
             self._fail.extend([status] * n)
 
     def local_path(self, server_path: str) -> str:
-        for server_prefix, local_prefix in sorted(self.path_map.items(), key=lambda kv: -len(kv[0])):
+        for server_prefix, local_prefix in sorted(
+            self.path_map.items(), key=lambda kv: -len(kv[0])
+        ):
             if _under(server_path, server_prefix):
                 return local_prefix.rstrip("/") + server_path[len(server_prefix.rstrip("/")) :]
         return server_path
@@ -271,7 +273,11 @@ class StandinJellyfin:
     ) -> tuple[int, Any]:
         method = rec.method
         if lower == "/system/info" and method == "GET":
-            return 200, {**self._public_info(), "OperatingSystem": "Linux", "HasPendingRestart": False}
+            return 200, {
+                **self._public_info(),
+                "OperatingSystem": "Linux",
+                "HasPendingRestart": False,
+            }
         if lower == "/system/configuration" and method == "GET":
             delay = self.monitor_delay_s
             return 200, {
@@ -411,7 +417,10 @@ class StandinJellyfin:
         for dirpath, dirnames, filenames in os.walk(local_root):
             dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             for name in filenames:
-                if name.startswith(".") or os.path.splitext(name)[1].lower() not in VIDEO_EXTENSIONS:
+                if (
+                    name.startswith(".")
+                    or os.path.splitext(name)[1].lower() not in VIDEO_EXTENSIONS
+                ):
                     continue
                 local = os.path.join(dirpath, name)
                 server = folder.rstrip("/") + local[len(local_root.rstrip("/")) :]
@@ -505,7 +514,7 @@ def _handler_for(standin: StandinJellyfin) -> type[BaseHTTPRequestHandler]:
 
         do_GET = do_POST = do_DELETE = _serve
 
-        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
+        def log_message(self, format: str, *args: Any) -> None:
             pass
 
     return Handler

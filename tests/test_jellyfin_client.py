@@ -44,7 +44,10 @@ async def test_the_mediabrowser_header_works_on_10_10_and_12(
         system = await client.system_info()
     assert (info.name, info.version) == ("standin", standin.version)
     assert system["Version"] == standin.version
-    public, private = standin.requests_to("/System/Info/Public"), standin.requests_to("/System/Info")
+    public, private = (
+        standin.requests_to("/System/Info/Public"),
+        standin.requests_to("/System/Info"),
+    )
     assert "authorization" not in public[0].headers  # the public call does not need the key
     assert private[0].headers["authorization"] == (
         f'MediaBrowser Client="castui", Version="0.1.0", Token="{standin.api_key}"'

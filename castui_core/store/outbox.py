@@ -137,14 +137,13 @@ async def stop(conn: aiosqlite.Connection, ids: Sequence[int], error: str) -> No
 
 
 async def resume(conn: aiosqlite.Connection, now: float) -> int:
-    """Stopped entries become due again (after a settings change or a restart)."""
-    row = await fetchone(
-        conn,
-        "SELECT COUNT(*) FROM jellyfin_outbox WHERE state = 'stopped'",
-    )
+    """Everything becomes due now (a settings change or a restart is the moment to try
+    again: stopped entries resume, backed-off ones skip the rest of their wait). Returns
+    how many were stopped."""
+    row = await fetchone(conn, "SELECT COUNT(*) FROM jellyfin_outbox WHERE state = 'stopped'")
     await execute(
         conn,
-        "UPDATE jellyfin_outbox SET state = 'pending', next_at = ? WHERE state = 'stopped'",
+        "UPDATE jellyfin_outbox SET state = 'pending', next_at = MIN(next_at, ?)",
         (now,),
     )
     return int(row[0]) if row else 0

@@ -33,6 +33,8 @@ def location_for(path: str, locations: Iterable[str]) -> str | None:
     """The Jellyfin library location holding ``path`` (the deepest one), or ``None``."""
     best: str | None = None
     for loc in locations:
-        if under(path, loc) and (best is None or len(PurePosixPath(loc).parts) > len(PurePosixPath(best).parts)):
+        if under(path, loc) and (
+            best is None or len(PurePosixPath(loc).parts) > len(PurePosixPath(best).parts)
+        ):
             best = loc
     return best
