@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import PurePath
 
 from castui.scan_view import format_bytes
+from castui_core.paths import display_path
 
 __all__ = ["bar", "duration", "format_bytes", "name_of", "opt"]
 
@@ -42,4 +43,5 @@ def opt(value: float | None, fmt: str) -> str:
 
 
 def name_of(path: str) -> str:
-    return PurePath(path).name
+    """The file's name as one printable line (a newline or undecodable byte is escaped)."""
+    return display_path(PurePath(path).name)

@@ -16,8 +16,10 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from cli_helpers import castui_env
 from realtime_site import FFMPEG, clip, make_site
 
@@ -38,7 +40,9 @@ def _library(tmp_path: Path) -> dict[str, Path]:
     return site
 
 
-def _castui(site: dict[str, Path], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
+def _castui(
+    site: dict[str, Path], *args: str, timeout: float = 100
+) -> subprocess.CompletedProcess[bytes]:
     """``castui ARGS`` with its output as bytes: the test, not the decoder, judges them."""
     return subprocess.run(
         [sys.executable, "-m", "castui", *args, "--config", str(site["settings"])],
@@ -54,7 +58,7 @@ def test_once_converts_every_odd_name_and_the_logs_stay_true(tmp_path: Path) -> 
     site = _library(tmp_path)
     lib = os.fsencode(site["lib"])
     # Before: the scan retried forever, so --once never ended (the timeout fails the test).
-    result = _castui(site, "--no-ui", "--once", timeout=150)
+    result = _castui(site, "--no-ui", "--once")
     stdout, stderr = result.stdout.decode(), result.stderr.decode("utf-8")
     assert result.returncode == 0, stdout + stderr
     assert "summary: 5 done, 0 failed" in stdout, stdout + stderr
@@ -105,17 +109,72 @@ def test_scan_json_is_valid_json_with_the_exact_names(tmp_path: Path) -> None:
 
 
 def test_a_file_castui_cannot_record_is_named_and_the_rest_converts(tmp_path: Path) -> None:
-    """A modification time past the year 2262 does not fit SQLite's 64-bit INTEGER."""
-    site = _library(tmp_path)
+    """A modification time past the year 2262 does not fit SQLite's 64-bit INTEGER.
+
+    Before, that one file failed its whole batch and was retried forever (so ``--once`` never
+    ended), without its name in the log.
+    """
+    site = make_site(tmp_path)
+    data = clip(site["lib"] / "normal.avi", 1).read_bytes()
+    (site["lib"] / "other.avi").write_bytes(data)
     future = site["lib"] / "future.avi"
-    future.write_bytes((site["lib"] / "normal.avi").read_bytes())
+    future.write_bytes(data)
     t = 2**63 + 10**18
     os.utime(future, ns=(t, t))
     assert os.stat(future).st_mtime_ns == t
-    result = _castui(site, "--no-ui", "--once", timeout=150)
+    result = _castui(site, "--no-ui", "--once")
     stdout, stderr = result.stdout.decode(), result.stderr.decode("utf-8")
     assert result.returncode == 0, stdout + stderr
-    assert "summary: 5 done, 0 failed" in stdout, stdout + stderr
+    assert "summary: 2 done, 0 failed" in stdout, stdout + stderr
     problem = [line for line in stderr.splitlines() if f"{future}: castui cannot record" in line]
     assert problem and "WARNING" in problem[0], stderr
+    assert "OverflowError" in problem[0]
     assert not future.with_suffix(".mp4").exists()
+    assert (site["lib"] / "other.mp4").exists()
+
+
+async def test_the_dashboard_shows_each_name_on_one_line_as_it_is(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The dashboard's tables show names as text: no markup from "[b]", no broken rows."""
+    from rich.text import Text
+    from textual.widgets._data_table import default_cell_formatter
+
+    from castui.tui.app import make_app
+    from castui_core.engine import Engine
+    from castui_core.guardrails.gpu import NoGpu
+    from castui_core.settings import load_settings
+
+    site = _library(tmp_path)
+    markup = b"[b]bold [red]red.avi"
+    (site["lib"] / markup.decode()).write_bytes((site["lib"] / "normal.avi").read_bytes())
+    monkeypatch.setenv("CASTUI_REAL_FFMPEG", FFMPEG)  # the site's ffmpeg wrapper runs it
+    settings = load_settings(site["settings"])
+    engine = Engine(settings, watch=False, gpu=NoGpu("no GPU: tests"), idle_poll_s=0.2)
+    app = make_app(engine)
+    async with app.run_test(size=(160, 40)) as pilot:
+        end = time.monotonic() + 90
+        while getattr(engine, "store", None) is None or len(await engine.store.history()) < 6:
+            assert time.monotonic() < end, "the six files were never converted"
+            await pilot.pause(0.2)
+        await pilot.press("h")
+        table = app.screen.query_one("#history")
+        end = time.monotonic() + 10
+        while table.row_count < 6:  # type: ignore[attr-defined]
+            assert time.monotonic() < end, "history rows never shown"
+            await pilot.pause(0.1)
+        names = set()
+        for row in range(6):
+            # What the table draws for the cell (a str is parsed as markup).
+            shown = default_cell_formatter(table.get_row_at(row)[2])  # type: ignore[attr-defined]
+            assert isinstance(shown, Text) and not shown.spans, shown
+            names.add(shown.plain)
+        assert names == {
+            "normal.avi",
+            "bad\\xff\\xfe.avi",
+            "new\\n2026-01-01 00:00:00 ERROR   forged line.avi",
+            "-dash.avi",
+            LONG.decode(),
+            markup.decode(),
+        }
+        await pilot.press("q")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal
@@ -107,7 +108,7 @@ class HistoryScreen(LiveScreen):
             table.add_row(
                 f"#{job.id}",
                 job.state.value,
-                name_of(job.path),
+                Text(name_of(job.path)),  # Text: a "[b]" in a name is not markup
                 job.reason or "",
                 format_bytes(result.source_size) if result.source_size is not None else "—",
                 format_bytes(result.output_size) if result.output_size is not None else "—",

@@ -6,6 +6,7 @@ import asyncio
 import time
 from typing import ClassVar
 
+from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
@@ -15,6 +16,7 @@ from textual.widgets import Footer, Header, Static
 from castui.tui.format import ago, duration, format_bytes
 from castui.tui.screens.base import LiveScreen
 from castui_core.errors import CastuiError
+from castui_core.paths import display_path
 from castui_core.store import Event, Job, JobState
 
 
@@ -81,7 +83,7 @@ class JobDetailScreen(LiveScreen):
         result = job.result
         head = [
             f"Job #{job.id}  {job.state.value.upper()}  {job.action.value}  library {job.library}",
-            job.path,
+            display_path(job.path),
             f"attempts {job.attempts}/{job.max_attempts} · priority {job.priority}"
             f" · queued {ago(job.created_at, now)}"
             + (f" · finished {ago(job.finished_at, now)}" if job.finished_at else ""),
@@ -99,22 +101,26 @@ class JobDetailScreen(LiveScreen):
                 f"progress {live.percent:.1f}% · {live.fps or 0:.0f} fps"
                 f" · ETA {duration(live.eta_s)}"
             )
-        self.query_one("#detail-head", Static).update("\n".join(head))
+        # Text, not markup: names, reasons and ffmpeg's "[libx264 @ 0x…]" lines are shown as is.
+        self.query_one("#detail-head", Static).update(Text("\n".join(head)))
         reasons = "\n".join(f"  • {r}" for r in job.reasons) or "  (none recorded)"
-        self.query_one("#detail-reasons", Static).update(f"Why castui converts it:\n{reasons}")
+        why = Text(f"Why castui converts it:\n{reasons}")
+        self.query_one("#detail-reasons", Static).update(why)
         command = " ".join(live.command) if live and live.command else result.command_line
         self.query_one("#detail-command", Static).update(
-            f"ffmpeg command:\n  {command or '(none recorded)'}"
+            Text(f"ffmpeg command:\n  {command or '(none recorded)'}")
         )
         if live is not None:
             label = "Live ffmpeg output and notes"
             body = "\n".join([*live.notes, *([live.stderr_tail] if live.stderr_tail else [])])
         else:
             label, body = "Last stderr", result.stderr_tail or ""
-        self.query_one("#detail-stderr", Static).update(f"{label}:\n{body.rstrip() or '  (none)'}")
+        self.query_one("#detail-stderr", Static).update(
+            Text(f"{label}:\n{body.rstrip() or '  (none)'}")
+        )
         attempts = "\n".join(_attempt_line(e) for e in reversed(self._events))
         self.query_one("#detail-attempts", Static).update(
-            f"History of this job:\n{attempts or '  (none)'}"
+            Text(f"History of this job:\n{attempts or '  (none)'}")
         )
 
     def action_back(self) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import ClassVar
 
+from rich.text import Text
 from textual.binding import Binding, BindingType
 from textual.message import Message
 from textual.widgets import DataTable
@@ -70,7 +71,7 @@ class ActiveJobs(DataTable[str]):
                 self.update_cell(str(job.id), column, value)
 
     @staticmethod
-    def _cells(job: Job, live: LiveJob | None) -> tuple[str, ...]:
+    def _cells(job: Job, live: LiveJob | None) -> tuple[str | Text, ...]:
         stored = job.progress
         percent = (
             live.percent
@@ -83,7 +84,7 @@ class ActiveJobs(DataTable[str]):
         encoder = (live.encoder if live else "") or (job.result.encoder or "")
         return (
             f"#{job.id}",
-            name_of(job.path),
+            Text(name_of(job.path)),  # Text: a "[b]" in a name is not markup
             bar(percent),
             opt(percent, ".1f"),
             opt(fps, ".0f"),
