@@ -15,7 +15,13 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, star
 
 from castui_core.bus import EventBus
 from castui_core.errors import ConfigError
-from castui_core.events import GpuSample, GuardrailCleared, GuardrailTripped, JobFinished
+from castui_core.events import (
+    GpuSample,
+    GuardrailCleared,
+    GuardrailTripped,
+    JellyfinState,
+    JobFinished,
+)
 
 if TYPE_CHECKING:
     from castui_core.engine import Engine
@@ -47,6 +53,27 @@ class Metrics:
         self.guardrail = Gauge(
             "castui_guardrail_tripped", "1 while a guardrail holds work back", ["name"], registry=r
         )
+        self.jellyfin_sent = Counter(
+            "castui_jellyfin_notifications_sent", "Changes Jellyfin accepted", registry=r
+        )
+        self.jellyfin_failed = Counter(
+            "castui_jellyfin_notifications_failed",
+            "Changes in batches Jellyfin did not accept (each try counts)",
+            registry=r,
+        )
+        self.jellyfin_pending = Gauge(
+            "castui_jellyfin_notifications_pending",
+            "Changes waiting in the outbox (stopped: refused, waiting for a settings fix)",
+            ["state"],
+            registry=r,
+        )
+        self.jellyfin_connected = Gauge(
+            "castui_jellyfin_connected", "1 while Jellyfin answers", registry=r
+        )
+        self.jellyfin_problems = Gauge(
+            "castui_jellyfin_check_problems", "Problems the last health check found", registry=r
+        )
+        self._jellyfin_seen = (0, 0)  # the sender's sent/failed totals already counted
         self._sub = bus.subscribe()
         self._tasks: list[asyncio.Task[None]] = [asyncio.create_task(self._follow())]
         self._server: Any = None
@@ -87,6 +114,18 @@ class Metrics:
                 self.guardrail.labels(name=event.name).set(1)
             elif isinstance(event, GuardrailCleared):
                 self.guardrail.labels(name=event.name).set(0)
+            elif isinstance(event, JellyfinState):
+                self._jellyfin(event)
+
+    def _jellyfin(self, event: JellyfinState) -> None:
+        sent, failed = self._jellyfin_seen
+        self.jellyfin_sent.inc(max(0, event.sent - sent))
+        self.jellyfin_failed.inc(max(0, event.failed - failed))
+        self._jellyfin_seen = (max(sent, event.sent), max(failed, event.failed))
+        self.jellyfin_pending.labels(state="pending").set(event.outbox_pending)
+        self.jellyfin_pending.labels(state="stopped").set(event.outbox_stopped)
+        self.jellyfin_connected.set(1 if event.connected else 0)
+        self.jellyfin_problems.set(len(event.problems))
 
     def close(self) -> None:
         self._sub.close()

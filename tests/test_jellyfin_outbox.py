@@ -35,6 +35,7 @@ from castui_core.integrations.jellyfin.sender import (
     coalesce,
     swap_changes,
 )
+from castui_core.metrics import Metrics
 from castui_core.settings import Settings, parse_settings
 from castui_core.store import JobResult, Store
 from castui_core.store.outbox import OutboxEntry, OutboxRow
@@ -109,7 +110,9 @@ class Events:
                 self.seen.append(event)
                 self._changed.notify_all()
 
-    async def wait_for(self, predicate: Callable[[Event], bool], timeout: float = TIMEOUT_S) -> Event:
+    async def wait_for(
+        self, predicate: Callable[[Event], bool], timeout: float = TIMEOUT_S
+    ) -> Event:
         try:
             async with asyncio.timeout(timeout), self._changed:
                 await self._changed.wait_for(lambda: any(predicate(e) for e in self.seen))
@@ -138,7 +141,7 @@ async def wait_standin(server: StandinJellyfin, predicate: Callable[[], bool]) -
 
 
 def settings_for(
-    tmp_path: Path, server: StandinJellyfin, *, key: str | None = None, **jellyfin: Any
+    tmp_path: Path, server: StandinJellyfin, *, key: str | None = None, **options: Any
 ) -> Settings:
     data = {
         "database": f"{tmp_path}/state/castui.db",
@@ -151,7 +154,7 @@ def settings_for(
             "url": server.url,
             "api_key": key or server.api_key,
             "batch_window_s": 0.2,
-            **jellyfin,
+            **options,
         },
     }
     return parse_settings(yaml.safe_dump(data))
@@ -185,9 +188,7 @@ def done(path: Path) -> Callable[[Event], bool]:
 
 def database_bytes(settings: Settings) -> bytes:
     db = settings.database
-    return b"".join(
-        p.read_bytes() for p in (db, db.with_name(db.name + "-wal")) if p.exists()
-    )
+    return b"".join(p.read_bytes() for p in (db, db.with_name(db.name + "-wal")) if p.exists())
 
 
 # --- the store: rows exist exactly when the swap committed -------------------------------------
@@ -264,12 +265,14 @@ async def test_many_changes_go_out_in_one_request_per_batch(
     ]
     bus = EventBus()
     events = Events(bus)
-    async with Store.open(settings.database) as store:
-        async with JellyfinSender(store, settings, bus) as sender:
-            await events.wait_state(lambda s: s.connected)  # the health check ran
-            await store.outbox_add(entries)
-            sender.poke()
-            await events.wait_state(lambda s: s.sent == 60)
+    async with (
+        Store.open(settings.database) as store,
+        JellyfinSender(store, settings, bus) as sender,
+    ):
+        await events.wait_state(lambda s: s.connected)  # the health check ran
+        await store.outbox_add(entries)
+        sender.poke()
+        await events.wait_state(lambda s: s.sent == 60)
     await events.close()
     (post,) = jellyfin.requests_to("/Library/Media/Updated")
     paths = [u["Path"] for u in post.json["Updates"]]
@@ -290,20 +293,34 @@ async def test_500_twice_then_204_delivers_once(
     path = f"{lib}/Film/Film.mp4"
     bus = EventBus()
     events = Events(bus)
-    async with Store.open(settings.database) as store:
-        async with JellyfinSender(store, settings, bus, backoff_base_s=0.05) as sender:
-            await events.wait_state(lambda s: s.connected)
-            jellyfin.fail_next(2, 500)
-            await store.outbox_add([OutboxEntry(path, "Created", "Movies")])
-            sender.poke()
-            final = await events.wait_state(lambda s: s.sent == 1)
-            assert await store.outbox_counts() == {"pending": 0, "stopped": 0}
+    metrics = Metrics(bus)
+    async with (
+        Store.open(settings.database) as store,
+        JellyfinSender(store, settings, bus, backoff_base_s=0.05) as sender,
+    ):
+        await events.wait_state(lambda s: s.connected)
+        jellyfin.fail_next(2, 500)
+        await store.outbox_add([OutboxEntry(path, "Created", "Movies")])
+        sender.poke()
+        final = await events.wait_state(lambda s: s.sent == 1)
+        assert await store.outbox_counts() == {"pending": 0, "stopped": 0}
     await events.close()
     assert len(jellyfin.requests_to("/Library/Media/Updated")) == 3
     assert jellyfin.updated_paths() == [path]  # accepted exactly once
     assert (final.failed, final.last_error) == (2, "")
     retried = [e for e in events.seen if isinstance(e, LogLine) and "retried in" in e.message]
     assert len(retried) == 2 and "answered 500" in retried[0].message
+
+    def sample(name: str, **labels: str) -> float | None:
+        return metrics.registry.get_sample_value(name, labels)
+
+    async with asyncio.timeout(TIMEOUT_S):  # the metrics task reads the same events
+        while sample("castui_jellyfin_notifications_sent_total") != 1:
+            await asyncio.sleep(0.01)
+    assert sample("castui_jellyfin_notifications_failed_total") == 2
+    assert sample("castui_jellyfin_notifications_pending", state="pending") == 0
+    assert sample("castui_jellyfin_connected") == 1
+    metrics.close()
 
 
 async def test_401_stops_the_batch_reports_it_and_a_reload_resumes(
@@ -317,18 +334,20 @@ async def test_401_stops_the_batch_reports_it_and_a_reload_resumes(
     path = f"{lib}/Film/Film.mp4"
     bus = EventBus()
     events = Events(bus)
-    async with Store.open(settings.database) as store:
-        async with JellyfinSender(store, settings, bus) as sender:
-            await events.wait_state(lambda s: s.connected)
-            jellyfin.keys.clear()  # the key was deleted in Jellyfin's dashboard
-            await store.outbox_add([OutboxEntry(path, "Created", "Movies")])
-            sender.poke()
-            stopped = await events.wait_state(lambda s: s.outbox_stopped == 1)
-            assert await store.outbox_counts() == {"pending": 0, "stopped": 1}  # kept
-            posts = len(jellyfin.requests_to("/Library/Media/Updated"))
-            jellyfin.keys.add(key)  # a new key in the settings file; castui reloads
-            await sender.reload(settings)
-            await events.wait_state(lambda s: s.sent == 1 and s.outbox_stopped == 0)
+    async with (
+        Store.open(settings.database) as store,
+        JellyfinSender(store, settings, bus) as sender,
+    ):
+        await events.wait_state(lambda s: s.connected)
+        jellyfin.keys.clear()  # the key was deleted in Jellyfin's dashboard
+        await store.outbox_add([OutboxEntry(path, "Created", "Movies")])
+        sender.poke()
+        stopped = await events.wait_state(lambda s: s.outbox_stopped == 1)
+        assert await store.outbox_counts() == {"pending": 0, "stopped": 1}  # kept
+        posts = len(jellyfin.requests_to("/Library/Media/Updated"))
+        jellyfin.keys.add(key)  # a new key in the settings file; castui reloads
+        await sender.reload(settings)
+        await events.wait_state(lambda s: s.sent == 1 and s.outbox_stopped == 0)
     await events.close()
     assert posts == 1  # stopped at once: no retry loop against a refusal
     assert "answered 401" in stopped.last_error and "API Keys" in stopped.last_error
@@ -385,14 +404,18 @@ async def test_path_map_is_applied_before_sending(
     settings = settings_for(tmp_path, jellyfin, path_map={str(lib): "/data/movies"})
     bus = EventBus()
     events = Events(bus)
-    async with Store.open(settings.database) as store:
-        async with JellyfinSender(store, settings, bus) as sender:
-            state = await events.wait_state(lambda s: s.connected)
-            assert state.problems == ()  # the check maps the library through path_map
-            await store.outbox_add([OutboxEntry(str(lib / "Film" / "Film.mp4"), "Created", "Movies")])
-            sender.poke()
-            await events.wait_state(lambda s: s.sent == 1)
+    async with (
+        Store.open(settings.database) as store,
+        JellyfinSender(store, settings, bus) as sender,
+    ):
+        state = await events.wait_state(lambda s: s.connected)
+        assert state.problems == ()  # the check maps the library through path_map
+        await store.outbox_add([OutboxEntry(str(lib / "Film" / "Film.mp4"), "Created", "Movies")])
+        sender.poke()
+        await events.wait_state(lambda s: s.sent == 1)
     await events.close()
     assert jellyfin.updated_paths() == ["/data/movies/Film/Film.mp4"]
-    await wait_standin(jellyfin, lambda: jellyfin.item_for("/data/movies/Film/Film.mp4") is not None)
+    await wait_standin(
+        jellyfin, lambda: jellyfin.item_for("/data/movies/Film/Film.mp4") is not None
+    )
     assert jellyfin.dropped == []
