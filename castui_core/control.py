@@ -277,9 +277,7 @@ def find_service(database: Path) -> Path | None:
         try:
             _check_private(ours, st)
         except CastuiError:
-            if is_live(path):  # someone else's folder at our name, and it answers
-                raise _foreign(path, st.st_uid) from None
-            # Not live: the in-process engine moves it aside before serving.
+            pass  # never talked to; the in-process engine moves it aside or names its owner
         else:
             if path.exists():
                 verify_socket(path)

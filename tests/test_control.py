@@ -134,3 +134,23 @@ async def test_attach_to_headless_service(settings_file: Path) -> None:
         proc.terminate()
         proc.wait(timeout=30)
     assert not socket_path(load_settings(settings_file).database).exists()
+
+
+async def test_a_socket_or_folder_others_may_write_is_never_connected_to(
+    settings_file: Path,
+) -> None:
+    """Mode checks before connecting (owner checks need a second user: tests/faults)."""
+    settings = load_settings(settings_file)
+    async with _engine(settings) as engine, ControlServer(engine) as server:
+        assert find_live_socket(settings.database) == server.path
+        server.path.chmod(0o666)
+        with pytest.raises(CastuiError, match="writable by other users"):
+            find_live_socket(settings.database)
+        with pytest.raises(CastuiError, match="writable by other users"):
+            await RemoteEngine(settings).start()
+        server.path.chmod(0o600)
+        server.path.parent.chmod(0o777)
+        with pytest.raises(CastuiError, match="writable by other users"):
+            find_live_socket(settings.database)
+        server.path.parent.chmod(0o700)
+        assert find_live_socket(settings.database) == server.path
