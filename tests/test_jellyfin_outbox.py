@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cli_helpers import run_castui
 from jellyfin_fixtures import jellyfin, jellyfin12  # noqa: F401
 from jellyfin_standin import StandinJellyfin
 
@@ -419,3 +420,66 @@ async def test_path_map_is_applied_before_sending(
         jellyfin, lambda: jellyfin.item_for("/data/movies/Film/Film.mp4") is not None
     )
     assert jellyfin.dropped == []
+
+
+# --- a real headless castui, restarted ---------------------------------------------------------
+
+
+def test_headless_castui_keeps_notifications_across_a_restart(
+    jellyfin: StandinJellyfin,  # noqa: F811
+    samples: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    """``castui --no-ui --once`` while Jellyfin is down converts and keeps the notification in
+    the database; the next run, with Jellyfin up, delivers it. The key (from a key file) is in
+    no log, no output and not in the database."""
+    home = tmp_path / "home"
+    home.mkdir()
+    source = add_file(tmp_path, samples["compliant.mkv"], "Film.mkv")
+    output = str(source.with_suffix(".mp4"))
+    jellyfin.add_library("Movies", [str(tmp_path / "lib")])
+    key_file = tmp_path / "jellyfin.key"
+    key_file.write_text(jellyfin.api_key + "\n")
+    config = tmp_path / "settings.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": f"{tmp_path}/state/castui.db",
+                "libraries": [{"name": "Movies", "path": f"{tmp_path}/lib", "watch": "off"}],
+                "operational": {"encoder": "cpu", "min_free_gb": 0},
+                "scan": {"settle_seconds": 0.2},
+                "service": {"shutdown_grace_s": 0, "lease_seconds": 3},
+                "jellyfin": {
+                    "url": jellyfin.url,
+                    "api_key_file": str(key_file),
+                    "timeout_s": 2,
+                    "batch_window_s": 0.2,
+                },
+            }
+        )
+    )
+    jellyfin.down()
+    first = run_castui("--no-ui", "--once", "--config", str(config), home=home, timeout=120)
+    assert first.returncode == 0, first.stderr
+    assert Path(output).is_file()
+    assert "cannot reach Jellyfin" in first.stderr  # said, not hidden
+    assert jellyfin.requests == []
+    settings = parse_settings(config.read_text())
+    pending = asyncio.run(_outbox_paths(settings))
+    assert pending == [output]
+
+    jellyfin.up()
+    second = run_castui("--no-ui", "--once", "--config", str(config), home=home, timeout=120)
+    assert second.returncode == 0, second.stderr
+    assert jellyfin.updated_paths() == [output]
+    assert asyncio.run(_outbox_paths(settings)) == []
+    key = jellyfin.api_key
+    logs = "".join(p.read_text() for p in (tmp_path / "state" / "logs").iterdir())
+    for text in (first.stdout, first.stderr, second.stdout, second.stderr, logs):
+        assert key not in text
+    assert key.encode() not in database_bytes(settings)
+
+
+async def _outbox_paths(settings: Settings) -> list[str]:
+    async with Store.open(settings.database, reclaim_on_open=False) as store:
+        return [r.path for r in await store.outbox_rows()]

@@ -157,12 +157,26 @@ class JellyfinSender:
         self._task = asyncio.create_task(self._run(), name="castui-jellyfin")
 
     async def stop(self) -> None:
+        """Stop the loop, then try once to deliver what is due (``castui --no-ui --once``
+        ends right after its last job: that job's change should not wait for the next run).
+        Bounded by the client's timeout; whatever is not delivered stays in the outbox."""
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await self._close_client()
+        try:
+            if self._held is None and self._settings.jellyfin is not None:
+                async with asyncio.timeout(self._settings.jellyfin.timeout_s * 2):
+                    rows = await self._store.outbox_due(BATCH_LIMIT)
+                    if rows:
+                        await self._send(rows)
+        except (TimeoutError, CastuiError) as exc:
+            log.warning(
+                "Jellyfin: could not deliver before stopping (%s); kept for next start", exc
+            )
+        finally:
+            await self._close_client()
 
     def poke(self) -> None:
         """New rows were committed: look now instead of at the next due time."""
