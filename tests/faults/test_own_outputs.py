@@ -59,11 +59,6 @@ def test_the_service_skips_what_castui_convert_wrote(site: dict[str, Path]) -> N
     converted = castui(site, "convert", str(source))
     assert converted.returncode == 0, converted.stdout + converted.stderr
     output = site["lib"] / "movie.mp4"
-    # Recorded in the service's database, by the command that wrote it.
-    with sqlite3.connect(f"file:{site['root'] / 'state' / 'castui.db'}?mode=ro", uri=True) as db:
-        rows = db.execute("SELECT path, source, written_by, size FROM outputs").fetchall()
-    assert rows == [(str(output), str(source), "convert", output.stat().st_size)]
-
     result = _once(site)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "already exists" not in result.stdout + result.stderr
@@ -72,6 +67,10 @@ def test_the_service_skips_what_castui_convert_wrote(site: dict[str, Path]) -> N
     history = json.loads(castui(site, "history", "--json").stdout)
     assert [j for j in history if j["state"] != "done"] == []
     assert _scan_rows(site)["movie.avi"] == ("skip", ["a Cast-ready copy exists: movie.mp4"])
+    # Recorded in the service's database, by the command that wrote it.
+    with sqlite3.connect(f"file:{site['root'] / 'state' / 'castui.db'}?mode=ro", uri=True) as db:
+        rows = db.execute("SELECT path, source, written_by, size FROM outputs").fetchall()
+    assert rows == [(str(output), str(source), "convert", output.stat().st_size)]
 
 
 def test_a_users_cast_ready_copy_makes_the_source_skip(site: dict[str, Path]) -> None:
