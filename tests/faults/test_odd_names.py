@@ -10,6 +10,7 @@ forged line into the text log. The names below sit in one library with a normal 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -178,3 +179,44 @@ async def test_the_dashboard_shows_each_name_on_one_line_as_it_is(
             markup.decode(),
         }
         await pilot.press("q")
+
+
+async def test_events_over_the_control_socket_keep_the_exact_names(tmp_path: Path) -> None:
+    """A dashboard attached to a service gets every name exactly, and can act on its job."""
+    from castui_core.control import ControlServer, RemoteEngine
+    from castui_core.engine import Engine
+    from castui_core.events import JobQueued
+    from castui_core.guardrails.gpu import NoGpu
+    from castui_core.settings import load_settings
+
+    site = make_site(tmp_path)  # the files move in once the dashboard is attached
+    data = clip(site["elsewhere"] / "normal.avi", 1).read_bytes()
+    for name in ODD:
+        with open(os.path.join(os.fsencode(site["elsewhere"]), name), "wb") as f:
+            f.write(data)
+    settings = load_settings(site["settings"])
+    lib = os.fsencode(site["lib"])
+    expected = {os.fsdecode(os.path.join(lib, n)) for n in (b"normal.avi", *ODD)}
+    engine = Engine(settings, watch=False, scan_at_start=True, gpu=NoGpu("no GPU: tests"))
+    async with engine, ControlServer(engine):
+        await engine.pause_queue()  # the jobs stay queued
+        async with RemoteEngine(settings) as remote:
+            sub = remote.bus.subscribe()
+            elsewhere = os.fsencode(site["elsewhere"])
+            for name in os.listdir(elsewhere):
+                os.rename(os.path.join(elsewhere, name), os.path.join(lib, name))
+            await remote.scan()
+            seen: set[str] = set()
+            async with asyncio.timeout(60):
+                async for event in sub:
+                    if isinstance(event, JobQueued):
+                        seen.add(event.path)
+                        if len(seen) == len(expected):
+                            break
+            sub.close()
+            assert seen == expected
+            bad = os.fsdecode(os.path.join(lib, NOT_UTF8))
+            job = next(j for j in await engine.store.active_jobs() if j.path == bad)
+            cancelled = await remote.cancel_job(job.id)
+            assert cancelled.state == "cancelled"
+            assert (await engine.store.get_job(job.id)).path == bad
