@@ -98,6 +98,11 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_argument(
         "--all", action="store_true", help="also list files that already play directly"
     )
+    scan.add_argument(
+        "--jellyfin",
+        action="store_true",
+        help="also ask Jellyfin (PlaybackInfo, Cast profile) and show its reasons beside castui's",
+    )
     scan.set_defaults(handler=run_scan)
 
     convert = sub.add_parser(

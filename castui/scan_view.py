@@ -14,6 +14,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
+from castui.jellyfin_scan import JellyfinColumn, jellyfin_columns
 from castui_core.bus import EventBus, Subscription
 from castui_core.decide import Action
 from castui_core.errors import ConfigError, ToolNotFoundError
@@ -88,6 +89,9 @@ async def run_scan_command(args: argparse.Namespace) -> int:
             with contextlib.suppress(asyncio.CancelledError):
                 await watcher
     files = [f for report in reports for f in report.files]
+    jf: dict[str, JellyfinColumn] | None = None
+    if getattr(args, "jellyfin", False):  # Jellyfin's own reasons beside castui's
+        jf = await jellyfin_columns(settings, args, files)
     if args.json:
         data = [
             {
@@ -96,25 +100,37 @@ async def run_scan_command(args: argparse.Namespace) -> int:
                 "reasons": list(f.decision.reasons),
                 "size": f.size,
                 "library": f.library,
+                **({"jellyfin": jf[f.path].to_json()} if jf and f.path in jf else {}),
             }
             for f in files
         ]
         sys.stdout.write(json.dumps(json_safe(data), indent=2, ensure_ascii=False) + "\n")
     else:
         out = Console(highlight=False, soft_wrap=False)
-        shown = [f for f in files if args.all or f.action is not Action.SKIP]
+        # With --jellyfin a file castui leaves but Jellyfin would transcode is shown too.
+        disagree = {p for p, col in (jf or {}).items() if col.disagreement}
+        shown = [f for f in files if args.all or f.action is not Action.SKIP or f.path in disagree]
         if shown:
             table = Table(show_edge=False, pad_edge=False, expand=False)
             table.add_column("action")
             table.add_column("path", overflow="fold")
             table.add_column("reasons", overflow="fold")
+            if jf is not None:
+                table.add_column("jellyfin", overflow="fold")
             for f in shown:
                 style = _ACTION_STYLE[f.action]
-                table.add_row(
+                row: list[str | Text] = [
                     f"[{style}]{f.action.value}[/]",
                     Text(display_path(f.path)),  # Text: a "[" in a name is not markup
                     Text(display_text("; ".join(f.decision.reasons))),
-                )
+                ]
+                if jf is not None:
+                    col = jf.get(f.path)
+                    text = col.verdict.text if col else ""
+                    if col and col.disagreement:
+                        text += f" — DISAGREES: {col.disagreement}"
+                    row.append(Text(text, style="red" if col and col.disagreement else ""))
+                table.add_row(*row)
             out.print(table)
         out.print(summary_line(reports), soft_wrap=True)
     return 0

@@ -19,6 +19,7 @@ from castui_core.events import (
     GpuSample,
     GuardrailCleared,
     GuardrailTripped,
+    JellyfinConfirmed,
     JellyfinState,
     JobFinished,
 )
@@ -73,6 +74,12 @@ class Metrics:
         self.jellyfin_problems = Gauge(
             "castui_jellyfin_check_problems", "Problems the last health check found", registry=r
         )
+        self.jellyfin_confirmations = Counter(
+            "castui_jellyfin_confirmations",
+            "Jellyfin's verdict on outputs: direct_play, transcode (look at it), unconfirmed",
+            ["result"],
+            registry=r,
+        )
         self._jellyfin_seen = (0, 0)  # the sender's sent/failed totals already counted
         self._sub = bus.subscribe()
         self._tasks: list[asyncio.Task[None]] = [asyncio.create_task(self._follow())]
@@ -116,6 +123,8 @@ class Metrics:
                 self.guardrail.labels(name=event.name).set(0)
             elif isinstance(event, JellyfinState):
                 self._jellyfin(event)
+            elif isinstance(event, JellyfinConfirmed):
+                self.jellyfin_confirmations.labels(result=event.status).inc()
 
     def _jellyfin(self, event: JellyfinState) -> None:
         sent, failed = self._jellyfin_seen

@@ -8,9 +8,17 @@ is deliberately different are listed with the reason, and the test fails if the 
 
 from __future__ import annotations
 
+import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from cli_helpers import run_castui
+from jellyfin_fixtures import jellyfin  # noqa: F401
+from jellyfin_standin import StandinJellyfin
+from jellyfin_streambuilder import media_source, profile_errors, transcode_reasons
 
 from castui_core.decide import Action, decide
 from castui_core.integrations.jellyfin.deviceprofile import (
@@ -22,7 +30,6 @@ from castui_core.integrations.jellyfin.deviceprofile import (
 )
 from castui_core.media import MP4_FORMAT, AudioStream, MediaInfo, VideoStream
 from castui_core.profiles import Profile, builtin_profiles
-from jellyfin_streambuilder import media_source, profile_errors, transcode_reasons
 
 
 def shape(
@@ -209,7 +216,9 @@ def test_anamorphic_source_is_reencoded_like_jellyfin_asks() -> None:
         ("HEVC 8K", "chromecast-4k-hevc", ["VideoResolutionNotSupported"]),
     ],
 )
-def test_jellyfin_reasons_per_shape(shape_name: str, profile_name: str, expected: list[str]) -> None:
+def test_jellyfin_reasons_per_shape(
+    shape_name: str, profile_name: str, expected: list[str]
+) -> None:
     profile = builtin_profiles()[profile_name]
     _, device_profile = device_profile_for(profile_name, profile)
     assert transcode_reasons(device_profile, media_source(GRID[shape_name], "x")) == expected
@@ -272,3 +281,58 @@ def test_an_unknown_enum_string_is_refused() -> None:
     body = build_device_profile(CastGeneration.GEN3, bitrate_bps=10_000_000)
     body["CodecProfiles"][2]["Conditions"][0]["Property"] = "IsSquare"
     assert profile_errors(body) == ["CodecProfiles[2].Conditions[0]: unknown value 'IsSquare'"]
+
+
+# --- castui scan --jellyfin: the real CLI, real files, real HTTP to the stand-in ---------------
+
+
+def test_scan_jellyfin_shows_jellyfins_reasons_and_the_disagreements(
+    jellyfin: StandinJellyfin,  # noqa: F811
+    samples: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    shutil.copy(samples["compliant.mp4"], lib / "plays.mp4")
+    shutil.copy(samples["compliant.mkv"], lib / "remux.mkv")
+    shutil.copy(samples["compliant.mp4"], lib / "quicktime.mov")  # same streams, .mov name
+    jellyfin.add_library("Movies", [str(lib)])
+    jellyfin.scan()
+    shutil.copy(samples["compliant.mp4"], lib / "unknown.mp4")  # not picked up by Jellyfin yet
+    config = tmp_path / "castui.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": str(tmp_path / "castui.db"),
+                "libraries": [{"name": "Movies", "path": str(lib), "watch": "off"}],
+                "jellyfin": {
+                    "url": jellyfin.url,
+                    "api_key": jellyfin.api_key,
+                    "user": "castui-test",
+                },
+            }
+        )
+    )
+    home = tmp_path / "home"
+    home.mkdir()
+    ran = run_castui("scan", "--jellyfin", "--json", "--config", str(config), home=home)
+    assert ran.returncode == 0, ran.stderr
+    by_name = {Path(f["path"]).name: f for f in json.loads(ran.stdout)}
+    assert by_name["plays.mp4"]["action"] == "skip"
+    assert by_name["plays.mp4"]["jellyfin"]["direct_play"] is True
+    assert by_name["remux.mkv"]["jellyfin"]["reasons"] == ["ContainerNotSupported"]
+    assert by_name["remux.mkv"]["jellyfin"]["disagreement"] is None  # both would change it
+    assert by_name["quicktime.mov"]["action"] == "remux"
+    assert by_name["quicktime.mov"]["jellyfin"]["disagreement"] == (
+        "castui would remux it, but Jellyfin would direct-play it"
+    )
+    assert by_name["unknown.mp4"]["jellyfin"]["known"] is False
+    # Items were listed by library with their Path (no Path filter), then asked one by one.
+    assert all("Path" not in r.query for r in jellyfin.requests_to("/Items", "GET"))
+    assert len(jellyfin.playback.asked) == 3
+
+    table = run_castui("scan", "--jellyfin", "--config", str(config), home=home, COLUMNS="300")
+    assert table.returncode == 0, table.stderr
+    text = " ".join(table.stdout.split())
+    assert "Jellyfin: ContainerNotSupported" in text
+    assert "DISAGREES: castui would remux it, but Jellyfin would direct-play it" in text

@@ -57,7 +57,8 @@ def viewers(sessions: Any) -> list[Viewer]:
     for s in sessions:
         if not isinstance(s, dict) or not isinstance(s.get("NowPlayingItem"), dict):
             continue
-        state = s.get("PlayState") if isinstance(s.get("PlayState"), dict) else {}
+        raw_state = s.get("PlayState")
+        state: dict[str, Any] = raw_state if isinstance(raw_state, dict) else {}
         method = state.get("PlayMethod")
         transcoding = method == "Transcode" or isinstance(s.get("TranscodingInfo"), dict)
         found.append(

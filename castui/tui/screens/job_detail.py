@@ -43,6 +43,7 @@ class JobDetailScreen(LiveScreen):
         self.job_id = job_id
         self.job: Job | None = None
         self._events: list[Event] = []
+        self._jellyfin = ""  # Jellyfin's verdict on the output, once it answered
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -70,6 +71,9 @@ class JobDetailScreen(LiveScreen):
             # Shielded: a store read cancelled half-way would leave its transaction open.
             self.job = await asyncio.shield(store.get_job(self.job_id))
             self._events = await asyncio.shield(store.list_events(job_id=self.job_id, limit=20))
+            confirmed = await asyncio.shield(store.jellyfin_confirmations([self.job_id]))
+            found = confirmed.get(self.job_id)
+            self._jellyfin = found.message if found is not None else ""
         except CastuiError as exc:
             self.query_one("#detail-head", Static).update(f"job #{self.job_id}: {exc}")
             return
@@ -90,6 +94,8 @@ class JobDetailScreen(LiveScreen):
         ]
         if job.reason:
             head.append(f"reason: {job.reason}")
+        if self._jellyfin:
+            head.append(self._jellyfin)
         if result.source_size is not None:
             after = format_bytes(result.output_size) if result.output_size is not None else "—"
             head.append(

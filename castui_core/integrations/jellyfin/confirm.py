@@ -24,11 +24,12 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any, Literal, Protocol
 from urllib.parse import parse_qs, urlsplit
 
+from castui_core.integrations.jellyfin.client import jellyfin_time
 from castui_core.integrations.jellyfin.deviceprofile import CastGeneration
+from castui_core.integrations.jellyfin.paths import location_for
 
 Status = Literal["direct_play", "transcode", "unconfirmed"]
 
@@ -102,19 +103,14 @@ def playback_verdict(answer: Any) -> tuple[bool, tuple[str, ...]]:
 
 def library_for(virtual_folders: Any, jellyfin_path: str) -> str | None:
     """The ``ItemId`` of the Jellyfin library whose location holds ``jellyfin_path``
-    (component-wise, the longest location wins)."""
-    best: tuple[int, str] | None = None
-    if not isinstance(virtual_folders, list):
-        return None
-    for folder in virtual_folders:
-        if not isinstance(folder, dict) or not folder.get("ItemId"):
-            continue
-        for location in folder.get("Locations") or []:
-            root = str(location).rstrip("/")
-            if jellyfin_path == root or jellyfin_path.startswith(root + "/"):
-                if best is None or len(root) > best[0]:
-                    best = (len(root), str(folder["ItemId"]))
-    return best[1] if best else None
+    (component-wise, the deepest location wins)."""
+    owner: dict[str, str] = {}
+    for folder in virtual_folders if isinstance(virtual_folders, list) else []:
+        if isinstance(folder, dict) and folder.get("ItemId"):
+            for location in folder.get("Locations") or []:
+                owner.setdefault(str(location), str(folder["ItemId"]))
+    found = location_for(jellyfin_path, owner)
+    return owner[found] if found is not None else None
 
 
 def item_with_path(items: Any, jellyfin_path: str) -> str | None:
@@ -132,11 +128,6 @@ def user_id_for(users: Any, name: str) -> str | None:
         if isinstance(user, dict) and str(user.get("Name", "")).casefold() == name.casefold():
             return str(user.get("Id"))
     return None
-
-
-def jellyfin_time(epoch_s: float) -> str:
-    """An ISO 8601 UTC time as Jellyfin's ``MinDateLastSaved`` parses it."""
-    return datetime.fromtimestamp(epoch_s, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 # --- the conversation ----------------------------------------------------------------------------
@@ -161,7 +152,7 @@ async def confirm(
     device_profile: dict[str, Any],
     user: str,
     swapped_at: float,
-    times: ConfirmTimes = ConfirmTimes(),  # noqa: B008 - frozen, shared safely
+    times: ConfirmTimes = ConfirmTimes(),
     clock: Callable[[], float] = time.time,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> Confirmation:
@@ -174,6 +165,8 @@ async def confirm(
     def unconfirmed(detail: str, item_id: str | None = None) -> Confirmation:
         return Confirmation("unconfirmed", generation, item_id=item_id, detail=detail)
 
+    if not user:
+        return unconfirmed("set jellyfin.user: PlaybackInfo asks as a Jellyfin user")
     deadline = swapped_at + times.give_up_s
     try:
         if times.delay_override_s is not None:
