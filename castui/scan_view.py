@@ -23,6 +23,7 @@ from castui_core.paths import display_path, display_text, json_safe, path_json
 from castui_core.probe import ProbePool
 from castui_core.scan import IgnoreRules, Scanner, ScanReport, ScanTarget
 from castui_core.settings import Settings, load_settings
+from castui_core.store.outputs import read_outputs
 from castui_core.tools import find_tool
 
 #: Library label of a scan of PATHs given on the command line.
@@ -79,7 +80,9 @@ async def run_scan_command(args: argparse.Namespace) -> int:
     rules = IgnoreRules(settings.scan.extensions, settings.scan.ignore)
     reports: list[ScanReport] = []
     with ProbePool(settings.scan.probe_workers, timeout=settings.scan.probe_timeout_s) as pool:
-        scanner = Scanner(pool, rules=rules, bus=bus, ffprobe=ffprobe)
+        # What castui wrote itself (read-only: a scan never writes, not even the database).
+        outputs = await asyncio.to_thread(read_outputs, settings.database)
+        scanner = Scanner(pool, rules=rules, bus=bus, ffprobe=ffprobe, outputs=outputs)
         watcher = asyncio.create_task(_show_progress(bus.subscribe(), err))
         try:
             for target in targets:

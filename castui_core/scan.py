@@ -14,7 +14,7 @@ import fnmatch
 import os
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -31,6 +31,7 @@ from castui_core.events import (
 from castui_core.media import MediaInfo, ProbeFailure
 from castui_core.probe import ProbePool, ProbeResult, probe_ffprobe
 from castui_core.profiles import Profile
+from castui_core.store.models import OutputRecord
 from castui_core.swap import plan_placement
 
 _PROGRESS_INTERVAL_S = 0.25
@@ -79,6 +80,20 @@ class ScanReport:
 
 
 # --- an output name that is already taken ------------------------------------------------------
+
+
+def _stats(paths: Sequence[str]) -> list[tuple[int, int, int] | None]:
+    """(size, mtime_ns, inode) of each path, None where it cannot be read (blocking)."""
+    found: list[tuple[int, int, int] | None] = []
+    for path in paths:
+        try:
+            st = os.stat(path)
+        except OSError:
+            found.append(None)
+        else:
+            found.append((st.st_size, st.st_mtime_ns, st.st_ino))
+    return found
+
 
 #: ``own(source, output)``: True when castui wrote ``output`` from ``source`` (both unchanged).
 OwnOutput = Callable[[str, Path], Awaitable[bool]]
@@ -227,12 +242,15 @@ class Scanner:
         bus: EventBus | None = None,
         ffprobe: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
+        outputs: Mapping[str, OutputRecord] | None = None,
     ) -> None:
         self.pool = pool
         self.rules = rules
         self.bus = bus if bus is not None else EventBus()
         self.ffprobe = ffprobe
         self.clock = clock
+        #: The outputs castui recorded (``store.read_outputs``), to recognise its own work.
+        self.outputs = outputs or {}
 
     async def scan(self, target: ScanTarget) -> ScanReport:
         """Scan one target; every file found ends in the report with a decision."""
@@ -312,11 +330,42 @@ class Scanner:
         return report
 
     async def _check_copies(self, target: ScanTarget, report: ScanReport) -> None:
-        """Re-decide sources whose output name is taken (a Cast-ready copy: ``skip``)."""
-        decided = [(f.info, f.decision) for f in report.files if f.info is not None]
+        """Re-decide castui's own outputs (``skip``) and sources whose output name is taken
+        (castui's output of that source, or a Cast-ready copy: ``skip``)."""
+        outputs = self.outputs
+        mine = [f.path for f in report.files if f.path in outputs]
+        changed: dict[str, Decision] = {}
+        for path, now in zip(mine, await asyncio.to_thread(_stats, mine), strict=True):
+            record = outputs[path]
+            if now is not None and record.matches(*now):
+                why = f"castui output ({record.written_by}, from {Path(record.source).name})"
+                changed[path] = Decision(Action.SKIP, (why,))
+
+        async def own(source: str, output: Path) -> bool:
+            record = outputs.get(str(output))
+            if record is None or record.source != source:
+                return False
+            now, src = await asyncio.to_thread(_stats, [str(output), source])
+            return (
+                now is not None
+                and record.matches(*now)
+                and src is not None
+                and record.source_state in ((None, None), src[:2])
+            )
+
+        decided = [
+            (f.info, f.decision)
+            for f in report.files
+            if f.info is not None and f.path not in changed
+        ]
         root = None if target.explicit or len(target.roots) != 1 else target.roots[0]
-        changed = await copy_decisions(
-            self.pool, decided, target.profile, library_root=root, output_dir=target.output_dir
+        changed |= await copy_decisions(
+            self.pool,
+            decided,
+            target.profile,
+            library_root=root,
+            output_dir=target.output_dir,
+            own=own if outputs else None,
         )
         for n, scanned in enumerate(report.files):
             decision = changed.get(scanned.path)

@@ -9,6 +9,11 @@ Runs on a connection the Store has put in a transaction.
 
 from __future__ import annotations
 
+import os
+import sqlite3
+from pathlib import Path
+from typing import Any
+
 import aiosqlite
 
 from castui_core.store.db import execute, fetchall, fetchone
@@ -56,3 +61,31 @@ async def output_paths(conn: aiosqlite.Connection) -> set[str]:
 
 async def forget_output(conn: aiosqlite.Connection, path: str) -> None:
     await execute(conn, "DELETE FROM outputs WHERE path = ?", (path,))
+
+
+def read_outputs(database: Path) -> dict[str, OutputRecord]:
+    """Every recorded output, read from ``database`` without writing anything (blocking).
+
+    For ``castui scan``, which only reads: the file is opened read-only (no migration, no
+    WAL switch, not created when missing). Empty when there is no database yet or it
+    predates the ``outputs`` table.
+    """
+    if not database.exists():
+        return {}
+    try:
+        conn = sqlite3.connect(f"{database.absolute().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return {}
+    try:
+        conn.row_factory = _row
+        rows = conn.execute("SELECT * FROM outputs").fetchall()
+    except sqlite3.Error:
+        return {}  # no such table yet (an older castui's file), or unreadable: nothing known
+    finally:
+        conn.close()
+    return {row["path"]: output_from_row(row) for row in rows}
+
+
+def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> sqlite3.Row:
+    """``sqlite3.Row`` with a BLOB (a name that is not UTF-8, stored as bytes) as a str."""
+    return sqlite3.Row(cursor, tuple(os.fsdecode(v) if type(v) is bytes else v for v in values))

@@ -66,7 +66,9 @@ def test_the_service_skips_what_castui_convert_wrote(site: dict[str, Path]) -> N
     assert _queue(site) == []
     history = json.loads(castui(site, "history", "--json").stdout)
     assert [j for j in history if j["state"] != "done"] == []
-    assert _scan_rows(site)["movie.avi"] == ("skip", ["a Cast-ready copy exists: movie.mp4"])
+    rows = _scan_rows(site)
+    assert rows["movie.avi"] == ("skip", ["castui already converted it: movie.mp4"])
+    assert rows["movie.mp4"] == ("skip", ["castui output (convert, from movie.avi)"])
     # Recorded in the service's database, by the command that wrote it.
     with sqlite3.connect(f"file:{site['root'] / 'state' / 'castui.db'}?mode=ro", uri=True) as db:
         rows = db.execute("SELECT path, source, written_by, size FROM outputs").fetchall()
@@ -144,6 +146,6 @@ def test_castuis_output_for_another_profile_is_never_queued(site: dict[str, Path
     assert _queue(site) == []
     assert not (site["lib"] / "movie.original.mp4").exists()  # the output was left alone
     assert castui(site, "history", "--json").stdout.strip() == "[]"
-    rows = _scan_rows(site)  # `castui scan` alone (no database) sees a 1600x900 copy:
-    assert rows["movie.mp4"][0] == "transcode"
-    assert any("movie.mp4 exists but is not Cast-ready" in r for r in rows["movie.avi"][1])
+    rows = _scan_rows(site)  # `castui scan` reads the same record (and writes nothing)
+    assert rows["movie.mp4"] == ("skip", ["castui output (convert, from movie.avi)"])
+    assert rows["movie.avi"] == ("skip", ["castui already converted it: movie.mp4"])
