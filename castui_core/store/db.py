@@ -262,7 +262,7 @@ def translate_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
 #
 # File names: a POSIX name is bytes, and Python hands a name that is not valid UTF-8 to castui
 # as a str with surrogate escapes ("b\udcff.mkv"), which SQLite cannot store as TEXT ("surrogates
-# not allowed"). Every parameter goes through ``bind_value`` and every row through ``_row``:
+# not allowed"). Every parameter goes through ``bind_value`` and every row through ``_Row``:
 # such a str is stored as its raw bytes (a BLOB) and read back with os.fsdecode, so the round
 # trip is lossless. A name that is valid UTF-8 stays TEXT, so existing databases keep working,
 # and since each name has exactly one representation, equality and UNIQUE still hold. castui
@@ -280,11 +280,13 @@ def _bind(params: Sequence[Any]) -> tuple[Any, ...]:
     return tuple(bind_value(v) for v in params)
 
 
-def _row(cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> sqlite3.Row:
+class _Row(sqlite3.Row):
     """The row factory: ``sqlite3.Row`` with each BLOB (a non-UTF-8 name) decoded back to str."""
-    if any(type(v) is bytes for v in values):
-        values = tuple(os.fsdecode(v) if type(v) is bytes else v for v in values)
-    return sqlite3.Row(cursor, values)
+
+    def __new__(cls, cursor: sqlite3.Cursor, values: tuple[Any, ...]) -> _Row:
+        if bytes in map(type, values):  # rare: the common row costs one C-level scan
+            values = tuple(os.fsdecode(v) if type(v) is bytes else v for v in values)
+        return super().__new__(cls, cursor, values)
 
 
 async def execute(conn: aiosqlite.Connection, sql: str, params: Sequence[Any] = ()) -> None:
@@ -379,7 +381,7 @@ async def connect(path: Path, *, busy_timeout_s: float) -> aiosqlite.Connection:
     except sqlite3.Error as exc:
         raise translate_error(exc, path, "opening") from exc
     try:
-        conn.row_factory = _row
+        conn.row_factory = _Row
         await execute(conn, f"PRAGMA busy_timeout = {max(0, int(busy_timeout_s * 1000))}")
         await check_identity(conn, path)
         row = await fetchone(conn, "PRAGMA journal_mode = WAL")
