@@ -190,3 +190,58 @@ def test_keys_and_urls_are_checked_before_any_request() -> None:
     with pytest.raises(JellyfinRequestError, match="not an http"):
         JellyfinClient("ftp://host", "k")
     assert safe_url("http://user:pw@host:8096/jf?api_key=SECRET#x") == "http://host:8096/jf"
+
+
+def test_settings_read_the_key_from_one_place_and_never_show_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from castui_core.errors import ConfigError
+    from castui_core.settings import ENV_JELLYFIN_KEY, parse_settings
+
+    key = uuid.uuid4().hex
+    inline = parse_settings(f"jellyfin: {{url: 'http://127.0.0.1:8096', api_key: '{key}'}}\n")
+    assert inline.jellyfin is not None and inline.jellyfin.api_key_value() == key
+    for text in (repr(inline), str(inline), repr(inline.jellyfin), inline.model_dump_json()):
+        assert key not in text
+
+    key_file = tmp_path / "key"
+    key_file.write_text(f"  {key}\n")
+    from_file = parse_settings(f"jellyfin: {{url: 'http://h', api_key_file: '{key_file}'}}\n")
+    assert from_file.jellyfin is not None and from_file.jellyfin.api_key_value() == key
+
+    from_env = parse_settings("jellyfin: {url: 'https://h/jellyfin'}\n")
+    assert from_env.jellyfin is not None
+    monkeypatch.delenv(ENV_JELLYFIN_KEY, raising=False)
+    with pytest.raises(ConfigError, match="Dashboard > API Keys"):
+        from_env.jellyfin.api_key_value()
+    monkeypatch.setenv(ENV_JELLYFIN_KEY, key)
+    assert from_env.jellyfin.api_key_value() == key
+
+    with pytest.raises(ConfigError) as both:
+        parse_settings(f"jellyfin: {{url: 'http://h', api_key: '{key}', api_key_file: '/k'}}\n")
+    assert "not both" in str(both.value) and key not in str(both.value)
+    with pytest.raises(ConfigError) as in_url:
+        parse_settings("jellyfin: {url: 'http://h/?api_key=x', api_key: k}\n")
+    assert "jellyfin.url" in str(in_url.value)
+
+
+@pytest.mark.parametrize(
+    ("flag", "expected"),
+    [(None, True), (True, True), (False, False)],
+)
+def test_libraries_notify_jellyfin_unless_switched_off(flag: bool | None, expected: bool) -> None:
+    from castui_core.settings import parse_settings
+
+    lib = {"name": "M", "path": "/m"} | ({} if flag is None else {"jellyfin": flag})
+    on = parse_settings(
+        yaml_dump({"libraries": [lib], "jellyfin": {"url": "http://h", "api_key": "k"}})
+    )
+    off = parse_settings(yaml_dump({"libraries": [lib]}))
+    assert on.notifies_jellyfin(on.libraries[0]) is expected
+    assert off.notifies_jellyfin(off.libraries[0]) is False  # not configured: never
+
+
+def yaml_dump(data: object) -> str:
+    import yaml
+
+    return yaml.safe_dump(data)

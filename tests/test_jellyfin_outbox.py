@@ -34,6 +34,7 @@ from castui_core.integrations.jellyfin.sender import (
     JellyfinSender,
     backoff_s,
     coalesce,
+    outbox_entries,
     swap_changes,
 )
 from castui_core.metrics import Metrics
@@ -63,6 +64,30 @@ def test_what_a_swap_changed(
     source: str, output: str | None, exists: bool, changes: list[tuple[str, str]]
 ) -> None:
     assert swap_changes(source, output, source_exists=exists) == changes
+
+
+async def test_only_libraries_with_jellyfin_on_add_rows(tmp_path: Path) -> None:
+    lib_on, lib_off = tmp_path / "on", tmp_path / "off"
+    settings = parse_settings(
+        yaml.safe_dump(
+            {
+                "libraries": [
+                    {"name": "On", "path": str(lib_on)},
+                    {"name": "Off", "path": str(lib_off), "jellyfin": False},
+                ],
+                "jellyfin": {"url": "http://127.0.0.1:1", "api_key": "k"},
+            }
+        )
+    )
+    source = str(lib_on / "a.mkv")  # gone: delete_source removed it
+    assert await outbox_entries(settings, "On", source, str(lib_on / "a.mp4")) == [
+        OutboxEntry(str(lib_on / "a.mp4"), "Created", "On"),
+        OutboxEntry(source, "Deleted", "On"),
+    ]
+    assert (
+        await outbox_entries(settings, "Off", str(lib_off / "b.mkv"), str(lib_off / "b.mp4")) == []
+    )
+    assert await outbox_entries(settings, "On", source, None) == []  # skipped: nothing new
 
 
 def row(i: int, path: str, kind: str = "Created") -> OutboxRow:

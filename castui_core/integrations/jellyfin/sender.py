@@ -206,6 +206,10 @@ class JellyfinSender:
             except CastuiError as exc:  # the store: say so, try again a little later
                 self._problem(f"Jellyfin outbox: {exc}")
                 await asyncio.sleep(5)
+            except Exception as exc:  # a bug must not silently end every notification
+                log.exception("Jellyfin sender failed; restarting it in 5 s")
+                self._problem(f"Jellyfin sender failed ({type(exc).__name__}: {exc}); retrying")
+                await asyncio.sleep(5)
 
     async def _check(self) -> None:
         jf = self._settings.jellyfin
