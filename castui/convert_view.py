@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -16,12 +17,14 @@ from rich.progress import (
     TextColumn,
     TimeElapsedColumn,
 )
+from rich.text import Text
 
 from castui.scan_view import format_bytes
 from castui_core.bus import EventBus, Subscription
 from castui_core.convert import Converter, ConvertOptions, ConvertOutcome, options_for
 from castui_core.events import JobNote, JobProgress, JobStarted
 from castui_core.ffmpeg.nvenc import NvencStatus, detect_nvenc
+from castui_core.paths import display_path, display_text
 from castui_core.probe import ProbePool
 from castui_core.settings import LibrarySettings, Settings, load_settings
 from castui_core.store import Store
@@ -140,18 +143,21 @@ async def _convert_files(
 
 
 def _print_outcome(out: Console, outcome: ConvertOutcome) -> None:
+    # Text, not markup, and display_text: a file name may hold "[b]", a newline or bytes
+    # that are not UTF-8 (which a strict UTF-8 terminal refuses to print).
     style = _STATUS_STYLE[outcome.status]
-    head = f"[{style}]{outcome.status}[/] {outcome.action.value}: {outcome.path}"
+    head = Text.assemble((outcome.status, style), f" {outcome.action.value}: ")
     if outcome.status == "done":
         after = outcome.bytes_after or 0
-        out.print(
-            f"{head} -> {outcome.output_path} ({format_bytes(outcome.bytes_before)} ->"
+        tail = (
+            f"{outcome.path} -> {outcome.output_path} ({format_bytes(outcome.bytes_before)} ->"
             f" {format_bytes(after)}, {outcome.seconds:.1f} s, {outcome.encoder})"
         )
+        out.print(head + Text(display_text(tail)))
         for note in outcome.notes:
-            out.print(f"    {note}")
+            out.print(Text(display_text(f"    {note}")))
     else:
-        out.print(f"{head} ({outcome.reason})")
+        out.print(head + Text(display_text(f"{outcome.path} ({outcome.reason})")))
 
 
 async def _show_progress(sub: Subscription, err: Console) -> None:
@@ -171,10 +177,10 @@ async def _show_progress(sub: Subscription, err: Console) -> None:
     with progress:
         async for event in sub:
             if isinstance(event, JobNote):
-                progress.console.print(f"[yellow]{event.message}[/]")
+                progress.console.print(Text(display_text(event.message), style="yellow"))
             elif isinstance(event, JobStarted):
-                name = Path(event.path).name
-                description = f"{event.action} {name[:40]} [{event.encoder}]"
+                name = escape(display_path(Path(event.path).name)[:40])
+                description = f"{event.action} {name} [{event.encoder}]"
                 if event.path in tasks:
                     progress.update(tasks[event.path], description=description, completed=0)
                 else:

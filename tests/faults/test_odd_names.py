@@ -44,11 +44,15 @@ def _library(tmp_path: Path) -> dict[str, Path]:
 def _castui(
     site: dict[str, Path], *args: str, timeout: float = 100
 ) -> subprocess.CompletedProcess[bytes]:
-    """``castui ARGS`` with its output as bytes: the test, not the decoder, judges them."""
+    """``castui ARGS`` with its output as bytes: the test, not the decoder, judges them.
+
+    Its stdout is strict UTF-8, as on a terminal with a UTF-8 locale (a C locale would let
+    Python write undecodable bytes through).
+    """
     return subprocess.run(
         [sys.executable, "-m", "castui", *args, "--config", str(site["settings"])],
         capture_output=True,
-        env=castui_env(site["root"], CASTUI_REAL_FFMPEG=FFMPEG),
+        env=castui_env(site["root"], CASTUI_REAL_FFMPEG=FFMPEG, PYTHONIOENCODING="utf-8:strict"),
         cwd=site["root"],
         timeout=timeout,
         check=False,
@@ -107,6 +111,23 @@ def test_scan_json_is_valid_json_with_the_exact_names(tmp_path: Path) -> None:
     by_bytes = {f["path"]: f for f in files}
     assert by_bytes[f"{site['lib']}/bad\\xff\\xfe.avi"]["action"] == "transcode"
     assert {f["action"] for f in files} == {"transcode"}
+
+
+def test_convert_prints_every_odd_name_on_one_line(tmp_path: Path) -> None:
+    site = _library(tmp_path)
+    lib = os.fsencode(site["lib"])
+    files = [os.fsdecode(os.path.join(lib, n)) for n in (NOT_UTF8, NEWLINE, DASH, LONG)]
+    result = _castui(site, "convert", *files)
+    stdout = result.stdout.decode("utf-8")
+    assert result.returncode == 0, stdout + result.stderr.decode(errors="replace")
+    assert "Traceback" not in result.stderr.decode(errors="replace")
+    done = [line for line in stdout.splitlines() if line.startswith("done transcode: ")]
+    assert len(done) == 4, stdout
+    assert f"{site['lib']}/bad\\xff\\xfe.avi -> " in done[0]
+    assert f"{site['lib']}/new\\n2026-01-01 00:00:00 ERROR   forged line.avi -> " in done[1]
+    assert not any(line.startswith("2026-01-01") for line in stdout.splitlines())
+    for name in ODD:
+        assert os.path.getsize(os.path.join(lib, name[: -len(b".avi")] + b".mp4")) > 0
 
 
 def test_a_file_castui_cannot_record_is_named_and_the_rest_converts(tmp_path: Path) -> None:
