@@ -241,3 +241,31 @@ async def test_events_over_the_control_socket_keep_the_exact_names(tmp_path: Pat
             cancelled = await remote.cancel_job(job.id)
             assert cancelled.state == "cancelled"
             assert (await engine.store.get_job(job.id)).path == bad
+
+
+async def test_the_database_keeps_each_name_exactly_once(tmp_path: Path) -> None:
+    """A non-UTF-8 name is stored as its bytes (BLOB), a UTF-8 one as TEXT as before."""
+    import sqlite3
+
+    from castui_core.store import EnqueueOutcome, NewJob, Store
+
+    bad = os.fsdecode(b"/lib/bad\xff\xfe.avi")
+    lookalike = "/lib/bad\\xff\\xfe.avi"  # its display form: another file
+    utf8 = "/lib/été\n.avi"
+    db = tmp_path / "castui.db"
+    async with Store.open(db) as store:
+        first = await store.enqueue(bad, "lib", "transcode", ["r"])
+        assert first.outcome is EnqueueOutcome.CREATED
+        again = await store.enqueue(bad, "lib", "transcode", ["r"])
+        assert again.outcome is not EnqueueOutcome.CREATED and again.job_id == first.job_id
+        jobs = [NewJob(p, "lib", "transcode", ("r",)) for p in (bad, lookalike, utf8)]
+        batch = await store.enqueue_many(jobs)
+        assert batch[0].job_id == first.job_id
+        assert batch[1].outcome is batch[2].outcome is EnqueueOutcome.CREATED
+        assert {j.path for j in await store.active_jobs()} == {bad, lookalike, utf8}
+        assert (await store.get_job(first.job_id)).path == bad
+        cancelled = await store.cancel(first.job_id, actor="test", reason="test")
+        assert cancelled.path == bad
+    with sqlite3.connect(db) as conn:
+        rows = dict(conn.execute("SELECT path, typeof(path) FROM jobs").fetchall())
+    assert rows == {b"/lib/bad\xff\xfe.avi": "blob", lookalike: "text", utf8: "text"}
