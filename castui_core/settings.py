@@ -306,6 +306,24 @@ class JellyfinSettings(_Strict):
             raise ValueError(f"both sides must be absolute paths: {', '.join(bad)}")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_secret_in_url(cls, data: Any) -> Any:
+        # Checked before the field so the error line never echoes the URL: a key pasted into
+        # it (?api_key=…, user:key@host) must not end up in a log or a terminal.
+        url = data.get("url") if isinstance(data, dict) else None
+        if isinstance(url, str) and ("?" in url or "@" in url or "#" in url):
+            raise ProblemList(
+                [
+                    (
+                        "url",
+                        "must be Jellyfin's address only, with no query string, fragment or"
+                        " user info (the API key never goes in a URL: use api_key_file)",
+                    )
+                ]
+            )
+        return data
+
     @model_validator(mode="after")
     def _one_key_source(self) -> JellyfinSettings:
         if self.api_key is not None and self.api_key_file is not None:
