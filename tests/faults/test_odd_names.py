@@ -269,3 +269,36 @@ async def test_the_database_keeps_each_name_exactly_once(tmp_path: Path) -> None
     with sqlite3.connect(db) as conn:
         rows = dict(conn.execute("SELECT path, typeof(path) FROM jobs").fetchall())
     assert rows == {b"/lib/bad\xff\xfe.avi": "blob", lookalike: "text", utf8: "text"}
+
+
+async def test_files_arriving_under_watch_are_converted_whatever_their_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inotify watcher hands castui the same names as the walk: each is converted."""
+    from castui_core.engine import Engine
+    from castui_core.events import JobFinished
+    from castui_core.guardrails.gpu import NoGpu
+    from castui_core.settings import load_settings
+
+    site = make_site(tmp_path)
+    site["settings"].write_text(site["settings"].read_text().replace("watch: false", "watch: auto"))
+    monkeypatch.setenv("CASTUI_REAL_FFMPEG", FFMPEG)  # the site's ffmpeg wrapper runs it
+    data = clip(site["elsewhere"] / "clip.avi", 1).read_bytes()
+    lib = os.fsencode(site["lib"])
+    expected = {os.fsdecode(os.path.join(lib, n)) for n in (NOT_UTF8, NEWLINE, DASH)}
+    engine = Engine(load_settings(site["settings"]), watch=True, gpu=NoGpu("no GPU: tests"))
+    async with engine:
+        sub = engine.bus.subscribe()
+        await engine.ingest.wait_scans()  # type: ignore[union-attr]
+        for name in (NOT_UTF8, NEWLINE, DASH):
+            with open(os.path.join(lib, name), "wb") as f:
+                f.write(data)
+        finished: dict[str, str] = {}
+        async with asyncio.timeout(90):
+            async for event in sub:
+                if isinstance(event, JobFinished):
+                    finished[event.path] = event.status
+                    if len(finished) == len(expected):
+                        break
+        sub.close()
+    assert finished == dict.fromkeys(expected, "done")
