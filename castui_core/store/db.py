@@ -265,8 +265,9 @@ def translate_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
 # not allowed"). Every parameter goes through ``bind_value`` and every row through ``_Row``:
 # such a str is stored as its raw bytes (a BLOB) and read back with os.fsdecode, so the round
 # trip is lossless. A name that is valid UTF-8 stays TEXT, so existing databases keep working,
-# and since each name has exactly one representation, equality and UNIQUE still hold. castui
-# stores no other binary data: a BLOB read from its database is always such a name.
+# and since each name has exactly one representation, equality and UNIQUE still hold. The same
+# holds for any text that quotes such a name (an error, an ffmpeg command line). castui stores
+# no other binary data: a BLOB read from its database is always such a text.
 
 
 def bind_value(value: Any) -> Any:
