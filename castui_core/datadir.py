@@ -60,7 +60,7 @@ def data_dir_problems(database: Path) -> list[str]:
             return [_cannot(folder, OSError(errno.ENOTDIR, os.strerror(errno.ENOTDIR)), database)]
         if not os.access(parent, os.W_OK | os.X_OK):
             return [_cannot(folder, OSError(errno.EACCES, os.strerror(errno.EACCES)), database)]
-        return []  # everything below it is created by castui, hence writable
+        # castui will create it; a sibling that exists (journal/ without logs/) is checked next.
     return []
 
 

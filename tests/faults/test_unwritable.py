@@ -127,3 +127,15 @@ def test_read_only_folder_is_named_not_the_library(
 
     check = run_castui("config", "check", *config, home=tmp_path)
     _assert_one_sentence(check, frozen)
+
+
+def test_config_check_alone_finds_a_read_only_journal(
+    tmp_path: Path, immutable: list[Path]
+) -> None:
+    """Nothing has run yet (no ``logs/``): ``config check`` still looks at ``journal/``."""
+    database = tmp_path / "state" / "castui.db"
+    settings = _settings(tmp_path, database)
+    _freeze(database.parent / "journal", immutable)
+    check = run_castui("config", "check", "--config", str(settings), home=tmp_path)
+    _assert_one_sentence(check, database.parent / "journal")
+    assert not (database.parent / "logs").exists()  # a check creates nothing
