@@ -187,11 +187,17 @@ class JellyfinSender:
         self._settings = settings
         self._held = None
         await self._close_client()
-        await self._store.outbox_resume()
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+            self._task = None
+        if settings.jellyfin is None:  # switched off: keep what is queued, send nothing
+            counts = await self._store.outbox_counts()
+            waiting = counts["pending"] + counts["stopped"]
+            self._info(f"Jellyfin switched off; {waiting} notification(s) kept in the outbox")
+            return
+        await self._store.outbox_resume()
         self._task = asyncio.create_task(self._run(), name="castui-jellyfin")
 
     # --- the loop ----------------------------------------------------------------------------
