@@ -23,10 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
-
-import httpx
 
 from castui_core import __version__
 from castui_core.errors import (
@@ -36,6 +34,12 @@ from castui_core.errors import (
     JellyfinServerError,
     JellyfinUnreachable,
 )
+
+if TYPE_CHECKING:
+    # Imported where used at run time: ``import httpx`` also imports its command-line tool
+    # (rich, click), which castui_core must not load just by being imported (headless mode
+    # and users without Jellyfin never need any of it).
+    import httpx
 
 UpdateType = Literal["Created", "Modified", "Deleted"]
 
@@ -118,6 +122,8 @@ class JellyfinClient:
                 f"jellyfin.url {safe_url(url)!r} is not an http(s) URL; set it to the address"
                 " you open Jellyfin at, e.g. http://127.0.0.1:8096"
             )
+        import httpx
+
         self.base_url = safe_url(url).rstrip("/")
         self.timeout_s = timeout_s
         # Connect gets a shorter bound than reads: a refused or black-holed host should be
@@ -162,6 +168,8 @@ class JellyfinClient:
         auth: bool = True,
     ) -> httpx.Response:
         """One request; any failure comes back as a :class:`JellyfinError` subclass."""
+        import httpx
+
         try:
             request = self._http.build_request(method, path, params=_params(params), json=json)
             if not auth:  # /System/Info/Public: show that the server answers without the key
