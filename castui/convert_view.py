@@ -124,6 +124,7 @@ async def _convert_files(
                 current[:] = [path]
                 outcome = await converter.convert(path, options)
                 outcomes.append(outcome)
+                await _tell_jellyfin(settings, store, path, outcome)
                 _print_outcome(out, outcome)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -140,6 +141,21 @@ async def _convert_files(
     if interrupted:
         return 130
     return 0 if done == len(files) else 1
+
+
+async def _tell_jellyfin(
+    settings: Settings, store: Store, path: Path, outcome: ConvertOutcome
+) -> None:
+    """Queue the swap's changes in the Jellyfin outbox; the service's sender delivers them
+    (this command does not wait for Jellyfin)."""
+    library = library_of(settings, path)
+    if outcome.status != "done" or library is None:
+        return
+    from castui_core.integrations.jellyfin.sender import outbox_entries
+
+    entries = await outbox_entries(settings, library.name, str(path), outcome.output_path)
+    if entries:
+        await store.outbox_add(entries)
 
 
 def _print_outcome(out: Console, outcome: ConvertOutcome) -> None:

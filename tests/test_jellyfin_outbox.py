@@ -508,3 +508,39 @@ def test_headless_castui_keeps_notifications_across_a_restart(
 async def _outbox_paths(settings: Settings) -> list[str]:
     async with Store.open(settings.database, reclaim_on_open=False) as store:
         return [r.path for r in await store.outbox_rows()]
+
+
+def test_castui_convert_queues_its_swap_for_the_service_to_deliver(
+    jellyfin: StandinJellyfin,  # noqa: F811
+    samples: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    source = add_file(tmp_path, samples["compliant.mkv"], "Film.mkv")
+    jellyfin.add_library("Movies", [str(tmp_path / "lib")])
+    settings = settings_for(tmp_path, jellyfin)
+    config = tmp_path / "settings.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": str(settings.database),
+                "libraries": [{"name": "Movies", "path": f"{tmp_path}/lib", "watch": "off"}],
+                "jellyfin": {"url": jellyfin.url, "api_key": jellyfin.api_key},
+            }
+        )
+    )
+    done = run_castui("convert", str(source), "--config", str(config), home=home, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert jellyfin.requests == []  # the command itself does not wait for Jellyfin
+    assert asyncio.run(_outbox_paths(settings)) == [str(source.with_suffix(".mp4"))]
+
+    async def deliver() -> None:
+        bus = EventBus()
+        events = Events(bus)
+        async with Store.open(settings.database) as store, JellyfinSender(store, settings, bus):
+            await events.wait_state(lambda s: s.sent == 1)
+        await events.close()
+
+    asyncio.run(deliver())
+    assert jellyfin.updated_paths() == [str(source.with_suffix(".mp4"))]

@@ -44,6 +44,9 @@ log = logging.getLogger("castui.jellyfin")
 BATCH_LIMIT = 500
 BACKOFF_BASE_S = 2.0
 BACKOFF_MAX_S = 3600.0
+#: With nothing due, look again this often: ``castui convert`` (another process) adds rows
+#: without being able to wake this sender.
+IDLE_POLL_S = 30.0
 
 ClientFactory = Callable[[JellyfinSettings], JellyfinClient]
 
@@ -247,7 +250,8 @@ class JellyfinSender:
         if not rows:
             nxt = await self._store.outbox_next_due()
             await self._publish()
-            await self._wait(None if nxt is None else max(0.0, nxt - self._clock()))
+            wait = IDLE_POLL_S if nxt is None else min(IDLE_POLL_S, max(0.0, nxt - self._clock()))
+            await self._wait(wait)
             return
         jf = self._settings.jellyfin
         window = jf.batch_window_s if jf is not None else 0.0
