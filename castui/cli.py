@@ -135,6 +135,12 @@ def build_parser() -> argparse.ArgumentParser:
     from castui import cli_jellyfin
 
     cli_jellyfin.register(sub)
+
+    # `castui demo` and `castui doctor` (castui/demo_view.py, castui/doctor_view.py).
+    from castui import demo_view, doctor_view
+
+    demo_view.register(sub)
+    doctor_view.register(sub)
     return parser
 
 
