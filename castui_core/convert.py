@@ -11,6 +11,7 @@ swap is journaled so a crash at any point is recovered at the next start.
 from __future__ import annotations
 
 import asyncio
+import errno
 import functools
 import os
 import secrets
@@ -162,6 +163,9 @@ class Converter:
         self.nvenc = nvenc
         self.clock = clock
         self._runs: dict[str, FfmpegRun] = {}
+        #: The engine turns this off and publishes ``JobFinished`` itself, once the store has
+        #: committed the job's new state (a subscriber must never see an uncommitted end).
+        self.publish_finished = True
         self._cancelled: set[str] = set()
 
     # --- control (from the CLI's Ctrl-C handler, later the engine) ----------------------------
@@ -224,7 +228,8 @@ class Converter:
                 bytes_before=size,
                 seconds=self.clock() - started,
             )
-            self._finished(outcome)
+            if self.publish_finished:
+                self._finished(outcome)
             return outcome
         assert isinstance(info, MediaInfo)
         try:
@@ -232,6 +237,7 @@ class Converter:
                 path, info, decision, options, started, before_commit, identity
             )
         except CastuiError as exc:
+            kind = "disk_full" if _disk_full(exc) else getattr(exc, "failure_kind", "environment")
             outcome = ConvertOutcome(
                 path=source,
                 status="failed",
@@ -240,12 +246,13 @@ class Converter:
                 reason=str(exc),
                 bytes_before=size,
                 seconds=self.clock() - started,
-                failure_kind=getattr(exc, "failure_kind", "environment"),
+                failure_kind=kind,
             )
         finally:
             self._runs.pop(source, None)
             self._cancelled.discard(source)
-        self._finished(outcome)
+        if self.publish_finished:
+            self._finished(outcome)
         return outcome
 
     async def _encode(
@@ -335,7 +342,16 @@ class Converter:
                 plan=plan,
                 ffmpeg=self.tools.ffmpeg,
                 sidecar_paths=sidecars,
+                # The encode's own limits and a cancel that reaches the integrity read too.
+                timeout_s=options.timeout_s,
+                stall_timeout_s=options.stall_timeout_s,
+                on_run=functools.partial(self._track, source),
             )
+            if source in self._cancelled:  # stopped during validation: no swap, no verdict
+                reason = "stopped during validation"
+                return self._failed(
+                    source, info, decision, plan, result, started, notes, reason, "cancelled"
+                )
             if not report.ok:
                 reason = "output failed validation: " + "; ".join(report.problems)
                 return self._failed(
@@ -343,15 +359,25 @@ class Converter:
                 )
             if before_commit is not None:
                 await before_commit()
-            swap = await asyncio.to_thread(
-                functools.partial(
-                    commit,
-                    self.journal,
-                    placement,
-                    delete_source=options.delete_source,
-                    sidecar_temps=sidecars,
+            swapping = asyncio.ensure_future(
+                asyncio.to_thread(
+                    functools.partial(
+                        commit,
+                        self.journal,
+                        placement,
+                        delete_source=options.delete_source,
+                        sidecar_temps=sidecars,
+                    )
                 )
             )
+            try:
+                swap = await asyncio.shield(swapping)
+            except asyncio.CancelledError:
+                # The swap is short and journaled: once started it finishes (the thread
+                # cannot be stopped anyway), and the cleanup below must not run beside it.
+                await asyncio.wait({swapping})
+                committed = not swapping.cancelled() and swapping.exception() is None
+                raise
             committed = True
         finally:
             if not committed:
@@ -553,6 +579,12 @@ class Converter:
             written.append(target)
         return written
 
+    def _track(self, source: str, run: FfmpegRun) -> None:
+        """Make ``run`` (a validation read) reachable by :meth:`cancel` like the encode."""
+        self._runs[source] = run
+        if source in self._cancelled:
+            run.stop("cancelled")
+
     def _discard(self, placement: Placement, sidecars: list[Path]) -> None:
         abort(self.journal, placement)
         for temp in sidecars:
@@ -620,6 +652,17 @@ def _identity_of(path: Path) -> SourceIdentity | None:
         return SourceIdentity.of(path)
     except OSError:
         return None
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """An ENOSPC/EDQUOT anywhere in the chain (the swap or journal writing on a full disk):
+    the engine waits for space instead of using an attempt."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class SidecarError(CastuiError):

@@ -30,9 +30,11 @@ from castui_core.errors import CastuiError, LeaseLostError
 from castui_core.events import (
     GuardrailCleared,
     GuardrailTripped,
+    JobFinished,
     JobNote,
     JobProgress,
     JobStarted,
+    JobStateChanged,
     LogLine,
     QueueState,
 )
@@ -50,6 +52,14 @@ from castui_core.settings import Settings
 from castui_core.store import ClaimedJob, Job, JobResult, JobState, Progress, Store
 from castui_core.swap import Journal, recover
 from castui_core.tools import Tools, find_tools
+
+#: Failure kinds that mean "the disk is full", not "this file is bad": the job is handed back
+#: without using an attempt and waits for space (``disk_space``: the pre-check refused it;
+#: ``disk_full``: ENOSPC while writing, from ffmpeg's stderr or the swap's OSError).
+DISK_WAIT = frozenset({"disk_space", "disk_full"})
+#: How long ``stop`` waits, after cancelling running jobs, for their workers to record the
+#: hand-back (a cancel ends ffmpeg within its SIGTERM grace; the swap is short).
+_RECORD_GRACE_S = 30.0
 
 #: Failure kinds that will fail again the same way: recorded as failed, never retried.
 NOT_RETRYABLE = frozenset(
@@ -137,6 +147,9 @@ class Engine:
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        #: Worker number -> task; a reload changes ``_worker_limit`` and the set follows it.
+        self._workers: dict[int, asyncio.Task[None]] = {}
+        self._worker_limit = settings.operational.max_concurrent_jobs
         self._exit: contextlib.AsyncExitStack | None = None
         self._paused_by_guard: str | None = None
         # Set in start():
@@ -212,17 +225,29 @@ class Engine:
                     scan_at_start=self._scan_at_start,
                 )
                 await stack.enter_async_context(self.ingest)
-            self._spawn(self.store.reap_forever(max(5.0, self._lease_seconds / 2)))
+            self.converter.publish_finished = False  # published by _record, once committed
+            self._spawn(self._reap_forever(max(5.0, self._lease_seconds / 2)))
             self._spawn(self._watch_events())
             self._spawn(self._enforce_pauses())
-            for n in range(settings.operational.max_concurrent_jobs):
-                self._spawn(self._worker(n))
+            self._start_workers()
         except BaseException:
             await stack.aclose()
             raise
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         self._tasks.append(asyncio.create_task(coro))
+
+    def _start_workers(self) -> None:
+        """Start workers up to the limit (a reload that raises it starts the extra ones)."""
+        for n in range(self._worker_limit):
+            task = self._workers.get(n)
+            if task is None or task.done():
+                self._workers[n] = asyncio.create_task(self._worker(n), name=f"castui-w{n}")
+
+    @property
+    def worker_count(self) -> int:
+        """Workers alive now (a lowered limit: surplus ones exit after their current job)."""
+        return sum(1 for t in self._workers.values() if not t.done())
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Stop claiming; let running jobs finish for ``grace_s``, then cancel and requeue them."""
@@ -240,7 +265,13 @@ class Engine:
                     await self._none_running.wait()
             for running in list(self._running.values()):
                 await self.converter.cancel(running.claimed.path, "castui is stopping")
-        workers = self._tasks
+            # Every phase (encode, validation) ends on the cancel; let the workers record the
+            # hand-back (no attempt used) before their tasks go. A swap in progress finishes.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_RECORD_GRACE_S):
+                    await self._none_running.wait()
+        workers = [*self._workers.values(), *self._tasks]
+        self._workers = {}
         self._tasks = []
         for task in workers:
             task.cancel()
@@ -282,16 +313,53 @@ class Engine:
 
     async def cancel_job(self, job_id: int, *, actor: str = "operator") -> Job:
         """Cancel a queued or running job (a running encode is stopped, its output discarded)."""
+        old = (await self.store.get_job(job_id)).state
         job = await self.store.cancel(job_id, actor=actor)
+        self._committed(job, old, actor=actor)
         running = self._running.get(job_id)
         if running is not None:
             await self.converter.cancel(running.claimed.path, f"cancelled by {actor}")
         return job
 
     async def retry_job(self, job_id: int, *, actor: str = "operator") -> Job:
+        old = (await self.store.get_job(job_id)).state
         job = await self.store.retry(job_id, actor=actor)
+        self._committed(job, old, actor=actor, reason=f"retried by {actor}")
         self._wake.set()
         return job
+
+    async def set_priority(self, job_id: int, priority: int, *, actor: str = "operator") -> Job:
+        job = await self.store.set_priority(job_id, priority, actor=actor)
+        self._committed(job, job.state, actor=actor, reason=f"priority {priority} by {actor}")
+        self._wake.set()
+        return job
+
+    def _committed(
+        self, job: Job, old: JobState | str, *, reason: str | None = None, actor: str = ""
+    ) -> None:
+        """Publish a job's state change; called only after the store call that made it
+        returned (committed), never before."""
+        self.bus.publish(
+            JobStateChanged(
+                job_id=job.id,
+                path=job.path,
+                library=job.library,
+                old=old.value if isinstance(old, JobState) else old,
+                new=job.state.value,
+                reason=reason if reason is not None else (job.reason or ""),
+                output_path=job.result.output_path,
+                attempts=job.attempts,
+                priority=job.priority,
+                actor=actor or (job.lease_owner or ""),
+            )
+        )
+
+    async def _reap_forever(self, interval_s: float) -> None:
+        """Reclaim expired leases (a crashed worker's jobs) and publish each change."""
+        while True:
+            for job in await self.store.reclaim_expired():
+                self._committed(job, JobState.RUNNING, reason="lease expired", actor="reaper")
+            await asyncio.sleep(interval_s)
 
     async def scan(self, library: str | None = None) -> None:
         """Scan one library (or all) now; new work is queued as it is found."""
@@ -303,13 +371,47 @@ class Engine:
         self._wake.set()
 
     async def reload(self, settings: Settings) -> None:
-        """Use new settings for jobs that start from now on (running jobs keep theirs)."""
-        self.settings = settings
+        """Apply new settings to everything that can change while running; name the rest.
+
+        Applied now: guardrail thresholds and schedule, the free-space reserve,
+        ``max_concurrent_jobs`` (extra workers start; surplus ones exit after their current
+        job), library profiles, timeouts and encoder choice for jobs that start from now on
+        (running jobs keep theirs), libraries and watch/scan settings. What is bound at start
+        (the database, the metrics listener, ffmpeg's path, the probe pool, lease length) is
+        named in the log line as needing a restart, with its old and new value.
+        """
+        old, self.settings = self.settings, settings
+        self.guardrails.reconfigure(
+            settings.guardrails, min_free_bytes=int(settings.operational.min_free_gb * 1e9)
+        )
+        self._worker_limit = settings.operational.max_concurrent_jobs
+        self._start_workers()
         if self.ingest is not None:
             await self.ingest.reload(settings)
         if self.jellyfin is not None:  # checks again, resumes what a refusal stopped
             await self.jellyfin.reload(settings)
-        self._log("info", f"settings reloaded from {settings.source or 'defaults'}")
+        restart = [
+            f"{name} ({before} -> {after})"
+            for name, before, after in (
+                ("database", old.database, settings.database),
+                ("metrics.enabled", old.metrics.enabled, settings.metrics.enabled),
+                ("metrics.listen", old.metrics.listen, settings.metrics.listen),
+                ("ffmpeg", old.ffmpeg, settings.ffmpeg),
+                ("ffprobe", old.ffprobe, settings.ffprobe),
+                ("scan.probe_workers", old.scan.probe_workers, settings.scan.probe_workers),
+                ("scan.probe_timeout_s", old.scan.probe_timeout_s, settings.scan.probe_timeout_s),
+                ("service.lease_seconds", old.service.lease_seconds, settings.service.lease_seconds),
+            )
+            if before != after
+        ]
+        line = (
+            f"settings reloaded from {settings.source or 'defaults'}: guardrails,"
+            f" {settings.operational.max_concurrent_jobs} concurrent job(s), libraries,"
+            " profiles and timeouts applied"
+        )
+        if restart:
+            line += "; needs a restart to take effect: " + ", ".join(restart)
+        self._log("warning" if restart else "info", line)
         self._wake.set()
 
     @property
@@ -320,7 +422,8 @@ class Engine:
 
     async def _worker(self, n: int) -> None:
         owner = f"{self.owner}/w{n}"
-        while not self._stopping.is_set():
+        # n >= the limit: a reload lowered max_concurrent_jobs; exit between jobs.
+        while not self._stopping.is_set() and n < self._worker_limit:
             try:
                 handled = await self._work_once(owner)
             except asyncio.CancelledError:
@@ -350,12 +453,14 @@ class Engine:
         claimed = await self.store.claim(owner)
         if claimed is None:
             return False
+        self._committed(claimed.job, JobState.QUEUED, reason="claimed", actor=owner)
         needs = self._needs(claimed.job)
         waiting = await self.guardrails.can_start(needs, running_nvenc=self._running_nvenc())
         if waiting is not None:
             # Not the file's fault (e.g. the disk is full): hand it back without using an
             # attempt, and wait for a guardrail change before claiming again.
-            await self.store.release(claimed.id, claimed.token, waiting)
+            job = await self.store.release(claimed.id, claimed.token, waiting)
+            self._committed(job, JobState.RUNNING, reason=waiting, actor=owner)
             await self.guardrails.wait_change(timeout=self.settings.guardrails.sample_interval_s)
             return False
         running = RunningJob(claimed)
@@ -419,14 +524,41 @@ class Engine:
             outcome = await self.converter.convert(
                 Path(job.path), options, before_commit=before_commit
             )
+        except asyncio.CancelledError:
+            # The worker task itself was cancelled (stop() after its grace): the job must
+            # not stay "running" until its lease expires and then cost an attempt.
+            with contextlib.suppress(CastuiError):
+                released = await self.store.release(
+                    claimed.id, claimed.token, "castui stopped before the job finished"
+                )
+                self._committed(released, JobState.RUNNING, actor=job.lease_owner or "")
+            raise
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
         if running.lease_lost or outcome.failure_kind == "lease_lost":
+            self._publish_finished(outcome)  # nothing to commit: the store is not ours
             self._log("warning", f"lease lost on {job.path}: another worker has it now")
             return
         await self._record(running, outcome, library.name if library else job.library)
+        self._publish_finished(outcome)
+
+    def _publish_finished(self, outcome: ConvertOutcome) -> None:
+        """``JobFinished`` for the dashboard and logs, after ``_record`` committed the state."""
+        self.bus.publish(
+            JobFinished(
+                path=outcome.path,
+                status=outcome.status,
+                action=outcome.action.value,
+                reason=outcome.reason,
+                output_path=outcome.output_path,
+                bytes_before=outcome.bytes_before,
+                bytes_after=outcome.bytes_after,
+                seconds=outcome.seconds,
+                encoder=outcome.encoder,
+            )
+        )
 
     async def _record(self, running: RunningJob, outcome: ConvertOutcome, library: str) -> None:
         claimed = running.claimed
@@ -440,43 +572,58 @@ class Engine:
             exit_code=outcome.exit_code,
             stderr_tail=outcome.stderr_tail or None,
         )
+        owner = claimed.job.lease_owner or ""
+        running_state = JobState.RUNNING
         try:
             if outcome.status in ("done", "skipped"):
                 entries = await outbox_entries(
                     self.settings, library, claimed.path, outcome.output_path
                 )
-                await self.store.complete(claimed.id, claimed.token, result, entries)
+                job = await self.store.complete(claimed.id, claimed.token, result, entries)
                 if entries and self.jellyfin is not None:
                     self.jellyfin.poke()  # its own task sends: a job never waits for Jellyfin
+                self._committed(job, running_state, reason=outcome.status, actor=owner)
                 if outcome.output_path and self.ingest is not None:
                     await self.ingest.note_output(outcome.output_path, library)
                 self.summary.outcomes.append(outcome)
             elif outcome.status == "cancelled":
                 if self._stopping.is_set():
-                    await self.store.release(
-                        claimed.id, claimed.token, "castui stopped before the job finished"
-                    )
+                    why = f"castui stopped before the job finished ({outcome.reason})"
+                    job = await self.store.release(claimed.id, claimed.token, why)
+                    self._committed(job, running_state, reason=why, actor=owner)
             elif outcome.failure_kind == "source_changed":
                 # The file was replaced during its encode: the new content is not at fault
                 # and has not been tried. Requeue it (no attempt used); the output was
                 # discarded.
-                await self.store.release(claimed.id, claimed.token, outcome.reason or "changed")
+                why = outcome.reason or "changed"
+                job = await self.store.release(claimed.id, claimed.token, why)
+                self._committed(job, running_state, reason=why, actor=owner)
                 self._log("info", outcome.reason or f"{claimed.path} changed: requeued")
-            elif outcome.failure_kind == "disk_space":
-                # Not the file's fault: hand it back and wait for space, with the reason shown.
-                await self.store.release(claimed.id, claimed.token, outcome.reason or "disk")
+            elif outcome.failure_kind in DISK_WAIT:
+                # Not the file's fault: hand it back without using an attempt and wait for
+                # space, with the reason shown.
+                why = f"waiting for disk space: {outcome.reason or 'disk full'}"
+                job = await self.store.release(claimed.id, claimed.token, why)
+                self._committed(job, running_state, reason=why, actor=owner)
                 running.released_for_space = True
-                self.bus.publish(GuardrailTripped(name="disk", reason=f"waiting: {outcome.reason}"))
-                self.summary.outcomes.append(outcome)
+                if outcome.failure_kind == "disk_full":
+                    # ENOSPC although the pre-check passed: the guard holds until space is
+                    # freed there (else the same "fits" answer starts it again at once).
+                    destination = self._needs(claimed.job).destination or Path(claimed.path)
+                    await self.guardrails.trip_disk_full(destination, f"waiting: {why}")
+                else:
+                    reason = f"waiting: {outcome.reason}"
+                    self.bus.publish(GuardrailTripped(name="disk", reason=reason))
             else:
                 kind = outcome.failure_kind or "rejected"
-                await self.store.fail(
+                job = await self.store.fail(
                     claimed.id,
                     claimed.token,
                     outcome.reason or "failed",
                     retryable=kind not in NOT_RETRYABLE and outcome.status != "rejected",
                     result=result,
                 )
+                self._committed(job, running_state, actor=owner)
                 self.summary.outcomes.append(outcome)
         except LeaseLostError:
             # Cancelled by an operator (or taken over) meanwhile: the store has the final word.

@@ -140,6 +140,30 @@ class JobFinished(Event):
 
 
 @dataclass(frozen=True)
+class JobStateChanged(Event):
+    """A job's state change, published only once the store has committed it.
+
+    Every transition the engine makes (claimed, done, failed, dead, released, cancelled,
+    retried, priority changed, reclaimed after a lost lease) is published right after the
+    store call returns, so a subscriber that acts on it (the dashboard, metrics, a media
+    server notifier) never acts on a state a crash could still undo. ``old``/``new`` are
+    ``JobState`` values (equal for a priority change); ``output_path`` is set when ``new`` is
+    ``done``; ``reason`` says why in words (the failure, "waiting: disk full", ...).
+    """
+
+    job_id: int
+    path: str
+    library: str
+    old: str
+    new: str
+    reason: str = ""
+    output_path: str | None = None
+    attempts: int = 0
+    priority: int = 0
+    actor: str = ""
+
+
+@dataclass(frozen=True)
 class JobQueued(Event):
     """A file was queued for work (or an already queued job was pushed back: debounce)."""
 

@@ -2,13 +2,17 @@
 
 Every such call has the same duties: an argument list (never a shell), stdin closed, output
 captured, and on timeout *or* cancellation the process killed and reaped so no helper
-outlives its caller. Long encodes use ``castui_core.ffmpeg.runner`` instead.
+outlives its caller. The helper runs in its own session and the kill goes to its whole
+process group: a wrapper script (a distribution's ``ffprobe`` launcher, a container shim)
+would otherwise die alone and leave its child running, holding the file and the pipes. Long encodes use ``castui_core.ffmpeg.runner`` instead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -39,13 +43,14 @@ async def run_bounded(
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE if capture_stdout else asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
     )
     try:
         async with asyncio.timeout(timeout_s):
             out, err = await proc.communicate()
     except BaseException:  # timeout or cancellation: never leave the helper running
-        with contextlib.suppress(ProcessLookupError):
-            proc.kill()
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # the group: a wrapper's children too
         await proc.wait()
         raise
     assert proc.returncode is not None

@@ -29,17 +29,18 @@ from __future__ import annotations
 import asyncio
 import os
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from castui_core.decide import Action, decide
-from castui_core.errors import ProbeError
+from castui_core.errors import ProbeError, ToolNotFoundError
 from castui_core.ffmpeg.command import EncodePlan
+from castui_core.ffmpeg.failures import FailureKind
+from castui_core.ffmpeg.runner import FfmpegRun
 from castui_core.media import AudioStream, MediaInfo
 from castui_core.probe import probe_pyav
 from castui_core.profiles import Profile
-from castui_core.subproc import run_bounded
 
 #: Duration tolerance: at least one second, or this fraction of the source's duration
 #: (AAC priming and the last GOP make exact equality impossible).
@@ -211,27 +212,49 @@ def sidecar_problems(plan: EncodePlan, sidecar_paths: Sequence[Path]) -> list[st
     return problems
 
 
-async def integrity_problems(output: Path, ffmpeg: Path | str, timeout_s: float) -> list[str]:
+async def integrity_problems(
+    output: Path,
+    ffmpeg: Path | str,
+    timeout_s: float | None,
+    *,
+    stall_timeout_s: float = 120.0,
+    duration_s: float | None = None,
+    on_run: Callable[[FfmpegRun], None] | None = None,
+) -> list[str]:
     """Read every packet with ``-xerror``; any error or stderr output means a damaged file.
 
     The argv is a list (never a shell) and the path gets a ``file:`` prefix, so names with
-    quotes, ``$`` or a leading ``-`` are read as plain paths. A run past ``timeout_s`` is
-    killed: a hung demuxer must not hang the job runner.
+    quotes, ``$`` or a leading ``-`` are read as plain paths. The read runs under the encode's
+    own policy (:class:`FfmpegRun`): stopped after ``stall_timeout_s`` without a
+    ``-progress`` block or ``timeout_s`` in all, in its own process group that is killed as a
+    whole, so a hung demuxer - or a wrapper script's child - never outlives the job.
+    ``on_run`` receives the run before it starts, so a caller can cancel it (shutdown).
     """
     url = str(output) if str(output).startswith("file:") else f"file:{output}"
     argv = [
-        str(ffmpeg), "-nostdin", "-hide_banner", "-v", "error", "-xerror",
-        "-i", url, "-map", "0", "-c", "copy", "-f", "null", "-",
+        str(ffmpeg), "-nostdin", "-hide_banner", "-nostats", "-v", "error", "-xerror",
+        "-progress", "pipe:1", "-i", url, "-map", "0", "-c", "copy", "-f", "null", "-",
     ]  # fmt: skip
+    run = FfmpegRun(
+        argv, duration_s=duration_s, stall_timeout_s=stall_timeout_s, timeout_s=timeout_s
+    )
+    if on_run is not None:
+        on_run(run)
     try:
-        done = await run_bounded(argv, timeout_s=timeout_s)
-    except TimeoutError:
+        result = await run.run()
+    except ToolNotFoundError as exc:
+        return [f"cannot run {ffmpeg} to check the output: {exc}"]
+    failure = result.failure
+    if failure is not None and failure.kind is FailureKind.timed_out:
         return [f"reading the whole output did not finish within {timeout_s:g} s"]
-    except OSError as exc:
-        return [f"cannot run {ffmpeg} to check the output: {exc.strerror or exc}"]
-    detail = done.last_stderr_line()
-    if done.returncode != 0 or detail:
-        detail = detail or f"ffmpeg exit code {done.returncode}"
+    if failure is not None and failure.kind is FailureKind.stalled:
+        return [f"reading the whole output made no progress for {stall_timeout_s:g} s: stopped"]
+    if failure is not None and failure.kind is FailureKind.cancelled:
+        return [f"validation stopped: {failure.reason}"]
+    lines = [ln.strip() for ln in result.stderr_tail.splitlines() if ln.strip()]
+    detail = lines[-1] if lines else ""
+    if result.exit_code != 0 or detail:
+        detail = detail or f"ffmpeg exit code {result.exit_code}"
         return [f"output is damaged or truncated (reading every packet failed): {detail}"]
     return []
 
@@ -243,14 +266,18 @@ async def validate_output(
     profile: Profile,
     plan: EncodePlan,
     ffmpeg: Path | str,
-    timeout_s: float = 600,
+    timeout_s: float | None = 600,
+    stall_timeout_s: float = 120.0,
     sidecar_paths: Sequence[Path] = (),
+    on_run: Callable[[FfmpegRun], None] | None = None,
 ) -> ValidationReport:
     """Run every check on ``output`` (all of them, always) and report what failed.
 
     ``source`` is the probed source (its duration is the reference), ``plan`` what was run
     (stream counts, frame size, sidecars), ``sidecar_paths`` the sidecar files written for
-    ``plan.sidecars``. Never raises for a bad output: the problems are the result.
+    ``plan.sidecars``. ``timeout_s``/``stall_timeout_s`` bound the integrity read like the
+    encode (the converter passes the job's settings); ``on_run`` see
+    :func:`integrity_problems`. Never raises for a bad output: the problems are the result.
     """
     problems: list[str] = []
     info: MediaInfo | None = None
@@ -264,5 +291,12 @@ async def validate_output(
         problems += _info_problems(info, source, profile, plan)
     problems += sidecar_problems(plan, sidecar_paths)
     problems += await asyncio.to_thread(moov_problems, output, faststart=profile.faststart)
-    problems += await integrity_problems(output, ffmpeg, timeout_s)
+    problems += await integrity_problems(
+        output,
+        ffmpeg,
+        timeout_s,
+        stall_timeout_s=stall_timeout_s,
+        duration_s=source.duration_s,
+        on_run=on_run,
+    )
     return ValidationReport(problems=tuple(problems), info=info)

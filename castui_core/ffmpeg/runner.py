@@ -239,6 +239,11 @@ class FfmpegRun:
         if self._started and not self._finished.is_set():
             await self._finished.wait()
 
+    def stop(self, reason: str = "cancelled") -> None:
+        """Ask the run to stop, without waiting (usable from sync code, e.g. right after the
+        run was created and before anything awaited ``run()``)."""
+        self._request_stop(Failure(FailureKind.cancelled, reason))
+
     def _request_stop(self, failure: Failure) -> None:
         if self._proc is not None and self._proc.returncode is not None:
             return  # ffmpeg already exited on its own: its result stands

@@ -407,6 +407,26 @@ class Guardrails:
             async with asyncio.timeout(limit_s):
                 await self._hooks.join()
 
+    def reconfigure(self, settings: GuardrailSettings, *, min_free_bytes: int) -> None:
+        """Use new thresholds, schedule and reserve from now on (a settings reload).
+
+        State that is not configuration stays: a hot GPU stays paused until it cools below
+        the (new) resume temperature, the load hysteresis keeps its last reading. The
+        schedule is re-evaluated at once, so a window that now excludes this hour stops new
+        work (and pauses running encodes with ``outside_schedule: pause``) without waiting
+        for the next sample; the timer picks up a new ``sample_interval_s`` at its next tick.
+        """
+        self._settings = settings
+        self._min_free_bytes = min_free_bytes
+        self._windows = [parse_window(w) for w in settings.schedule]
+        self._limits = LoadLimits(settings.max_cpu_percent, settings.max_memory_percent)
+        if not self._windows:
+            self._transition(SCHEDULE, None, cleared="no processing window configured")
+        if self._limits.max_cpu_percent is None and self._limits.max_memory_percent is None:
+            self._transition(LOAD, None, cleared="no load limit configured")
+        self._update_schedule()
+        self._notify()
+
     # --- questions the engine asks ----------------------------------------------------------
 
     async def can_start(self, job: JobNeeds, *, running_nvenc: int = 0) -> str | None:

@@ -135,6 +135,7 @@ class Ingest:
         self.clock = clock
         self.poll_interval_s = scan.poll_interval_s
         self.rescan_interval_s = scan.rescan_interval_s
+        self._health_interval_given = health_interval_s
         self.health_interval_s = (
             health_interval_s if health_interval_s is not None else min(scan.poll_interval_s, 30)
         )
@@ -250,21 +251,35 @@ class Ingest:
             await asyncio.sleep(poll_s)
 
     async def reload(self, settings: Settings) -> None:
-        """Apply new settings: libraries, ignore rules, intervals (watchers restart)."""
+        """Apply new settings: libraries (added, removed, changed), ignore rules, settle time,
+        intervals; watchers restart and every library is reconciled.
+
+        Updates this object in place rather than re-running ``__init__``: files still
+        settling, the outputs castui wrote (``note_output``) and a library's pause or forced
+        polling survive a reload (re-initialising dropped them, so a half-copied file was
+        forgotten and castui's own outputs looked like new media).
+        """
         was_running = self._running
         await self.stop()
-        self.__init__(  # type: ignore[misc]
-            settings,
-            self.store,
-            self.pool,
-            self.bus,
-            observer_factory=self._observer_factory,
-            mount_of=self._mount_of,
-            watch=self.watch,
-            scan_at_start=False,
-            max_probe_retries=self.max_probe_retries,
-            clock=self.clock,
-        )
+        self.settings = settings
+        scan = settings.scan
+        self.rules = IgnoreRules(scan.extensions, scan.ignore)
+        self.tracker.settle_seconds = scan.settle_seconds
+        self.scanner.rules = self.rules
+        self.scanner.settle_seconds = scan.settle_seconds
+        self.poll_interval_s = scan.poll_interval_s
+        self.rescan_interval_s = scan.rescan_interval_s
+        if self._health_interval_given is None:
+            self.health_interval_s = min(scan.poll_interval_s, 30)
+        libs: dict[str, _Library] = {}
+        for lib_settings in settings.libraries:
+            lib = self._libs.get(lib_settings.name)
+            if lib is None or lib.settings.path != lib_settings.path:
+                lib = _Library(lib_settings, LibraryState(lib_settings.name, "off", "not started"))
+            else:
+                lib.settings = lib_settings  # keeps its pause and forced polling
+            libs[lib_settings.name] = lib
+        self._libs = libs
         if was_running:
             await self.start()
             for lib in self._libs.values():
