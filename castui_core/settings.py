@@ -110,6 +110,61 @@ class LibrarySettings(_Strict):
         description="Tell Jellyfin about this library's changes (default: yes when a jellyfin"
         " server is configured).",
     )
+    layout: Literal["replace", "version", "mirror"] = Field(
+        "replace",
+        description="replace: the output takes the source's place and the original moves to"
+        " <library>/.castui/originals; version: '<stem> - <label>.mp4' beside the source;"
+        " mirror: a separate tree under output_dir. Default: mirror when output_dir is set.",
+    )
+    originals: Literal["archive", "delete"] = Field(
+        "archive",
+        description="What happens to a replaced original: archive (restorable) or delete (after"
+        " validation). Default: delete when the old delete_source: true is set.",
+    )
+    version_label: str | None = Field(
+        None,
+        min_length=1,
+        description="Label of the version layout's files (default: from the profile name).",
+    )
+    version_fallback: Literal["replace", "skip"] = Field(
+        "replace",
+        description="A file whose folder Jellyfin would not group as versions: replace, or skip.",
+    )
+    originals_keep_days: float | None = Field(
+        None, gt=0, description="Purge archived originals older than this (default: never)."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_keys(cls, data: Any) -> Any:
+        """Settings files written before layouts keep their meaning.
+
+        ``output_dir`` alone meant a mirrored tree, ``delete_source: true`` meant the original
+        goes once the output is verified: both still do, so an upgrade changes nothing for
+        them. ``delete_source`` stays readable (and is derived from ``originals``) because
+        older code paths and the Jellyfin notification ask it.
+        """
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if "layout" not in data:
+            data["layout"] = "mirror" if data.get("output_dir") is not None else "replace"
+        old = data.get("delete_source")
+        if "originals" not in data:
+            data["originals"] = "delete" if old is True else "archive"
+        elif old is True and data["originals"] != "delete":
+            raise ValueError(
+                "delete_source: true contradicts originals: archive; keep only originals:"
+            )
+        data["delete_source"] = data["originals"] == "delete"
+        if data["layout"] == "mirror" and data.get("output_dir") is None:
+            raise ValueError("layout: mirror needs output_dir: (the folder of the mirrored tree)")
+        if data["layout"] != "mirror" and data.get("output_dir") is not None:
+            raise ValueError(
+                f"output_dir is only used by layout: mirror (this library has layout:"
+                f" {data['layout']}); remove output_dir or set layout: mirror"
+            )
+        return data
 
     @field_validator("watch", mode="before")
     @classmethod

@@ -196,6 +196,8 @@ def plan_placement(
     token: str,
     limits: NameLimits | None = None,
     sidecar_suffixes: Sequence[str] = (),
+    archive_root: Path | None = None,
+    version_label: str | None = None,
 ) -> Placement:
     """Where the output of ``source`` goes (pure: nothing is read from disk).
 
@@ -209,21 +211,39 @@ def plan_placement(
     suffix>`` and their temps) is made to fit ``limits`` (the destination's NAME_MAX and
     PATH_MAX, see :meth:`NameLimits.of`) by shortening the stem: a 250-byte name still gets
     a backup name. ``NameTooLongError`` (never retried) when no name fits at all.
+
+    Layouts (``castui_core.layout``): ``archive_root`` (replace layout, needs
+    ``library_root``) makes the backup of *every* source its archive name
+    ``archive_root / source.relative_to(library_root)`` (the original's own name, so a
+    restore is a rename back), whether or not the output takes the source's name;
+    ``version_label`` names the output ``<stem> - <label><suffix>`` (a Jellyfin version).
     """
     if not token or "/" in token or "\0" in token:
         raise SwapError(f"invalid job token {token!r}")
     limits = limits or NameLimits()
     final_dir = output_dir_for(source, library_root=library_root, output_dir=output_dir)
     longest = max((suffix, *sidecar_suffixes), key=lambda s: len(os.fsencode(s)))
-    stem = _fit(final_dir, source.stem, longest, limits)
+    label = "" if version_label is None else f" - {version_label}"
+    stem = _fit(final_dir, source.stem, f"{label}{longest}", limits)
     if stem is None:
-        raise _too_long("output", final_dir / f"{source.stem}{suffix}", limits)
-    final = final_dir / f"{stem}{suffix}"
+        raise _too_long("output", final_dir / f"{source.stem}{label}{suffix}", limits)
+    final = final_dir / f"{stem}{label}{suffix}"
     same = final == source or (
         final.parent == source.parent and final.name.casefold() == source.name.casefold()
     )
     backup = None
-    if same:
+    if archive_root is not None:
+        if library_root is None:
+            raise SwapError(f"{source}: archiving the original needs the library's folder")
+        try:
+            relative = source.relative_to(library_root)
+        except ValueError:
+            raise SwapError(f"{source} is not inside the library {library_root}") from None
+        backup = archive_root / relative
+        room = limits.path_max - 1
+        if len(os.fsencode(backup)) > room or len(os.fsencode(backup.name)) > limits.name_max:
+            raise _too_long("archived original", backup, limits)
+    elif same:
         rest = f".original{source.suffix}"
         backup_stem = _fit(source.parent, source.stem, rest, limits)
         if backup_stem is None:
@@ -655,6 +675,17 @@ def _rename_noreplace(src: Path, dst: Path) -> None:
     os.unlink(src)
 
 
+def _make_parent(path: Path) -> None:
+    """Create ``path``'s folder (the archive mirrors the library: its folders are made on
+    demand), owner-only for new folders, as the archive is castui's, and fsync the parents so
+    the rename into it survives a crash."""
+    parent = path.parent
+    if parent.is_dir():
+        return
+    parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _fsync_dir(parent.parent)
+
+
 def _stat_pair(path: Path) -> tuple[int, int] | None:
     try:
         st = os.stat(path)
@@ -785,8 +816,10 @@ def commit(
         )
         hook(Step.VALIDATED)
         if placement.backup is not None:
+            _make_parent(placement.backup)
             _rename_noreplace(placement.source, placement.backup)
             _fsync_dir(placement.backup.parent)
+            _fsync_dir(placement.source.parent)
             hook(f"{Step.SOURCE_MOVED}-pending")
             entry = journal.advance(entry, Step.SOURCE_MOVED)
             hook(Step.SOURCE_MOVED)
@@ -998,6 +1031,7 @@ def _prepare_final_name(p: Placement) -> str | None:
             os.unlink(p.source)  # link done, unlink not
             _fsync_dir(p.source.parent)
         elif source_there:
+            _make_parent(p.backup)
             _rename_noreplace(p.source, p.backup)
             _fsync_dir(p.backup.parent)
         return None

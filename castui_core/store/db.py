@@ -223,6 +223,61 @@ MIGRATIONS: tuple[Migration, ...] = (
             " WHERE status = 'pending'",
         ),
     ),
+    Migration(
+        6,
+        "archived originals",
+        (
+            # Originals the replace layout moved into <library>/.castui/originals
+            # (castui_core.originals): list, restore and purge read this, not a walk of the
+            # archive. 'restored' rows also mark a source put back on purpose, so it is not
+            # converted again unless asked; 'purged' rows keep the freed bytes for the record.
+            """
+            CREATE TABLE originals (
+                id          INTEGER PRIMARY KEY,
+                library     TEXT NOT NULL,
+                path        TEXT NOT NULL,
+                archive     TEXT NOT NULL,
+                output      TEXT,
+                size        INTEGER NOT NULL,
+                mtime_ns    INTEGER NOT NULL,
+                archived_at REAL NOT NULL,
+                state       TEXT NOT NULL DEFAULT 'archived'
+                              CHECK (state IN ('archived', 'restored', 'purged')),
+                ended_at    REAL
+            )
+            """,
+            "CREATE INDEX originals_path ON originals(path)",
+            "CREATE UNIQUE INDEX originals_archived ON originals(archive)"
+            " WHERE state = 'archived'",
+        ),
+    ),
+    Migration(
+        7,
+        "watch history across a swap, Sonarr/Radarr in the outbox",
+        (
+            # Each user's Jellyfin data for a job's old item, read right before the swap, and
+            # what castui did with it once the new item was listed
+            # (castui_core.store.watch_history): 'pending' until then, so a restart resumes.
+            """
+            CREATE TABLE watch_history (
+                job_id      INTEGER PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+                path        TEXT NOT NULL,
+                status      TEXT NOT NULL CHECK (status IN
+                              ('pending', 'kept', 'restored', 'lost', 'unknown', 'nothing')),
+                snapshot    TEXT NOT NULL,
+                message     TEXT NOT NULL,
+                at          REAL NOT NULL
+            )
+            """,
+            # The outbox gains a target: 'jellyfin' (every row so far) or 'arr:<name>' for a
+            # Sonarr/Radarr entry, so one table, one transaction and one retry policy serve
+            # every service a swap must reach (castui_core.store.outbox).
+            "ALTER TABLE jellyfin_outbox ADD COLUMN target TEXT NOT NULL DEFAULT 'jellyfin'",
+            "DROP INDEX jellyfin_outbox_due",
+            "CREATE INDEX jellyfin_outbox_due ON jellyfin_outbox(target, next_at)"
+            " WHERE state = 'pending'",
+        ),
+    ),
 )
 
 SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -22,6 +22,7 @@ import aiosqlite
 
 from castui_core.errors import StoreError
 from castui_core.store import audit, catalog, confirmations, jobs, outputs
+from castui_core.store import originals as originals_db
 from castui_core.store import outbox as outbox_db
 from castui_core.store.db import connect, execute, fetchall, migrate, translate_error
 from castui_core.store.jobs import NewJob, QueuePolicy
@@ -38,6 +39,7 @@ from castui_core.store.models import (
     OutputRecord,
     Progress,
 )
+from castui_core.store.originals import OriginalRecord, OriginalState
 from castui_core.store.outbox import OutboxEntry, OutboxRow
 
 Clock = Callable[[], float]
@@ -441,6 +443,68 @@ class Store:
     async def forget_output(self, path: str) -> None:
         async with self._write("updating the outputs") as conn:
             await outputs.forget_output(conn, path)
+
+    # --- archived originals (castui_core.originals) ---------------------------------------
+
+    async def record_original(self, record: OriginalRecord) -> None:
+        """Remember an original the replace layout moved into the archive."""
+        async with self._write("recording an archived original") as conn:
+            await originals_db.record_archived(conn, record)
+
+    async def list_originals(
+        self, *, state: OriginalState = "archived", library: str | None = None
+    ) -> list[OriginalRecord]:
+        async with self._read("reading the archived originals") as conn:
+            return await originals_db.list_originals(conn, state=state, library=library)
+
+    async def archived_original(self, path: str) -> OriginalRecord | None:
+        """The archived original of ``path`` (its home, archive name or castui's output)."""
+        async with self._read("reading the archived originals") as conn:
+            return await originals_db.archived_at_path(conn, path)
+
+    async def restored_marker(self, path: str) -> OriginalRecord | None:
+        """Whether ``path`` was restored from the archive on purpose (and not asked since)."""
+        async with self._read("reading the archived originals") as conn:
+            return await originals_db.restored_marker(conn, path)
+
+    async def clear_restored_marker(self, path: str, *, actor: str = "operator") -> int:
+        async with self._write("updating the archived originals") as conn:
+            count = await originals_db.clear_marker(conn, path, self._now())
+            if count:
+                await audit.record_event(
+                    conn, self._now(), "original_convert_again", path=path, actor=actor
+                )
+            return count
+
+    async def end_original(
+        self,
+        record: OriginalRecord,
+        state: OriginalState,
+        *,
+        forget_output: str | None = None,
+        outbox_entries: Sequence[OutboxEntry] = (),
+        actor: str = "operator",
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Restore or purge ``record`` in one transaction: its new state, the output record
+        that no longer holds (restore), the Jellyfin notifications and the audit entry, so a
+        crash leaves all of them or none."""
+        assert record.id is not None
+        async with self._write("updating the archived originals") as conn:
+            now = self._now()
+            await originals_db.end(conn, record.id, state, now)
+            if forget_output is not None:
+                await outputs.forget_output(conn, forget_output)
+            if outbox_entries:
+                await outbox_db.add_entries(conn, now, None, outbox_entries)
+            await audit.record_event(
+                conn,
+                now,
+                f"original_{state}",
+                path=record.path,
+                actor=actor,
+                details={"archive": record.archive, "output": record.output, **(details or {})},
+            )
 
     # --- Jellyfin confirmations -----------------------------------------------------------
 
