@@ -5,7 +5,8 @@ Why: ``castui --no-ui`` runs as a service for months; an operator who SSHes in a
 the same database (two engines would both claim work and fight over the GPU). The engine's
 owner (headless mode, or the TUI when it runs the engine in-process) starts a
 :class:`ControlServer`; ``castui`` finds the service with :func:`find_service` and uses a
-:class:`RemoteEngine`, which has the same command methods as :class:`Engine` and a local
+:class:`RemoteEngine`, which implements the same :class:`~castui_core.api.EngineAPI` as
+:class:`Engine` (mypy checks both, at the end of this module) and has a local
 :class:`EventBus` fed from the socket, so a front end cannot tell the two apart. A
 :class:`RemoteEngine` that loses its service says so on the bus (:class:`ServiceConnection`),
 keeps trying with backoff and re-subscribes when the service is back.
@@ -24,6 +25,9 @@ instead of starting a second engine.
 
 Protocol: JSON lines. A connection sends requests ``{"id": n, "op": "...", ...}`` and gets
 replies ``{"id": n, "ok": true, "result": ...}`` or ``{"id": n, "ok": false, "error": "..."}``.
+Both are the typed models of :mod:`castui_core.control_messages`, shared by server and
+client; a line that is not one of them gets an error reply naming what is wrong, and the
+connection stays open.
 The request ``{"op": "subscribe"}`` turns the connection into an event stream: first the
 current state (queue paused, tripped guardrails, library states, GPU readings), then every bus
 event as ``{"event": "JobProgress", "fields": {...}}``. The bus already coalesces progress for
@@ -42,16 +46,21 @@ import pwd
 import socket
 import stat
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
+from pydantic import BaseModel, TypeAdapter, ValidationError
+
+from castui_core import control_messages as msg
 from castui_core import events as ev
+from castui_core.api import AuditEvent, EngineAPI, HistoryTotals, StoredConfirmation
 from castui_core.bus import EventBus
 from castui_core.engine import Engine
 from castui_core.errors import CastuiError
 from castui_core.events import Event
 from castui_core.settings import Settings, load_settings
-from castui_core.store import Job, Store
+from castui_core.store import Job, JobState, Store
 
 SOCKET_NAME = "castui.sock"
 LOCK_NAME = "castui.lock"
@@ -333,31 +342,8 @@ def _try_lock(path: Path) -> int | None:
                 os.close(fd)
 
 
-async def current_state_events(engine: Engine) -> list[Event]:
-    """Events that describe the engine's state now, for a viewer that joins late."""
-    paused = await engine.store.is_paused()
-    found: list[Event] = [
-        ev.QueueState(paused=paused, reason="paused by an operator" if paused else "")
-    ]
-    for name, reason in engine.guardrails.active.items():
-        found.append(ev.GuardrailTripped(name=name, reason=reason))
-    for reading in engine.guardrails.gpu_readings:
-        found.append(
-            ev.GpuSample(
-                index=reading.index,
-                name=reading.name,
-                temperature_c=reading.temperature_c,
-                encoder_percent=reading.encoder_percent,
-                encoder_sessions=reading.encoder_sessions,
-            )
-        )
-    if engine.ingest is not None:
-        found.extend(engine.ingest.library_states().values())
-    return found
-
-
 def _job_result(job: Job) -> dict[str, Any]:
-    return {"id": job.id, "state": str(job.state), "priority": job.priority}
+    return msg.JobRef(id=job.id, state=str(job.state), priority=job.priority).model_dump()
 
 
 class ControlServer:
@@ -458,13 +444,11 @@ class ControlServer:
                 if not line:
                     return
                 try:
-                    request = json.loads(line)
-                    if not isinstance(request, dict):
-                        raise ValueError("a request is a JSON object")
-                except ValueError as exc:
-                    await _send(writer, {"id": None, "ok": False, "error": f"bad request: {exc}"})
+                    request = msg.parse_request(line)
+                except msg.BadRequest as exc:  # answered; the connection stays usable
+                    await _send(writer, msg.ErrorReply(id=exc.rid, error=str(exc)))
                     continue
-                if request.get("op") == "subscribe":
+                if isinstance(request, msg.Subscribe):
                     await self._stream(reader, writer)
                     return
                 await _send(writer, await self._answer(request))
@@ -474,49 +458,44 @@ class ControlServer:
             self._writers.discard(writer)
             writer.close()
 
-    async def _answer(self, request: dict[str, Any]) -> dict[str, Any]:
-        rid = request.get("id")
+    async def _answer(self, request: msg.Request) -> msg.OkReply | msg.ErrorReply:
         try:
-            result = await self._command(str(request.get("op")), request)
+            result = await self._command(request)
         except CastuiError as exc:
-            return {"id": rid, "ok": False, "error": str(exc)}
-        except (KeyError, TypeError, ValueError) as exc:
-            return {"id": rid, "ok": False, "error": f"bad request: {exc!r}"}
-        return {"id": rid, "ok": True, "result": result}
+            return msg.ErrorReply(id=request.id, error=str(exc))
+        return msg.OkReply(id=request.id, result=result)
 
-    async def _command(self, op: str, req: dict[str, Any]) -> Any:
+    async def _command(self, request: msg.Request) -> Any:
         engine = self.engine
-        actor = str(req.get("actor") or "operator")
-        if op == "ping":
-            return {"pid": os.getpid(), "owner": engine.owner}
-        if op == "pause":
-            await engine.pause_queue(actor=actor, reason=req.get("reason"))
-            return None
-        if op == "resume":
-            await engine.resume_queue(actor=actor, reason=req.get("reason"))
-            return None
-        if op == "cancel":
-            return _job_result(await engine.cancel_job(int(req["job_id"]), actor=actor))
-        if op == "retry":
-            return _job_result(await engine.retry_job(int(req["job_id"]), actor=actor))
-        if op == "set_priority":
-            job = await engine.store.set_priority(
-                int(req["job_id"]), int(req["priority"]), actor=actor
-            )
-            return _job_result(job)
-        if op == "scan":
-            library = req.get("library")
-            # A scan of a big library takes minutes: answer now, report through events.
-            task = asyncio.create_task(engine.scan(str(library) if library else None))
-            task.add_done_callback(self._scan_done)
-            return None
-        if op == "reload":
-            settings = await asyncio.to_thread(load_settings, engine.settings.source)
-            await engine.reload(settings)
-            return None
-        if op == "running":
-            return sorted(engine.running)
-        raise ValueError(f"unknown op {op!r}")
+        match request:
+            case msg.Ping():
+                return msg.PingResult(pid=os.getpid(), owner=engine.owner).model_dump()
+            case msg.Pause(actor=actor, reason=reason):
+                await engine.pause_queue(actor=actor, reason=reason)
+            case msg.Resume(actor=actor, reason=reason):
+                await engine.resume_queue(actor=actor, reason=reason)
+            case msg.Cancel(job_id=job_id, actor=actor):
+                return _job_result(await engine.cancel_job(job_id, actor=actor))
+            case msg.Retry(job_id=job_id, actor=actor):
+                return _job_result(await engine.retry_job(job_id, actor=actor))
+            case msg.SetPriority(job_id=job_id, priority=priority, actor=actor):
+                return _job_result(await engine.set_priority(job_id, priority, actor=actor))
+            case msg.Scan(library=library):
+                # A scan of a big library takes minutes: answer now, report through events.
+                task = asyncio.create_task(engine.scan(library))
+                task.add_done_callback(self._scan_done)
+            case msg.Reload():
+                settings = await asyncio.to_thread(load_settings, engine.settings.source)
+                await engine.reload(settings)
+            case msg.Running():
+                return await engine.running_ids()
+            case msg.RecordEvent(kind=kind, actor=actor, reason=reason, details=details):
+                await engine.record_event(kind, actor=actor, reason=reason, details=details)
+            case msg.Subscribe():  # handled by _serve before it gets here
+                raise CastuiError("subscribe opens an event stream; send it first on a connection")
+            case _:
+                assert_never(request)
+        return None
 
     def _scan_done(self, task: asyncio.Task[None]) -> None:
         if task.cancelled():
@@ -530,7 +509,7 @@ class ControlServer:
         closed = asyncio.create_task(reader.read())  # EOF: the viewer went away
 
         async def pump() -> None:
-            for event in await current_state_events(self.engine):
+            for event in await self.engine.initial_events():
                 await _send(writer, encode_event(event))
             async for event in sub:
                 await _send(writer, encode_event(event))
@@ -546,33 +525,34 @@ class ControlServer:
                     await task
 
 
-async def _send(writer: asyncio.StreamWriter, data: dict[str, Any]) -> None:
-    writer.write(json.dumps(data, default=str).encode() + b"\n")
+async def _send(writer: asyncio.StreamWriter, data: dict[str, Any] | BaseModel) -> None:
+    if isinstance(data, BaseModel):
+        writer.write(msg.encode(data))
+    else:
+        writer.write(json.dumps(data, default=str).encode() + b"\n")
     await writer.drain()
 
 
 async def _request(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    rid: int,
-    op: str,
-    args: dict[str, Any],
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: msg.Request
 ) -> Any:
     """One request and its reply on a command connection."""
     try:
-        await _send(writer, {"id": rid, "op": op, **args})
+        await _send(writer, request)
         line = await reader.readline()
     except (ConnectionError, asyncio.IncompleteReadError) as exc:
         raise CastuiError(f"the castui service went away: {exc}") from exc
     if not line:
         raise CastuiError("the castui service closed the connection")
     try:
-        reply = json.loads(line)
-    except ValueError as exc:
-        raise CastuiError(f"the castui service sent a line castui cannot read: {exc}") from exc
-    if not reply.get("ok"):
-        raise CastuiError(str(reply.get("error") or "the castui service refused"))
-    return reply.get("result")
+        reply = msg.REPLY.validate_json(line)
+    except ValidationError as exc:
+        raise CastuiError(
+            f"the castui service sent a reply castui cannot read: {msg.describe(exc)}"
+        ) from exc
+    if isinstance(reply, msg.ErrorReply):
+        raise CastuiError(reply.error or "the castui service refused")
+    return reply.result
 
 
 @dataclasses.dataclass
@@ -651,7 +631,8 @@ class RemoteEngine:
         )
         self._supervisor = asyncio.create_task(self._supervise(link, why))
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Disconnect; ``grace_s`` is the service's business (its jobs keep running)."""
         supervisor, self._supervisor = self._supervisor, None
         if supervisor is not None:
             supervisor.cancel()
@@ -679,14 +660,19 @@ class RemoteEngine:
                     raise
                 link = _Link(reader, writer, events, events_writer, pid=0)
                 try:
-                    info = await _request(reader, writer, 0, "ping", {})
-                    link.pid = int(info["pid"])
-                    await _send(events_writer, {"op": "subscribe"})
+                    info = await _request(reader, writer, msg.Ping(id=0))
+                    link.pid = msg.PingResult.model_validate(info).pid
+                    await _send(events_writer, msg.Subscribe())
                 except BaseException:
                     link.close()
                     raise
         except TimeoutError as exc:
             raise CastuiError(f"the castui service at {self.path} does not answer") from exc
+        except ValidationError as exc:
+            raise CastuiError(
+                f"cannot attach to the castui service at {self.path}: its answer to ping was "
+                f"not understood ({msg.describe(exc)}); is it the same castui version?"
+            ) from exc
         except (OSError, KeyError, TypeError, ValueError) as exc:
             text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise CastuiError(
@@ -745,7 +731,7 @@ class RemoteEngine:
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as exc:
             return str(exc) or type(exc).__name__
 
-    async def _call(self, op: str, **args: Any) -> Any:
+    async def _call(self, request: msg.Request) -> Any:
         async with self._lock:
             link = self._link
             if link is None:
@@ -754,35 +740,88 @@ class RemoteEngine:
                     "try again when the dashboard says it is attached"
                 )
             self._ids += 1
-            return await _request(link.reader, link.writer, self._ids, op, args)
+            request = request.model_copy(update={"id": self._ids})
+            return await _request(link.reader, link.writer, request)
 
-    # --- the Engine command surface ---------------------------------------------------------
+    # --- EngineAPI: commands go to the service ----------------------------------------------
 
     async def pause_queue(self, *, actor: str = "operator", reason: str | None = None) -> None:
-        await self._call("pause", actor=actor, reason=reason)
+        await self._call(msg.Pause(actor=actor, reason=reason))
 
     async def resume_queue(self, *, actor: str = "operator", reason: str | None = None) -> None:
-        await self._call("resume", actor=actor, reason=reason)
+        await self._call(msg.Resume(actor=actor, reason=reason))
 
     async def cancel_job(self, job_id: int, *, actor: str = "operator") -> Job:
-        await self._call("cancel", job_id=job_id, actor=actor)
+        await self._call(msg.Cancel(job_id=job_id, actor=actor))
         return await self.store.get_job(job_id)
 
     async def retry_job(self, job_id: int, *, actor: str = "operator") -> Job:
-        await self._call("retry", job_id=job_id, actor=actor)
+        await self._call(msg.Retry(job_id=job_id, actor=actor))
         return await self.store.get_job(job_id)
 
     async def set_priority(self, job_id: int, priority: int, *, actor: str = "operator") -> Job:
-        await self._call("set_priority", job_id=job_id, priority=priority, actor=actor)
+        await self._call(msg.SetPriority(job_id=job_id, priority=priority, actor=actor))
         return await self.store.get_job(job_id)
 
     async def scan(self, library: str | None = None) -> None:
-        await self._call("scan", library=library)
+        await self._call(msg.Scan(library=library))
 
     async def reload(self, settings: Settings) -> None:
         """The service re-reads its own settings file (the one just saved)."""
         self.settings = settings
-        await self._call("reload")
+        await self._call(msg.Reload())
+
+    async def record_event(
+        self,
+        kind: str,
+        *,
+        actor: str = "operator",
+        reason: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        """Recorded by the service, in the database it owns (never written behind it)."""
+        await self._call(
+            msg.RecordEvent(
+                kind=kind,
+                actor=actor,
+                reason=reason,
+                details=dict(details) if details is not None else None,
+            )
+        )
 
     async def running_ids(self) -> list[int]:
-        return [int(i) for i in await self._call("running")]
+        return list(TypeAdapter(list[int]).validate_python(await self._call(msg.Running())))
+
+    async def initial_events(self) -> list[Event]:
+        """Nothing: the service sends its state first on every (re-)subscription."""
+        return []
+
+    # --- EngineAPI: reads come from this process's read handle on the shared database ---------
+
+    async def active_jobs(self) -> list[Job]:
+        return await self.store.active_jobs()
+
+    async def get_job(self, job_id: int) -> Job:
+        return await self.store.get_job(job_id)
+
+    async def job_events(self, job_id: int, *, limit: int = 20) -> list[AuditEvent]:
+        return await self.store.list_events(job_id=job_id, limit=limit)
+
+    async def jellyfin_confirmations(self, job_ids: Sequence[int]) -> dict[int, StoredConfirmation]:
+        return await self.store.jellyfin_confirmations(job_ids)
+
+    async def history(
+        self,
+        *,
+        states: Sequence[JobState | str] | None = None,
+        library: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        return await self.store.history(states=states, library=library, limit=limit)
+
+    async def totals(self, *, library: str | None = None) -> HistoryTotals:
+        return await self.store.totals(library=library)
+
+
+#: mypy checks here that both engines implement every part of the one front-end API.
+_IMPLEMENTATIONS: tuple[type[EngineAPI], ...] = (Engine, RemoteEngine)

@@ -18,12 +18,14 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from castui_core import events as ev
+from castui_core.api import AuditEvent, HistoryTotals, StoredConfirmation
 from castui_core.bus import EventBus
 from castui_core.convert import Converter, ConvertOutcome, options_for
 from castui_core.errors import CastuiError, LeaseLostError
@@ -699,3 +701,66 @@ class Engine:
 
     def _log(self, level: str, message: str) -> None:
         self.bus.publish(LogLine(level=level, message=message))
+
+    # --- the rest of EngineAPI (castui_core.api): what front ends read and record ------------
+
+    async def running_ids(self) -> list[int]:
+        return sorted(self._running)
+
+    async def initial_events(self) -> list[ev.Event]:
+        """Events that describe the engine's state now, for a viewer that joins late."""
+        paused = await self.store.is_paused()
+        found: list[ev.Event] = [
+            QueueState(paused=paused, reason="paused by an operator" if paused else "")
+        ]
+        for name, reason in self.guardrails.active.items():
+            found.append(GuardrailTripped(name=name, reason=reason))
+        for reading in self.guardrails.gpu_readings:
+            found.append(
+                ev.GpuSample(
+                    index=reading.index,
+                    name=reading.name,
+                    temperature_c=reading.temperature_c,
+                    encoder_percent=reading.encoder_percent,
+                    encoder_sessions=reading.encoder_sessions,
+                )
+            )
+        if self.ingest is not None:
+            found.extend(self.ingest.library_states().values())
+        return found
+
+    async def record_event(
+        self,
+        kind: str,
+        *,
+        actor: str = "operator",
+        reason: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        await self.store.record_event(kind, actor=actor, reason=reason, details=details)
+
+    async def active_jobs(self) -> list[Job]:
+        return await self.store.active_jobs()
+
+    async def get_job(self, job_id: int) -> Job:
+        return await self.store.get_job(job_id)
+
+    async def job_events(self, job_id: int, *, limit: int = 20) -> list[AuditEvent]:
+        return await self.store.list_events(job_id=job_id, limit=limit)
+
+    async def jellyfin_confirmations(
+        self, job_ids: Sequence[int]
+    ) -> dict[int, StoredConfirmation]:
+        return await self.store.jellyfin_confirmations(job_ids)
+
+    async def history(
+        self,
+        *,
+        states: Sequence[JobState | str] | None = None,
+        library: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        return await self.store.history(states=states, library=library, limit=limit)
+
+    async def totals(self, *, library: str | None = None) -> HistoryTotals:
+        return await self.store.totals(library=library)

@@ -1,18 +1,22 @@
 """The castui dashboard app and :func:`make_app`, the one factory the CLI and tests use.
 
-The app owns a :class:`LiveState` fed by the :class:`EventBridge`, and an engine-like object
-(an in-process :class:`~castui_core.engine.Engine`, a
+The app owns a :class:`LiveState` fed by the :class:`EventBridge`, and an engine seen only as
+:class:`~castui_core.api.EngineAPI` (an in-process :class:`~castui_core.engine.Engine`, a
 :class:`~castui_core.control.RemoteEngine` attached to ``castui --no-ui``, or a test double):
-screens read state and the store, and send commands through :attr:`CastuiApp.engine`.
+screens read state, and read and command through :attr:`CastuiApp.engine`. Screens see the
+app as :class:`~castui.tui.host.DashboardHost`, so they never import this module.
+
+Every binding has an id (``castui.<what>``, ``castui.<screen>.<what>``): Textual's keymap
+(``App.set_keymap``) remaps keys by id, which a ``keys:`` section of the settings can feed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from multiprocessing import resource_tracker
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar
 
 from textual import work
 from textual.app import App, SystemCommand
@@ -20,6 +24,7 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from castui.tui.bridge import CoreEvent, EventBridge
+from castui.tui.host import DashboardHost
 from castui.tui.screens.base import LiveScreen
 from castui.tui.screens.dashboard import DashboardScreen
 from castui.tui.screens.help import HelpScreen
@@ -29,38 +34,16 @@ from castui.tui.screens.libraries import LibrariesScreen
 from castui.tui.screens.profiles import ProfileEditorScreen
 from castui.tui.screens.quit import QuitScreen
 from castui.tui.state import LiveState
-from castui_core.bus import EventBus
-from castui_core.control import (
-    ControlServer,
-    RemoteEngine,
-    current_state_events,
-    find_service,
-)
+from castui_core.api import EngineAPI
+from castui_core.control import ControlServer, RemoteEngine, find_service
 from castui_core.engine import Engine
 from castui_core.errors import CastuiError
-from castui_core.events import Event, ServiceConnection
+from castui_core.events import ServiceConnection
 from castui_core.guardrails.disk import FreeSpace, FreeSpaceReader, read_free_space
 from castui_core.settings import Settings
-from castui_core.store import Job, Store
+from castui_core.store import Job
 
 Clock = Callable[[], float]
-
-
-class EngineLike(Protocol):
-    """What the dashboard needs from an engine (local, remote or a test double)."""
-
-    settings: Settings
-    bus: EventBus
-    store: Store
-
-    async def start(self) -> None: ...
-    async def stop(self) -> None: ...
-    async def pause_queue(self, *, actor: str = ..., reason: str | None = ...) -> None: ...
-    async def resume_queue(self, *, actor: str = ..., reason: str | None = ...) -> None: ...
-    async def cancel_job(self, job_id: int, *, actor: str = ...) -> Job: ...
-    async def retry_job(self, job_id: int, *, actor: str = ...) -> Job: ...
-    async def scan(self, library: str | None = ...) -> None: ...
-    async def reload(self, settings: Settings) -> None: ...
 
 
 class CastuiApp(App[int]):
@@ -76,23 +59,23 @@ class CastuiApp(App[int]):
     }
     DEFAULT_MODE = "dashboard"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("d", "switch_mode('dashboard')", "Dashboard"),
-        Binding("h", "switch_mode('history')", "History"),
-        Binding("l", "switch_mode('libraries')", "Libraries"),
-        Binding("e", "switch_mode('profiles')", "Profiles"),
-        Binding("p", "toggle_pause", "Pause/resume"),
-        Binding("s", "scan", "Scan"),
-        Binding("question_mark,f1", "help", "Help", key_display="?"),
-        Binding("q", "quit_app", "Quit"),
-        Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True),
+        Binding("d", "switch_mode('dashboard')", "Dashboard", id="castui.dashboard"),
+        Binding("h", "switch_mode('history')", "History", id="castui.history"),
+        Binding("l", "switch_mode('libraries')", "Libraries", id="castui.libraries"),
+        Binding("e", "switch_mode('profiles')", "Profiles", id="castui.profiles"),
+        Binding("p", "toggle_pause", "Pause/resume", id="castui.toggle_pause"),
+        Binding("s", "scan", "Scan", id="castui.scan"),
+        Binding("question_mark,f1", "help", "Help", key_display="?", id="castui.help"),
+        Binding("q", "quit_app", "Quit", id="castui.quit"),
+        Binding("ctrl+c", "quit_app", "Quit", show=False, priority=True, id="castui.interrupt"),
     ]
 
     def __init__(
         self,
-        engine: EngineLike,
+        engine: EngineAPI,
         *,
         attached: bool = False,
-        serve_control: bool = False,
+        control: ControlServer | None = None,
         clock: Clock = time.time,
         free_space: FreeSpaceReader = read_free_space,
         disk_interval_s: float = 30.0,
@@ -107,8 +90,7 @@ class CastuiApp(App[int]):
         self.running_jobs: list[Job] = []
         self.queued_jobs: list[Job] = []
         self.engine_ready = asyncio.Event()
-        self._serve_control = serve_control
-        self._control: ControlServer | None = None
+        self._control = control
         self._free_space = free_space
         self._disk_interval_s = disk_interval_s
         self._queue_refresh_s = queue_refresh_s
@@ -129,16 +111,15 @@ class CastuiApp(App[int]):
 
     @work(exclusive=True, group="engine", exit_on_error=False)
     async def _start_engine(self) -> None:
-        control = None
-        if self._serve_control and isinstance(self.engine, Engine):
+        control = self._control
+        if control is not None:
             # Claimed before the engine starts: never a second engine on this database.
-            control = ControlServer(self.engine)
             try:
                 await control.claim()
             except CastuiError as exc:
+                self._control = None  # not ours to stop
                 self.notify(str(exc), title="engine not started", severity="error", timeout=60)
                 return
-            self._control = control
         try:
             await self.engine.start()
         except CastuiError as exc:
@@ -149,21 +130,12 @@ class CastuiApp(App[int]):
                 await control.start()
             except (CastuiError, OSError) as exc:
                 self.notify(f"attach socket not started: {exc}", severity="warning")
-        for event in await self._initial_events():
+        for event in await self.engine.initial_events():
             self.post_message(CoreEvent(event))
         self.engine_ready.set()
         self._jobs_dirty.set()
         self.run_worker(self._refresh_jobs_loop(), name="jobs", group="loops")
         self.run_worker(self._disk_loop(), name="disk", group="loops")
-
-    async def _initial_events(self) -> list[Event]:
-        if isinstance(self.engine, Engine):
-            return await current_state_events(self.engine)
-        initial = getattr(self.engine, "initial_events", None)
-        if initial is None:
-            return []
-        events: list[Event] = await initial()
-        return events
 
     async def on_unmount(self) -> None:
         """However the app ends (quit, ctrl+c, a test harness taking a snapshot), stop what it
@@ -176,10 +148,7 @@ class CastuiApp(App[int]):
         if self._stopped:
             return
         self._stopped = True
-        if isinstance(self.engine, Engine):
-            await self.engine.stop(grace_s)
-        else:
-            await self.engine.stop()
+        await self.engine.stop(grace_s)
         if self._control is not None:  # after: no other engine starts while this one stops
             await self._control.stop()
         self._bridge.close()
@@ -188,10 +157,11 @@ class CastuiApp(App[int]):
         await self.action_quit_app()
 
     async def action_quit_app(self) -> None:
-        if self.attached or not isinstance(self.engine, Engine) or not self.engine.running:
+        running = [] if self.attached else await self.engine.running_ids()
+        if not running:  # attached: quitting leaves the service's jobs running
             await self._exit_after_stop(0.0)
             return
-        self.push_screen(QuitScreen(len(self.engine.running)), self._quit_choice)
+        self.push_screen(QuitScreen(len(running)), self._quit_choice)
 
     def _quit_choice(self, choice: str | None) -> None:
         if choice == "requeue":
@@ -241,7 +211,7 @@ class CastuiApp(App[int]):
 
     async def reload_jobs(self) -> None:
         # Shielded: a store read cancelled half-way (app exit) would leave its transaction open.
-        jobs = await asyncio.shield(self.engine.store.active_jobs())
+        jobs = await asyncio.shield(self.engine.active_jobs())
         split = next((i for i, j in enumerate(jobs) if j.state != "running"), len(jobs))
         self.running_jobs, self.queued_jobs = jobs[:split], jobs[split:]
         self._tell_screens({"jobs"})
@@ -264,7 +234,7 @@ class CastuiApp(App[int]):
     # --- commands -------------------------------------------------------------------------
 
     @work(group="commands", exit_on_error=False)
-    async def run_command(self, label: str, call: Callable[[], Any]) -> None:
+    async def run_command(self, label: str, call: Callable[[], Awaitable[Any]]) -> None:
         """Run an engine command off the key handler; report failures as notifications."""
         try:
             await call()
@@ -289,13 +259,6 @@ class CastuiApp(App[int]):
 
     def open_job(self, job_id: int) -> None:
         self.push_screen(JobDetailScreen(job_id))
-
-    async def set_priority(self, job_id: int, priority: int) -> Job:
-        remote = getattr(self.engine, "set_priority", None)
-        if remote is not None:
-            job: Job = await remote(job_id, priority)
-            return job
-        return await self.engine.store.set_priority(job_id, priority)
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         yield from super().get_system_commands(screen)
@@ -330,14 +293,15 @@ def dashboard_for(settings: Settings) -> CastuiApp:
     target = find_service(settings.database)
     if target is not None:
         return make_app(RemoteEngine(settings, target, wait_for_service=True), attached=True)
-    return make_app(Engine(settings), serve_control=True)
+    engine = Engine(settings)
+    return make_app(engine, control=ControlServer(engine))
 
 
 def make_app(
-    engine: EngineLike,
+    engine: EngineAPI,
     *,
     attached: bool = False,
-    serve_control: bool = False,
+    control: ControlServer | None = None,
     clock: Clock = time.time,
     free_space: FreeSpaceReader = read_free_space,
     disk_interval_s: float = 30.0,
@@ -345,8 +309,9 @@ def make_app(
     """The dashboard for ``engine``.
 
     ``attached``: ``engine`` is a :class:`RemoteEngine`; quitting leaves the service running.
-    ``serve_control``: an in-process engine also listens on the attach socket so a second
-    ``castui`` attaches instead of starting another engine. ``clock`` and ``free_space`` are
+    ``control``: the attach socket of an in-process engine, claimed before the engine starts
+    and served while it runs, so a second ``castui`` attaches instead of starting another
+    engine. ``clock`` and ``free_space`` are
     injected so tests render deterministic screens.
     """
     # The engine's probe pool spawns processes through multiprocessing, whose resource
@@ -356,8 +321,13 @@ def make_app(
     return CastuiApp(
         engine,
         attached=attached,
-        serve_control=serve_control,
+        control=control,
         clock=clock,
         free_space=free_space,
         disk_interval_s=disk_interval_s,
     )
+
+
+def _host(app: CastuiApp) -> DashboardHost:
+    """Checked by mypy: the app gives screens everything :class:`DashboardHost` promises."""
+    return app

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from castui_core.bus import EventBus
 from castui_core.events import (
@@ -17,7 +19,9 @@ from castui_core.events import (
 )
 from castui_core.guardrails.disk import FreeSpace
 from castui_core.settings import Settings, parse_settings
-from castui_core.store import Job, JobResult, Store
+from castui_core.store import Event as AuditEvent
+from castui_core.store import HistoryTotals, Job, JobResult, JobState, Store
+from castui_core.store.confirmations import StoredConfirmation
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 NOW = T0 + 3600.0
@@ -145,7 +149,7 @@ class FakeEngine:
             LogLine(level="info", message="NVENC: available"),
         ]
 
-    async def stop(self) -> None:
+    async def stop(self, grace_s: float | None = None) -> None:
         await self.store.close()
 
     async def pause_queue(self, *, actor: str = "operator", reason: str | None = None) -> None:
@@ -167,3 +171,43 @@ class FakeEngine:
 
     async def reload(self, settings: Settings) -> None:
         self.reloaded.append(settings)
+
+    async def set_priority(self, job_id: int, priority: int, *, actor: str = "operator") -> Job:
+        return await self.store.set_priority(job_id, priority, actor=actor)
+
+    async def record_event(
+        self,
+        kind: str,
+        *,
+        actor: str = "operator",
+        reason: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> None:
+        await self.store.record_event(kind, actor=actor, reason=reason, details=details)
+
+    async def running_ids(self) -> list[int]:
+        return []  # the "running" job is a row in the store: nothing encodes in this process
+
+    async def active_jobs(self) -> list[Job]:
+        return await self.store.active_jobs()
+
+    async def get_job(self, job_id: int) -> Job:
+        return await self.store.get_job(job_id)
+
+    async def job_events(self, job_id: int, *, limit: int = 20) -> list[AuditEvent]:
+        return await self.store.list_events(job_id=job_id, limit=limit)
+
+    async def jellyfin_confirmations(self, job_ids: Sequence[int]) -> dict[int, StoredConfirmation]:
+        return await self.store.jellyfin_confirmations(job_ids)
+
+    async def history(
+        self,
+        *,
+        states: Sequence[JobState | str] | None = None,
+        library: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        return await self.store.history(states=states, library=library, limit=limit)
+
+    async def totals(self, *, library: str | None = None) -> HistoryTotals:
+        return await self.store.totals(library=library)

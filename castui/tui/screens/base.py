@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, cast
+from typing import cast
 
 from textual.screen import Screen
 
-if TYPE_CHECKING:
-    from castui.tui.app import CastuiApp
+from castui.tui.host import DashboardHost
 
 
 class LiveScreen(Screen[None]):
     """A screen the app tells when parts of the live state changed (see ``state.py``)."""
 
     @property
-    def castui(self) -> CastuiApp:
-        return cast("CastuiApp", self.app)
+    def castui(self) -> DashboardHost:
+        """The app, as much of it as a screen may use (no import of the app module)."""
+        return cast(DashboardHost, self.app)
 
     def live_changed(self, changed: set[str]) -> None:
         """Refresh what ``changed`` touches; the default does nothing."""

@@ -30,7 +30,7 @@ Attached to `castui --no-ui`? Quitting leaves the service running.
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,q,question_mark", "dismiss", "Close help")
+        Binding("escape,q,question_mark", "dismiss", "Close help", id="castui.help.close")
     ]
 
     def compose(self) -> ComposeResult:

@@ -87,13 +87,13 @@ class HistoryScreen(LiveScreen):
     @work(exclusive=True, group="history")
     async def reload(self) -> None:
         state, library = self._filters()
-        store = self.castui.engine.store
+        engine = self.castui.engine
         try:
             # Shielded: a store read cancelled half-way would leave its transaction open.
             jobs = await asyncio.shield(
-                store.history(states=[state] if state else None, library=library, limit=PAGE)
+                engine.history(states=[state] if state else None, library=library, limit=PAGE)
             )
-            totals = await asyncio.shield(store.totals(library=library))
+            totals = await asyncio.shield(engine.totals(library=library))
         except CastuiError as exc:
             self.notify(f"history: {exc}", severity="error")
             return

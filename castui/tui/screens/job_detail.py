@@ -32,10 +32,16 @@ class JobDetailScreen(LiveScreen):
     """One job, everything known about it; retry, cancel or raise its priority."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape,backspace", "back", "Back"),
-        Binding("r", "retry", "Retry"),
-        Binding("c", "cancel_job", "Cancel job"),
-        Binding("plus,equals_sign", "raise_priority", "Raise priority", key_display="+"),
+        Binding("escape,backspace", "back", "Back", id="castui.job.back"),
+        Binding("r", "retry", "Retry", id="castui.job.retry"),
+        Binding("c", "cancel_job", "Cancel job", id="castui.job.cancel"),
+        Binding(
+            "plus,equals_sign",
+            "raise_priority",
+            "Raise priority",
+            key_display="+",
+            id="castui.job.raise_priority",
+        ),
     ]
 
     def __init__(self, job_id: int) -> None:
@@ -66,12 +72,12 @@ class JobDetailScreen(LiveScreen):
 
     @work(exclusive=True, group="detail")
     async def reload(self) -> None:
-        store = self.castui.engine.store
+        engine = self.castui.engine
         try:
             # Shielded: a store read cancelled half-way would leave its transaction open.
-            self.job = await asyncio.shield(store.get_job(self.job_id))
-            self._events = await asyncio.shield(store.list_events(job_id=self.job_id, limit=20))
-            confirmed = await asyncio.shield(store.jellyfin_confirmations([self.job_id]))
+            self.job = await asyncio.shield(engine.get_job(self.job_id))
+            self._events = await asyncio.shield(engine.job_events(self.job_id, limit=20))
+            confirmed = await asyncio.shield(engine.jellyfin_confirmations([self.job_id]))
             found = confirmed.get(self.job_id)
             self._jellyfin = found.message if found is not None else ""
         except CastuiError as exc:
@@ -152,8 +158,8 @@ class JobDetailScreen(LiveScreen):
     def action_raise_priority(self) -> None:
         if self.job is None:
             return
-        app = self.castui
+        engine = self.castui.engine
         job_id, priority = self.job_id, self.job.priority + 10
-        app.run_command(
-            f"job #{job_id} priority {priority}", lambda: app.set_priority(job_id, priority)
+        self.castui.run_command(
+            f"job #{job_id} priority {priority}", lambda: engine.set_priority(job_id, priority)
         )

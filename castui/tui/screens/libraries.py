@@ -15,7 +15,9 @@ from castui.tui.screens.base import LiveScreen
 class LibrariesScreen(LiveScreen):
     """One row per configured library; enter or n scans the selected one now."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("n,enter", "scan_selected", "Scan now")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n,enter", "scan_selected", "Scan now", id="castui.libraries.scan")
+    ]
 
     def compose(self) -> ComposeResult:
         yield Header()

@@ -35,8 +35,14 @@ class ProfileEditorScreen(LiveScreen):
     """Profiles on the left, their fields on the right, one input line for the value."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("ctrl+s", "save", "Save", priority=True),
-        Binding("escape", "cancel_edit", "Cancel edit / discard", show=True),
+        Binding("ctrl+s", "save", "Save", priority=True, id="castui.profiles.save"),
+        Binding(
+            "escape",
+            "cancel_edit",
+            "Cancel edit / discard",
+            show=True,
+            id="castui.profiles.cancel_edit",
+        ),
     ]
 
     def __init__(self) -> None:
@@ -189,7 +195,8 @@ class ProfileEditorScreen(LiveScreen):
             self.notify(f"not saved: {problems}", severity="error", timeout=15)
             return
         try:
-            await app.engine.store.record_event(
+            # Through the engine API: attached, the service records it in its own database.
+            await app.engine.record_event(
                 "profile_edit",
                 actor="operator",
                 reason=f"profile {draft.profile} edited in the dashboard",

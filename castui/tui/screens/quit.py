@@ -15,9 +15,9 @@ class QuitScreen(ModalScreen[str | None]):
     """Returns ``"requeue"``, ``"wait"`` or ``None`` (stay)."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("r", "choose('requeue')", "Stop now, requeue"),
-        Binding("w", "choose('wait')", "Wait for jobs"),
-        Binding("escape,n", "choose(None)", "Stay"),
+        Binding("r", "choose('requeue')", "Stop now, requeue", id="castui.quit.requeue"),
+        Binding("w", "choose('wait')", "Wait for jobs", id="castui.quit.wait"),
+        Binding("escape,n", "choose(None)", "Stay", id="castui.quit.stay"),
     ]
 
     def __init__(self, running: int) -> None:

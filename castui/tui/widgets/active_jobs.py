@@ -40,10 +40,12 @@ def encoder_label(encoder: str) -> str:
     return f"{kind} {encoder}"
 
 
-class ActiveJobs(DataTable[str]):
+class ActiveJobs(DataTable[str | Text]):
     """One row per running job; cells update in place as progress arrives."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "open", "Job detail")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("enter", "open", "Job detail", id="castui.active.open")
+    ]
 
     class Selected(Message):
         def __init__(self, job_id: int) -> None:

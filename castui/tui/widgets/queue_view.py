@@ -33,13 +33,13 @@ class QueueView(ScrollView, can_focus=True):
     }
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("up,k", "cursor(-1)", "Up", show=False),
-        Binding("down,j", "cursor(1)", "Down", show=False),
-        Binding("pageup", "page(-1)", "Page up", show=False),
-        Binding("pagedown", "page(1)", "Page down", show=False),
-        Binding("home", "jump(0)", "First", show=False),
-        Binding("end", "jump(-1)", "Last", show=False),
-        Binding("enter", "open", "Job detail"),
+        Binding("up,k", "cursor(-1)", "Up", show=False, id="castui.queue.up"),
+        Binding("down,j", "cursor(1)", "Down", show=False, id="castui.queue.down"),
+        Binding("pageup", "page(-1)", "Page up", show=False, id="castui.queue.page_up"),
+        Binding("pagedown", "page(1)", "Page down", show=False, id="castui.queue.page_down"),
+        Binding("home", "jump(0)", "First", show=False, id="castui.queue.first"),
+        Binding("end", "jump(-1)", "Last", show=False, id="castui.queue.last"),
+        Binding("enter", "open", "Job detail", id="castui.queue.open"),
     ]
 
     cursor = reactive(0, always_update=True)

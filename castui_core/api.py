@@ -1,0 +1,98 @@
+"""The one surface every front end drives an engine through: :class:`EngineAPI`.
+
+Why: the dashboard, the settings screen and the readiness report must work the same with
+the engine in-process (:class:`~castui_core.engine.Engine`) and attached to ``castui --no-ui``
+(:class:`~castui_core.control.RemoteEngine`). When the two only looked alike, front ends
+reached past them (``engine.store.set_priority``, ``isinstance(engine, Engine)``), and an
+attached dashboard wrote its audit entries into the database behind the service's back.
+Front ends now see only this protocol; mypy checks that both engines implement all of it
+(see the end of ``control.py``), so a command added to one and forgotten in the other is a
+type error, not a dashboard that fails only when attached.
+
+Commands (pause, cancel, audit entries …) go to whichever process owns the queue. Reads
+(queue listing, history, job detail, totals) come from the database, which an attached
+dashboard reads through its own read-only handle: the service is not asked for every
+refresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from castui_core.bus import EventBus
+from castui_core.events import Event
+from castui_core.settings import Settings
+from castui_core.store import Event as AuditEvent
+from castui_core.store import HistoryTotals, Job, JobState
+from castui_core.store.confirmations import StoredConfirmation
+
+
+class EngineAPI(Protocol):
+    """What a front end may do with an engine, local or remote."""
+
+    settings: Settings
+    bus: EventBus
+
+    # --- lifecycle -----------------------------------------------------------------------
+
+    async def start(self) -> None: ...
+
+    async def stop(self, grace_s: float | None = None) -> None:
+        """Stop what this process runs: an in-process engine gives running jobs ``grace_s``;
+        an attached one only disconnects (the service keeps running)."""
+
+    # --- commands ------------------------------------------------------------------------
+
+    async def pause_queue(self, *, actor: str = ..., reason: str | None = ...) -> None: ...
+    async def resume_queue(self, *, actor: str = ..., reason: str | None = ...) -> None: ...
+    async def cancel_job(self, job_id: int, *, actor: str = ...) -> Job: ...
+    async def retry_job(self, job_id: int, *, actor: str = ...) -> Job: ...
+    async def set_priority(self, job_id: int, priority: int, *, actor: str = ...) -> Job: ...
+    async def scan(self, library: str | None = ...) -> None: ...
+    async def reload(self, settings: Settings) -> None: ...
+
+    async def record_event(
+        self,
+        kind: str,
+        *,
+        actor: str = ...,
+        reason: str | None = ...,
+        details: Mapping[str, Any] | None = ...,
+    ) -> None:
+        """Write an operator's action (a profile or settings edit) to the audit log of the
+        database the engine owns."""
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def running_ids(self) -> list[int]:
+        """Jobs this engine (the service, when attached) is encoding now."""
+
+    async def initial_events(self) -> list[Event]:
+        """The engine's state now (queue paused, tripped guardrails, libraries, GPUs) as the
+        events a viewer that joins late would have seen."""
+
+    async def active_jobs(self) -> list[Job]:
+        """Running jobs first, then the queue in the order it will run."""
+
+    async def get_job(self, job_id: int) -> Job: ...
+
+    async def job_events(self, job_id: int, *, limit: int = ...) -> list[AuditEvent]:
+        """The audit log of one job, newest first."""
+
+    async def jellyfin_confirmations(
+        self, job_ids: Sequence[int]
+    ) -> dict[int, StoredConfirmation]: ...
+
+    async def history(
+        self,
+        *,
+        states: Sequence[JobState | str] | None = ...,
+        library: str | None = ...,
+        limit: int = ...,
+    ) -> list[Job]: ...
+
+    async def totals(self, *, library: str | None = ...) -> HistoryTotals: ...
+
+
+__all__ = ["AuditEvent", "EngineAPI", "HistoryTotals", "StoredConfirmation"]
