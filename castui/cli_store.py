@@ -25,6 +25,7 @@ from castui_core.paths import display_path, display_text, json_safe, path_json
 from castui_core.settings import load_settings
 from castui_core.store import FINISHED_STATES, Job, JobState, Store
 from castui_core.store.confirmations import StoredConfirmation
+from castui_core.store.watch_history import StoredWatchHistory
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -120,18 +121,22 @@ def run_history(args: argparse.Namespace) -> int:
                 limit=getattr(args, "limit", 50),
             )
         )
-    confirmed = asyncio.run(_read_confirmations(database, [j.id for j in jobs])) if jobs else {}
+    confirmed, watched = (
+        asyncio.run(_read_confirmations(database, [j.id for j in jobs])) if jobs else ({}, {})
+    )
     if args.json:
-        _print_json(jobs, confirmed)
+        _print_json(jobs, confirmed, watched)
     else:
-        _print_history(jobs, database, confirmed)
+        _print_history(jobs, database, confirmed, watched)
     return 0
 
 
-async def _read_confirmations(database: Path, ids: list[int]) -> dict[int, StoredConfirmation]:
-    """Jellyfin's verdict per job (empty when Jellyfin is not configured)."""
+async def _read_confirmations(
+    database: Path, ids: list[int]
+) -> tuple[dict[int, StoredConfirmation], dict[int, StoredWatchHistory]]:
+    """Jellyfin's verdict and the watch history per job (empty without Jellyfin)."""
     async with Store.open(database, reclaim_on_open=False, event_retention_s=None) as store:
-        return await store.jellyfin_confirmations(ids)
+        return await store.jellyfin_confirmations(ids), await store.watch_history(ids)
 
 
 def _readable_database(args: argparse.Namespace) -> Path:
@@ -245,12 +250,27 @@ def job_to_json(job: Job) -> dict[str, Any]:
     }
 
 
-def _print_json(jobs: list[Job], confirmed: dict[int, StoredConfirmation] | None = None) -> None:
+def _print_json(
+    jobs: list[Job],
+    confirmed: dict[int, StoredConfirmation] | None = None,
+    watched: dict[int, StoredWatchHistory] | None = None,
+) -> None:
     confirmed = confirmed or {}
+    watched = watched or {}
     data = json_safe(
         [
             job_to_json(j)
             | ({"jellyfin": _confirmation_json(confirmed[j.id])} if j.id in confirmed else {})
+            | (
+                {
+                    "watch_history": {
+                        "status": watched[j.id].status,
+                        "message": watched[j.id].message,
+                    }
+                }
+                if j.id in watched
+                else {}
+            )
             for j in jobs
         ]
     )
@@ -315,7 +335,10 @@ def _confirmation_json(c: StoredConfirmation) -> dict[str, Any]:
 
 
 def _print_history(
-    jobs: list[Job], database: Path, confirmed: dict[int, StoredConfirmation] | None = None
+    jobs: list[Job],
+    database: Path,
+    confirmed: dict[int, StoredConfirmation] | None = None,
+    watched: dict[int, StoredWatchHistory] | None = None,
 ) -> None:
     out = Console(highlight=False)
     if not jobs:
@@ -339,6 +362,11 @@ def _print_history(
         if confirmed:  # "Jellyfin would transcode: ..." is a failure to look at: red
             c = confirmed.get(job.id)
             style = "green" if c and c.status == "direct_play" else "red" if c else ""
-            row.append(Text(c.message if c else "", style=style))
+            cell = Text(c.message if c else "", style=style)
+            w = (watched or {}).get(job.id)
+            if w is not None:  # "watch history: restored for 2 users", "lost: ..."
+                lost = w.status in ("lost", "unknown")
+                cell.append(f"\n{w.message}", style="red" if lost else "")
+            row.append(cell)
         table.add_row(*row)
     out.print(table)

@@ -49,6 +49,7 @@ from castui_core.integrations.jellyfin.sender import (
     outbox_entries,
     start_sender,
 )
+from castui_core.integrations.jellyfin.userdata import WatchHistoryKeeper, start_keeper
 from castui_core.probe import ProbePool
 from castui_core.settings import Settings
 from castui_core.store import ClaimedJob, Job, JobResult, JobState, Progress, Store
@@ -161,6 +162,7 @@ class Engine:
         self.guardrails: Guardrails
         self.ingest: Ingest | None = None
         self.jellyfin: JellyfinSender | None = None  # tells Jellyfin of committed swaps
+        self.watch_history: WatchHistoryKeeper | None = None  # users' state across a swap
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -182,6 +184,9 @@ class Engine:
             self.jellyfin = await start_sender(settings, self.store, self.bus)
             if self.jellyfin is not None:
                 stack.push_async_callback(self.jellyfin.stop)
+            self.watch_history = await start_keeper(settings, self.store, self.bus)
+            if self.watch_history is not None:  # users' watched state across each swap
+                stack.push_async_callback(self.watch_history.stop)
             journal = Journal(settings.database.parent / "journal")
             stack.callback(journal.close)  # after the workers: their entries are finished
             for line in await asyncio.to_thread(recover, journal):
@@ -519,6 +524,11 @@ class Engine:
         heartbeat = asyncio.create_task(self._heartbeat(running))
 
         async def before_commit() -> None:
+            keeper = self.watch_history
+            if keeper is not None and library is not None and self.settings.notifies_jellyfin(
+                library
+            ):  # bounded and never raises: the swap goes ahead whatever Jellyfin does
+                await keeper.before_swap(claimed.id, job.path)
             # Fenced: raises LeaseLostError when another worker owns the job now.
             await self.store.heartbeat(claimed.id, claimed.token, running.progress)
 

@@ -20,6 +20,12 @@ It keeps to the facts from the Jellyfin server source (10.8 … 12.0) that castu
 * Item ids are ``uuid.UUID(bytes_le=md5((TypeFullName + path).encode('utf-16-le')).digest())``
   in Jellyfin's "N" form.
 * ``PlaybackInfo``, ``/Users`` and ``/Sessions`` answer through tests/jellyfin_playback.py.
+* Users' data per item (see the "user data" section): ``GET/POST /UserItems/{id}/UserData
+  ?userId=`` from 10.9 on (POST changes only the fields sent, as ``UpdateUserItemDataDto``);
+  ``GET /Users/{userId}/Items/{id}`` (the item with its ``UserData``) and the 10.8 routes
+  ``POST /Users/{userId}/PlayedItems/{id}`` (played, play count + 1, position reset, as
+  ``MarkPlayed``) and ``/FavoriteItems/{id}`` on 10.x. Data is keyed by user and item id, so a
+  new path starts empty unless a test says Jellyfin re-attached it (``set_user_data``).
 
 Every request is recorded (method, path, query, headers, body) for assertions, and failure
 modes can be switched on: ``fail_next(n, 500)``, ``down()``/``up()`` (connections refused on the
@@ -142,6 +148,9 @@ class StandinJellyfin:
         self.updates: list[dict[str, Any]] = []
         self.refreshes = 0  # POST /Library/Refresh calls (castui must never send one alone)
         self.playback = PlaybackState(local_path=self.local_path)
+        #: (user id, item id) -> UserItemDataDto; every change castui made, in order.
+        self.user_data: dict[tuple[str, str], dict[str, Any]] = {}
+        self.user_data_writes: list[tuple[str, str, dict[str, Any]]] = []
         # failure modes
         self.force_status: int | None = None
         self.slow_s = 0.0
@@ -311,6 +320,9 @@ class StandinJellyfin:
             return users(self.playback)
         if lower == "/sessions" and method == "GET":
             return sessions(self.playback, {k: v[-1] for k, v in rec.query.items()})
+        answer = self._user_data_route(rec, lower, query)
+        if answer is not None:
+            return answer
         return 404, None
 
     def _token(self, rec: Recorded) -> str | None:
@@ -474,6 +486,112 @@ class StandinJellyfin:
                 dto["Path"] = i.path
             dtos.append(dto)
         return 200, {"Items": dtos, "TotalRecordCount": len(chosen), "StartIndex": start}
+
+    # --- user data (watch history: played, play count, position, favourite) ---------------------
+
+    def set_user_data(
+        self, user: str, server_path: str, type_full_name: str = "", **fields: Any
+    ) -> None:
+        """Give ``user`` data for the item at ``server_path`` (it need not exist yet: this is
+        how a test says "Jellyfin re-attached this user's state to the new item")."""
+        lib = self._library_of(server_path)
+        kind = type_full_name or (lib.type_full_name if lib else MOVIE_TYPE)
+        key = (self.playback.user_id(user).replace("-", ""), item_id(server_path, kind))
+        with self._cond:
+            self.user_data.setdefault(key, _empty_user_data(key[1])).update(fields)
+
+    def user_data_for(self, user: str, server_path: str) -> dict[str, Any]:
+        """``user``'s data for the item now at ``server_path`` (empty data if none)."""
+        item = self.item_for(server_path)
+        assert item is not None, f"no item at {server_path}"
+        key = (self.playback.user_id(user).replace("-", ""), item.id)
+        with self._cond:
+            return dict(self.user_data.get(key) or _empty_user_data(item.id))
+
+    def _user_data_route(
+        self, rec: Recorded, lower: str, query: dict[str, str]
+    ) -> tuple[int, Any] | None:
+        modern = _version_at_least(self.version, (10, 9))
+        legacy = not self.version.startswith("12.")
+        m = re.fullmatch(r"/useritems/([0-9a-f-]{32,36})/userdata", lower)
+        if m and modern and rec.method in ("GET", "POST"):
+            return self._user_data(rec, query.get("userid", ""), m.group(1))
+        m = re.fullmatch(r"/users/([0-9a-f-]{32,36})/items/([0-9a-f-]{32,36})", lower)
+        if m and legacy and rec.method == "GET":
+            status, data = self._user_data(rec, m.group(1), m.group(2))
+            if status != 200:
+                return status, data
+            return 200, {"Id": m.group(2).replace("-", ""), "UserData": data}
+        m = re.fullmatch(
+            r"/users/([0-9a-f-]{32,36})/(played|favorite)items/([0-9a-f-]{32,36})", lower
+        )
+        if m and legacy and rec.method == "POST":
+            played = m.group(2) == "played"
+            change = (
+                {"Played": True, "PlaybackPositionTicks": 0, "LastPlayedDate": _now_iso()}
+                if played
+                else {"IsFavorite": True}
+            )
+            return self._user_data(rec, m.group(1), m.group(3), change=change, count=played)
+        return None
+
+    def _user_data(
+        self,
+        rec: Recorded,
+        user: str,
+        item: str,
+        *,
+        change: dict[str, Any] | None = None,
+        count: bool = False,
+    ) -> tuple[int, Any]:
+        user, item = user.replace("-", ""), item.replace("-", "")
+        if not any(u["Id"].replace("-", "") == user for u in self.playback.users):
+            return 404, {"message": "User not found"}
+        with self._cond:
+            if not any(i.id == item for i in self.items.values()):
+                return 404, {"message": f"Item not found: {item}"}
+            data = self.user_data.setdefault((user, item), _empty_user_data(item))
+            if rec.method == "POST" and change is None:
+                body = rec.json if isinstance(rec.json, dict) else {}
+                change = {k: v for k, v in body.items() if k in _USER_DATA_FIELDS and v is not None}
+            if change:
+                data.update(change)
+                if count:
+                    data["PlayCount"] = int(data.get("PlayCount") or 0) + 1
+                self.user_data_writes.append((user, item, dict(change)))
+                self._cond.notify_all()
+            return 200, dict(data)
+
+
+_USER_DATA_FIELDS = frozenset(
+    {"Played", "PlayCount", "PlaybackPositionTicks", "IsFavorite", "LastPlayedDate", "Rating"}
+)
+
+
+def _empty_user_data(item: str) -> dict[str, Any]:
+    """A ``UserItemDataDto`` with nothing in it (what a new item has)."""
+    return {
+        "Rating": None,
+        "PlayedPercentage": None,
+        "UnplayedItemCount": None,
+        "PlaybackPositionTicks": 0,
+        "PlayCount": 0,
+        "IsFavorite": False,
+        "Likes": None,
+        "LastPlayedDate": None,
+        "Played": False,
+        "Key": item,
+        "ItemId": item,
+    }
+
+
+def _now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _version_at_least(version: str, wanted: tuple[int, int]) -> bool:
+    major, minor = (int(p) for p in version.split(".")[:2])
+    return (major, minor) >= wanted
 
 
 def _problem(status: int, detail: str | None = None) -> dict[str, Any]:

@@ -11,6 +11,11 @@ Rows hold castui's own path; ``path_map`` is applied when sending, so fixing the
 what is still queued. ``state`` is ``pending`` (due at ``next_at``) or ``stopped`` (Jellyfin
 refused the request: a settings problem; resumed on reload or restart). The API key is never
 stored here. Runs on a connection the Store has put in a transaction.
+
+Each row has a ``target``: ``jellyfin`` or ``arr:<name>`` (a Sonarr/Radarr entry,
+:mod:`castui_core.integrations.arr`). One table keeps the guarantee above for every service a
+swap must reach; each sender reads only its own target, so a Sonarr that is down never holds
+Jellyfin's notifications back (or the other way round).
 """
 
 from __future__ import annotations
@@ -26,6 +31,14 @@ from castui_core.store.db import execute, executemany, fetchall, fetchone
 
 UpdateType = Literal["Created", "Modified", "Deleted"]
 
+#: The target of Jellyfin's rows (every row before schema version 7).
+JELLYFIN = "jellyfin"
+
+
+def arr_target(name: str) -> str:
+    """The target of a Sonarr/Radarr entry's rows."""
+    return f"arr:{name}"
+
 
 @dataclass(frozen=True)
 class OutboxEntry:
@@ -34,6 +47,7 @@ class OutboxEntry:
     path: str
     update_type: UpdateType
     library: str
+    target: str = JELLYFIN
 
 
 @dataclass(frozen=True)
@@ -50,6 +64,7 @@ class OutboxRow:
     next_at: float
     last_error: str | None
     created_at: float
+    target: str = JELLYFIN
 
 
 async def add_entries(
@@ -59,18 +74,20 @@ async def add_entries(
         conn,
         """
         INSERT INTO jellyfin_outbox
-            (path, folder, update_type, library, job_id, state, attempts, next_at, created_at)
-        VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?)
+            (path, folder, update_type, library, job_id, state, attempts, next_at, created_at,
+             target)
+        VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)
         """,
         [
-            (e.path, os.path.dirname(e.path), e.update_type, e.library, job_id, now, now)
+            (e.path, os.path.dirname(e.path), e.update_type, e.library, job_id, now, now, e.target)
             for e in entries
         ],
     )
 
 
 _COLUMNS = (
-    "id, path, folder, update_type, library, job_id, attempts, next_at, last_error, created_at"
+    "id, path, folder, update_type, library, job_id, attempts, next_at, last_error, created_at,"
+    " target"
 )
 
 
@@ -86,25 +103,32 @@ def _row(r: aiosqlite.Row) -> OutboxRow:
         next_at=float(r[7]),
         last_error=r[8],
         created_at=float(r[9]),
+        target=str(r[10]),
     )
 
 
-async def due(conn: aiosqlite.Connection, now: float, limit: int) -> list[OutboxRow]:
+async def due(
+    conn: aiosqlite.Connection, now: float, limit: int, target: str = JELLYFIN
+) -> list[OutboxRow]:
     """Pending entries due now, oldest first, grouped by folder (one batch's worth)."""
     rows = await fetchall(
         conn,
         f"""
         SELECT {_COLUMNS} FROM jellyfin_outbox
-        WHERE state = 'pending' AND next_at <= ?
+        WHERE target = ? AND state = 'pending' AND next_at <= ?
         ORDER BY folder, id LIMIT ?
         """,
-        (now, limit),
+        (target, now, limit),
     )
     return [_row(r) for r in rows]
 
 
-async def next_due(conn: aiosqlite.Connection) -> float | None:
-    row = await fetchone(conn, "SELECT MIN(next_at) FROM jellyfin_outbox WHERE state = 'pending'")
+async def next_due(conn: aiosqlite.Connection, target: str = JELLYFIN) -> float | None:
+    row = await fetchone(
+        conn,
+        "SELECT MIN(next_at) FROM jellyfin_outbox WHERE target = ? AND state = 'pending'",
+        (target,),
+    )
     return None if row is None or row[0] is None else float(row[0])
 
 
@@ -136,30 +160,42 @@ async def stop(conn: aiosqlite.Connection, ids: Sequence[int], error: str) -> No
     )
 
 
-async def resume(conn: aiosqlite.Connection, now: float) -> int:
+async def resume(conn: aiosqlite.Connection, now: float, target: str = JELLYFIN) -> int:
     """Everything becomes due now (a settings change or a restart is the moment to try
     again: stopped entries resume, backed-off ones skip the rest of their wait). Returns
     how many were stopped."""
-    row = await fetchone(conn, "SELECT COUNT(*) FROM jellyfin_outbox WHERE state = 'stopped'")
+    row = await fetchone(
+        conn,
+        "SELECT COUNT(*) FROM jellyfin_outbox WHERE target = ? AND state = 'stopped'",
+        (target,),
+    )
     await execute(
         conn,
-        "UPDATE jellyfin_outbox SET state = 'pending', next_at = MIN(next_at, ?)",
-        (now,),
+        "UPDATE jellyfin_outbox SET state = 'pending', next_at = MIN(next_at, ?) WHERE target = ?",
+        (now, target),
     )
     return int(row[0]) if row else 0
 
 
-async def counts(conn: aiosqlite.Connection) -> dict[str, int]:
+async def counts(conn: aiosqlite.Connection, target: str = JELLYFIN) -> dict[str, int]:
     """``{"pending": n, "stopped": m}``."""
-    rows = await fetchall(conn, "SELECT state, COUNT(*) FROM jellyfin_outbox GROUP BY state")
+    rows = await fetchall(
+        conn,
+        "SELECT state, COUNT(*) FROM jellyfin_outbox WHERE target = ? GROUP BY state",
+        (target,),
+    )
     found = {"pending": 0, "stopped": 0}
     found.update({str(r[0]): int(r[1]) for r in rows})
     return found
 
 
-async def rows(conn: aiosqlite.Connection, limit: int = 1000) -> list[OutboxRow]:
-    """Everything queued (for ``castui jellyfin check`` and tests), oldest first."""
+async def rows(
+    conn: aiosqlite.Connection, limit: int = 1000, target: str = JELLYFIN
+) -> list[OutboxRow]:
+    """Everything queued for ``target`` (for the check commands and tests), oldest first."""
     found = await fetchall(
-        conn, f"SELECT {_COLUMNS} FROM jellyfin_outbox ORDER BY id LIMIT ?", (limit,)
+        conn,
+        f"SELECT {_COLUMNS} FROM jellyfin_outbox WHERE target = ? ORDER BY id LIMIT ?",
+        (target, limit),
     )
     return [_row(r) for r in found]

@@ -24,6 +24,7 @@ from castui_core.errors import StoreError
 from castui_core.store import audit, catalog, confirmations, jobs, outputs
 from castui_core.store import originals as originals_db
 from castui_core.store import outbox as outbox_db
+from castui_core.store import watch_history as watch_db
 from castui_core.store.db import connect, execute, fetchall, migrate, translate_error
 from castui_core.store.jobs import NewJob, QueuePolicy
 from castui_core.store.models import (
@@ -556,13 +557,13 @@ class Store:
         async with self._write("queueing Jellyfin notifications") as conn:
             await outbox_db.add_entries(conn, self._now(), job_id, entries)
 
-    async def outbox_due(self, limit: int) -> list[OutboxRow]:
-        async with self._read("reading the Jellyfin outbox") as conn:
-            return await outbox_db.due(conn, self._now(), limit)
+    async def outbox_due(self, limit: int, target: str = outbox_db.JELLYFIN) -> list[OutboxRow]:
+        async with self._read("reading the outbox") as conn:
+            return await outbox_db.due(conn, self._now(), limit, target)
 
-    async def outbox_next_due(self) -> float | None:
-        async with self._read("reading the Jellyfin outbox") as conn:
-            return await outbox_db.next_due(conn)
+    async def outbox_next_due(self, target: str = outbox_db.JELLYFIN) -> float | None:
+        async with self._read("reading the outbox") as conn:
+            return await outbox_db.next_due(conn, target)
 
     async def outbox_delivered(self, ids: Sequence[int]) -> None:
         async with self._write("recording delivered Jellyfin notifications") as conn:
@@ -576,17 +577,46 @@ class Store:
         async with self._write("stopping Jellyfin notifications") as conn:
             await outbox_db.stop(conn, ids, error)
 
-    async def outbox_resume(self) -> int:
-        async with self._write("resuming Jellyfin notifications") as conn:
-            return await outbox_db.resume(conn, self._now())
+    async def outbox_resume(self, target: str = outbox_db.JELLYFIN) -> int:
+        async with self._write("resuming notifications") as conn:
+            return await outbox_db.resume(conn, self._now(), target)
 
-    async def outbox_counts(self) -> dict[str, int]:
-        async with self._read("reading the Jellyfin outbox") as conn:
-            return await outbox_db.counts(conn)
+    async def outbox_counts(self, target: str = outbox_db.JELLYFIN) -> dict[str, int]:
+        async with self._read("reading the outbox") as conn:
+            return await outbox_db.counts(conn, target)
 
-    async def outbox_rows(self, limit: int = 1000) -> list[OutboxRow]:
-        async with self._read("reading the Jellyfin outbox") as conn:
-            return await outbox_db.rows(conn, limit)
+    async def outbox_rows(
+        self, limit: int = 1000, target: str = outbox_db.JELLYFIN
+    ) -> list[OutboxRow]:
+        async with self._read("reading the outbox") as conn:
+            return await outbox_db.rows(conn, limit, target)
+
+    # --- watch history across a swap (castui_core.integrations.jellyfin.userdata) ----------
+
+    async def record_watch_history(
+        self, *, job_id: int, path: str, status: str, snapshot: str, message: str
+    ) -> None:
+        """Store a job's snapshot (``pending``) or its outcome (last write wins)."""
+        async with self._write("recording watch history") as conn:
+            await watch_db.record(
+                conn,
+                self._now(),
+                job_id=job_id,
+                path=path,
+                status=status,
+                snapshot=snapshot,
+                message=message,
+            )
+
+    async def watch_history(
+        self, job_ids: Sequence[int]
+    ) -> dict[int, watch_db.StoredWatchHistory]:
+        async with self._read("reading watch history") as conn:
+            return await watch_db.for_jobs(conn, job_ids)
+
+    async def pending_watch_history(self) -> list[watch_db.StoredWatchHistory]:
+        async with self._read("reading watch history") as conn:
+            return await watch_db.pending(conn)
 
     # --- audit --------------------------------------------------------------------------
 
