@@ -414,7 +414,11 @@ class FfmpegRun:
         if self._stop is not None:
             failure = self._stop  # castui stopped it: its own reason beats ffmpeg's exit code
         elif exit_code == 0:
-            failure = None
+            # ffmpeg can exit 0 after a write failed with ENOSPC (the muxer's write errors
+            # are only logged): a disk-full line makes it a failure of the disk, not a
+            # success whose damaged output then fails validation and costs an attempt.
+            seen = classify_failure(self._stderr.for_classification(), exit_code)
+            failure = seen if seen.kind is FailureKind.disk_full else None
         else:
             failure = classify_failure(self._stderr.for_classification(), exit_code)
         self._result = RunResult(
