@@ -141,6 +141,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo_view.register(sub)
     doctor_view.register(sub)
+
+    # `castui originals list|restore|purge` (castui/originals_view.py): the archive.
+    from castui import originals_view
+
+    originals_view.register(sub)
     return parser
 
 

@@ -11,6 +11,7 @@ swap is journaled so a crash at any point is recovered at the next start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import functools
 import os
@@ -25,7 +26,14 @@ from typing import Literal
 from castui_core.bus import EventBus
 from castui_core.decide import Action, Decision, copy_decision, decide
 from castui_core.errors import CastuiError, ConfigError, OutputExistsError
-from castui_core.events import JobFinished, JobNote, JobOutput, JobProgress, JobStarted
+from castui_core.events import (
+    JobFinished,
+    JobNote,
+    JobOutput,
+    JobProgress,
+    JobStarted,
+    OriginalChanged,
+)
 from castui_core.ffmpeg.command import (
     Backend,
     EncodePlan,
@@ -35,11 +43,13 @@ from castui_core.ffmpeg.command import (
 from castui_core.ffmpeg.nvenc import NvencStatus, choose_backend
 from castui_core.ffmpeg.progress import Progress
 from castui_core.ffmpeg.runner import FfmpegRun, RunResult
+from castui_core.layout import LayoutChoice, LayoutName, choose, label_from_profile
 from castui_core.media import MediaInfo, ProbeFailure
 from castui_core.probe import ProbePool
 from castui_core.profiles import DEFAULT_PROFILE, Profile
-from castui_core.settings import LibrarySettings, Settings
+from castui_core.settings import DEFAULT_EXTENSIONS, LibrarySettings, Settings
 from castui_core.store import OutputRecord, Store
+from castui_core.store.originals import OriginalRecord
 from castui_core.swap import (
     Journal,
     NameLimits,
@@ -76,6 +86,13 @@ class ConvertOptions:
     timeout_s: float | None = None
     #: The profile's name, recorded with each output castui writes.
     profile_name: str = DEFAULT_PROFILE
+    #: The library's layout (``castui_core.layout``); None: beside the source or into
+    #: ``output_dir`` as before layouts existed (a file outside every library).
+    layout: LayoutName | None = None
+    originals: Literal["archive", "delete"] = "archive"
+    version_label: str = "Chromecast"
+    version_fallback: Literal["replace", "skip"] = "replace"
+    library_name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -134,6 +151,15 @@ def options_for(
         stall_timeout_s=op.stall_timeout_s,
         timeout_s=op.job_timeout_s,
         profile_name=name,
+        layout=library.layout if library is not None else None,
+        originals=library.originals if library is not None else "archive",
+        version_label=(
+            (library.version_label or label_from_profile(name))
+            if library is not None
+            else "Chromecast"
+        ),
+        version_fallback=library.version_fallback if library is not None else "replace",
+        library_name=library.name if library is not None else None,
     )
 
 
@@ -267,6 +293,22 @@ class Converter:
     ) -> ConvertOutcome:
         source = str(path)
         notes: list[str] = []
+        marked = await self._restored_on_purpose(path, info, started, identity)
+        if marked is not None:
+            return marked
+        layout = await asyncio.to_thread(_layout_for, path, options)
+        if layout.note is not None:
+            notes.append(layout.note)
+        if layout.layout == "skip":
+            return ConvertOutcome(
+                path=source,
+                status="skipped",
+                action=Action.SKIP,
+                reasons=(layout.note or "version layout not possible",),
+                reason=layout.note,
+                bytes_before=info.size,
+                seconds=self.clock() - started,
+            )
         backend, why = choose_backend(options.encoder, self.nvenc)
         if decision.action is Action.TRANSCODE:
             notes.append(why)
@@ -274,15 +316,17 @@ class Converter:
         # now (shortened where it can be, NameTooLongError where not), not at the swap
         # after hours of encoding.
         where = output_dir_for(
-            path, library_root=options.library_root, output_dir=options.output_dir
+            path, library_root=options.library_root, output_dir=layout.output_dir
         )
         place = functools.partial(
             plan_placement,
             path,
             library_root=options.library_root,
-            output_dir=options.output_dir,
+            output_dir=layout.output_dir,
             token=secrets.token_hex(4),
             limits=await asyncio.to_thread(NameLimits.of, where),
+            archive_root=layout.archive_root,
+            version_label=layout.version_label,
         )
         placement = place()
         if await asyncio.to_thread(_taken_by_another, placement):
@@ -390,6 +434,8 @@ class Converter:
         unrecorded = await self._record_output(swap.final, source, identity, options)
         if unrecorded is not None:
             notes.append(unrecorded)
+        if swap.backup is not None and layout.archive_root is not None:
+            notes.append(await self._record_archived(swap.backup, source, swap.final, options))
         notes.extend(plan.notes)
         return ConvertOutcome(
             path=source,
@@ -484,6 +530,62 @@ class Converter:
         except CastuiError as exc:
             return f"the output is in place but could not be recorded: {exc}"
         return None
+
+    async def _record_archived(
+        self, archive: Path, source: str, final: Path, options: ConvertOptions
+    ) -> str:
+        """Record the archived original (``originals`` table) so list/restore/purge find it;
+        the note says where it is (and when the record failed: the file is safe either way)."""
+        note = f"original archived: {archive}"
+        if self.store is None:
+            return note
+        st = await asyncio.to_thread(_identity_of, archive)
+        if st is None:
+            return note
+        record = OriginalRecord(
+            library=options.library_name or "",
+            path=source,
+            archive=str(archive),
+            output=str(final),
+            size=st.size,
+            mtime_ns=st.mtime_ns,
+            archived_at=time.time(),
+        )
+        try:
+            await self.store.record_original(record)
+        except CastuiError as exc:
+            return f"{note} (not recorded: {exc}; castui originals list will not show it)"
+        self.bus.publish(OriginalChanged("archived", source, str(archive), note))
+        return note
+
+    async def _restored_on_purpose(
+        self, path: Path, info: MediaInfo, started: float, identity: SourceIdentity | None
+    ) -> ConvertOutcome | None:
+        """A skip when the person restored this very file from the archive (unchanged since):
+        converting it again would undo their restore. ``castui retry`` clears the mark."""
+        if self.store is None:
+            return None
+        mark = await self.store.restored_marker(str(path))
+        if (
+            mark is None
+            or identity is None
+            or (mark.size, mark.mtime_ns)
+            != (
+                identity.size,
+                identity.mtime_ns,
+            )
+        ):
+            return None
+        reason = "restored from the archive on purpose; `castui retry` converts it again"
+        return ConvertOutcome(
+            path=str(path),
+            status="skipped",
+            action=Action.SKIP,
+            reasons=(reason,),
+            reason=reason,
+            bytes_before=info.size,
+            seconds=self.clock() - started,
+        )
 
     def _plan(
         self,
@@ -644,6 +746,36 @@ def _taken_by_another(placement: Placement) -> bool:
         return not os.path.samefile(final, placement.source)
     except OSError:
         return True
+
+
+_VIDEO_EXTENSIONS = frozenset(DEFAULT_EXTENSIONS)
+
+
+def _layout_for(path: Path, options: ConvertOptions) -> LayoutChoice:
+    """The layout for ``path`` (blocking: lists the folder for Jellyfin's version rule)."""
+    if options.layout is None:
+        return LayoutChoice("mirror", output_dir=options.output_dir)
+    siblings: list[str] = []
+    if options.layout == "version":
+        with contextlib.suppress(OSError):
+            siblings = [
+                e.name
+                for e in os.scandir(path.parent)
+                if e.name != path.name
+                and not e.name.startswith(".")
+                and e.name.rpartition(".")[2].lower() in _VIDEO_EXTENSIONS
+                and e.is_file()
+            ]
+    return choose(
+        options.layout,
+        source=path,
+        library_root=options.library_root,
+        output_dir=options.output_dir,
+        originals=options.originals,
+        label=options.version_label,
+        fallback=options.version_fallback,
+        siblings=siblings,
+    )
 
 
 def _identity_of(path: Path) -> SourceIdentity | None:

@@ -283,3 +283,17 @@ class JellyfinState(Event):
     failed: int = 0
     last_error: str = ""
     problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class OriginalChanged(Event):
+    """An original was archived, restored or purged (published after the database commit).
+
+    ``path``: where the original lives in the library (its home); ``archive``: its place in
+    ``<library>/.castui/originals``; ``detail``: the line history and logs show.
+    """
+
+    action: str  # "archived" | "restored" | "purged"
+    path: str
+    archive: str
+    detail: str = ""

@@ -28,6 +28,7 @@ from castui_core.events import (
     ScanProgress,
     ScanStarted,
 )
+from castui_core.layout import CASTUI_DIR
 from castui_core.media import MediaInfo, ProbeFailure
 from castui_core.probe import ProbePool, ProbeResult, probe_ffprobe
 from castui_core.profiles import Profile
@@ -216,7 +217,10 @@ def walk_media(
         for entry in entries:
             try:
                 if entry.is_dir(follow_symlinks=follow_symlinks):
-                    if not rules.ignores_dir(entry.name):
+                    # castui's own folder (the archive of originals) is never media, even
+                    # with an ignore list that lets hidden folders in.
+                    top_castui = entry.name == CASTUI_DIR and directory == str(root)
+                    if not rules.ignores_dir(entry.name) and not top_castui:
                         subdirs.append(entry.path)
                 elif rules.wants(entry.name):
                     if not entry.is_symlink():

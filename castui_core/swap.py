@@ -932,7 +932,7 @@ def recover(journal: Journal) -> list[str]:
     only when the new file is in place, non-empty and the original is unchanged; and the
     original is never left without a name.
     """
-    lines: list[str] = []
+    lines: list[str] = recover_restores(journal)
     for path, entry in journal.entries():
         if entry is None:
             lines.append(f"journal entry {path} is unreadable: left for you to inspect")
@@ -1064,3 +1064,246 @@ def _place_sidecar_temps(p: Placement) -> list[Path]:
     if placed:
         _fsync_dir(p.temp.parent)
     return placed
+
+
+# --- restore: an archived original back to its place --------------------------------------------
+
+#: Restore entries live beside the swap entries, in their own folder (another format).
+_RESTORES = "restores"
+
+
+class RestoreStep(StrEnum):
+    """How far one restore got; journaled after each step happened."""
+
+    BEGUN = "begun"  # nothing moved yet; what to do is recorded
+    OUTPUT_ASIDE = "output_aside"  # castui's output renamed to a hidden name beside it
+    ORIGINAL_BACK = "original_back"  # the original has its name again
+    OUTPUT_REMOVED = "output_removed"  # the set-aside output was deleted
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """One restore: the archived original, its home, and castui's output to remove (if any).
+
+    ``output`` is None when the output is to be kept (castui did not write it, or it changed
+    since): the original then only goes back when its name is free. ``aside`` is the hidden
+    name the output is moved to before the original takes its place (the same name when the
+    source was an ``.mp4``), deleted only once the original is back.
+    """
+
+    archive: Path
+    home: Path
+    output: Path | None
+    aside: Path | None
+    archive_size: int
+    archive_mtime_ns: int
+    output_size: int | None = None
+    output_mtime_ns: int | None = None
+
+    @property
+    def key(self) -> str:
+        return hashlib.sha256(os.fsencode(self.archive)).hexdigest()[:32]
+
+    def to_json(self, step: RestoreStep, owner: str) -> dict[str, Any]:
+        return {
+            "version": _JOURNAL_VERSION,
+            "kind": "restore",
+            "owner": owner,
+            "step": str(step),
+            "archive": str(self.archive),
+            "home": str(self.home),
+            "output": None if self.output is None else str(self.output),
+            "aside": None if self.aside is None else str(self.aside),
+            "archive_size": self.archive_size,
+            "archive_mtime_ns": self.archive_mtime_ns,
+            "output_size": self.output_size,
+            "output_mtime_ns": self.output_mtime_ns,
+            "updated": time.time(),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> tuple[RestorePlan, RestoreStep, str | None]:
+        def opt(key: str) -> Path | None:
+            value = data.get(key)
+            return None if value is None else Path(value)
+
+        plan = cls(
+            archive=Path(data["archive"]),
+            home=Path(data["home"]),
+            output=opt("output"),
+            aside=opt("aside"),
+            archive_size=int(data["archive_size"]),
+            archive_mtime_ns=int(data["archive_mtime_ns"]),
+            output_size=data.get("output_size"),
+            output_mtime_ns=data.get("output_mtime_ns"),
+        )
+        return plan, RestoreStep(data["step"]), data.get("owner")
+
+
+def plan_restore(archive: Path, home: Path, output: Path | None, *, token: str) -> RestorePlan:
+    """What restoring ``archive`` to ``home`` does (reads sizes; raises ``SwapError``).
+
+    ``output`` is castui's output to remove, already checked by the caller against the
+    ``outputs`` record (castui wrote it and it did not change since); None keeps it.
+    Refuses when the original would have to overwrite a file that stays.
+    """
+    a = _stat_pair(archive)
+    if a is None:
+        raise SwapError(f"{archive}: the archived original is missing; nothing was changed")
+    if output is not None and not _exists(output):
+        output = None
+    o = _stat_pair(output) if output is not None else None
+    if _exists(home) and (output is None or not _same(home, output)):
+        raise OutputExistsError(
+            f"{home} exists and is not castui's unchanged output: the original stays in"
+            f" {archive}; move or remove {home.name} first"
+        )
+    aside = None
+    if output is not None:
+        aside = output.with_name(f".{output.stem[:180]}.castui-{token}.restore{output.suffix}")
+    return RestorePlan(
+        archive=archive,
+        home=home,
+        output=output,
+        aside=aside,
+        archive_size=a[0],
+        archive_mtime_ns=a[1],
+        output_size=None if o is None else o[0],
+        output_mtime_ns=None if o is None else o[1],
+    )
+
+
+def _restore_path(journal: Journal, plan: RestorePlan) -> Path:
+    return journal.directory / _RESTORES / f"{plan.key}.json"
+
+
+def _write_restore(journal: Journal, plan: RestorePlan, step: RestoreStep) -> None:
+    directory = journal.directory / _RESTORES
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    journal._hold()
+    path = _restore_path(journal, plan)
+    tmp = path.with_name(f".{path.stem}.{journal.owner}.json.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, json.dumps(plan.to_json(step, journal.owner), indent=1).encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _fsync_dir(directory)
+
+
+def _remove_restore(journal: Journal, plan: RestorePlan) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        _restore_path(journal, plan).unlink()
+        _fsync_dir(journal.directory / _RESTORES)
+
+
+def restore(journal: Journal, plan: RestorePlan, *, _after_step: AfterStep | None = None) -> str:
+    """Put the archived original back (blocking; journaled so a crash is rolled forward).
+
+    Order: journal ``begun``; castui's output to its hidden ``aside`` name; the original
+    renamed home (the archive is on the same filesystem: a rename keeps bytes, mode and
+    mtime); the set-aside output deleted. Each step is journaled after it happened. Once
+    begun, a restore is finished by ``recover`` (the person asked for it, and every step is
+    a rename castui can repeat), except that nothing is ever overwritten.
+    """
+    hook = _after_step or (lambda _step: None)
+    _write_restore(journal, plan, RestoreStep.BEGUN)
+    hook(RestoreStep.BEGUN)
+    try:
+        return _finish_restore(journal, plan, RestoreStep.BEGUN, hook)
+    except OSError as exc:
+        raise SwapError(
+            f"restoring {plan.home} failed: {exc.strerror or exc}; the journal keeps the state"
+            " and castui finishes it at the next start"
+        ) from exc
+
+
+def _finish_restore(journal: Journal, plan: RestorePlan, step: RestoreStep, hook: AfterStep) -> str:
+    order = list(RestoreStep)
+    at = order.index(step)
+    out, aside = plan.output, plan.aside
+    if out is not None and aside is not None and at < order.index(RestoreStep.OUTPUT_ASIDE):
+        if _exists(out) and _exists(aside) and _same(out, aside):
+            os.unlink(out)  # link done, unlink not
+        elif _exists(out) and not _exists(aside):
+            if _stat_pair(out) != (plan.output_size, plan.output_mtime_ns):
+                _remove_restore(journal, plan)
+                return (
+                    f"not restored: {out} changed meanwhile; the original stays in {plan.archive}"
+                )
+            _rename_noreplace(out, aside)
+        _fsync_dir(out.parent)
+        hook(f"{RestoreStep.OUTPUT_ASIDE}-pending")
+        _write_restore(journal, plan, RestoreStep.OUTPUT_ASIDE)
+        hook(RestoreStep.OUTPUT_ASIDE)
+    if at < order.index(RestoreStep.ORIGINAL_BACK):
+        if _exists(plan.archive) and _exists(plan.home):
+            if not _same(plan.archive, plan.home):
+                return _undo_aside(journal, plan, f"{plan.home} appeared meanwhile")
+            os.unlink(plan.archive)  # link done, unlink not
+        elif _exists(plan.archive):
+            plan.home.parent.mkdir(parents=True, exist_ok=True)
+            _rename_noreplace(plan.archive, plan.home)
+        elif not _exists(plan.home):
+            return _undo_aside(journal, plan, f"the archived original {plan.archive} is gone")
+        _fsync_dir(plan.home.parent)
+        _fsync_dir(plan.archive.parent)
+        hook(f"{RestoreStep.ORIGINAL_BACK}-pending")
+        _write_restore(journal, plan, RestoreStep.ORIGINAL_BACK)
+        hook(RestoreStep.ORIGINAL_BACK)
+    removed = ""
+    if aside is not None and _exists(aside):
+        if _stat_pair(aside) == (plan.output_size, plan.output_mtime_ns):
+            os.unlink(aside)
+            _fsync_dir(aside.parent)
+            removed = f"; removed castui's output {plan.output}"
+        hook(f"{RestoreStep.OUTPUT_REMOVED}-pending")
+        _write_restore(journal, plan, RestoreStep.OUTPUT_REMOVED)
+        hook(RestoreStep.OUTPUT_REMOVED)
+    elif out is not None:
+        removed = f"; removed castui's output {out}"
+    _remove_restore(journal, plan)
+    hook("done")
+    return f"restored {plan.home} from {plan.archive}{removed}"
+
+
+def _undo_aside(journal: Journal, plan: RestorePlan, why: str) -> str:
+    """The original cannot go back: give castui's output its name again (nothing lost)."""
+    out, aside = plan.output, plan.aside
+    if out is not None and aside is not None and _exists(aside) and not _exists(out):
+        _rename_noreplace(aside, out)
+        _fsync_dir(out.parent)
+    _remove_restore(journal, plan)
+    return f"not restored: {why}; the original stays in {plan.archive}, the output in place"
+
+
+def recover_restores(journal: Journal) -> list[str]:
+    """Finish every restore a crash interrupted (owners that are gone only); see ``recover``."""
+    directory = journal.directory / _RESTORES
+    if not directory.is_dir():
+        return []
+    lines: list[str] = []
+    for path in sorted(directory.glob("*.json")):
+        try:
+            plan, step, owner = RestorePlan.from_json(json.loads(path.read_bytes()))
+        except (OSError, ValueError, KeyError, TypeError):
+            lines.append(f"restore journal entry {path} is unreadable: left for you to inspect")
+            continue
+        with journal.claim_dead(owner) as dead:
+            if not dead or not path.exists():
+                continue
+            try:
+                done = _finish_restore(journal, plan, step, lambda _s: None)
+            except (OSError, SwapError) as exc:
+                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                lines.append(f"could not finish restoring {plan.home}: {reason}; entry kept")
+                continue
+            lines.append(f"recovered: {done} (crash during the restore)")
+    for stray in directory.glob(".*.json.tmp"):
+        parts = stray.name.split(".")
+        if not journal.owner_alive(parts[2] if len(parts) == 5 else None):
+            with contextlib.suppress(OSError):
+                stray.unlink()
+    return lines

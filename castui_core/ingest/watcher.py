@@ -34,6 +34,7 @@ from watchdog.observers.polling import PollingObserver
 
 from castui_core.fsinfo import Mount, filesystem_of
 from castui_core.ingest.settle import Observation, stat_file
+from castui_core.layout import CASTUI_DIR
 from castui_core.scan import IgnoreRules
 from castui_core.settings import LibrarySettings, WatchMode
 
@@ -134,6 +135,8 @@ def wanted_path(root: str, path: str, rules: IgnoreRules, *, is_dir: bool) -> bo
     if rel == "." or rel.startswith(".." + os.sep) or rel == "..":
         return False
     parts = rel.split(os.sep)
+    if parts[0] == CASTUI_DIR:  # the archive of originals: never new media, whatever the rules
+        return False
     dirs = parts if is_dir else parts[:-1]
     if any(rules.ignores_dir(d) for d in dirs):
         return False
