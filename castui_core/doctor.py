@@ -156,7 +156,7 @@ def check_gpus(gpus: Sequence[GpuReading] | NoGpu) -> Check:
         return Check("gpu", "warning", "no NVIDIA GPU found by NVML: CPU encoding only")
     parts = []
     for g in gpus:
-        temp = f", {g.temperature_c} °C" if g.temperature_c is not None else ""
+        temp = f", {g.temperature_c} C" if g.temperature_c is not None else ""
         parts.append(f"GPU {g.index}: {g.name}{temp}")
     return Check("gpu", "ok", "; ".join(parts))
 
@@ -314,7 +314,7 @@ def count_folders(root: Path, *, follow_symlinks: bool = False) -> int | None:
 
 
 async def _tool_facts(name: str, configured: Path | None) -> tuple[Path | None, str | None, str]:
-    """Path, version and (for ffmpeg) the ``-encoders`` listing; errors as text."""
+    """Where the tool is and its version; what went wrong as text (for the line)."""
     try:
         path = await asyncio.to_thread(find_tool, name, configured)  # type: ignore[arg-type]
     except CastuiError as exc:

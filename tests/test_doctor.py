@@ -3,6 +3,7 @@ this machine (real ffmpeg, real /proc, real mount table, NVML as it is here)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 import subprocess
@@ -163,7 +164,7 @@ def test_gpu_and_nvenc_lines() -> None:
     assert none.level == "warning"
     assert none.message.startswith("no NVIDIA driver: CPU encoding only")
     gpus = check_gpus([GpuReading(0, "NVIDIA RTX 4060", 48, 0, 0)])
-    assert gpus.level == "ok" and "GPU 0: NVIDIA RTX 4060, 48 °C" in gpus.message
+    assert gpus.level == "ok" and "GPU 0: NVIDIA RTX 4060, 48 C" in gpus.message
     works = check_nvenc(NvencStatus(True, "h264_nvenc encoded a test frame"), listed=True,
                         has_gpu=True)  # fmt: skip
     assert works.level == "ok"
@@ -242,3 +243,25 @@ def test_doctor_names_a_missing_library_as_an_error(tmp_path: Path) -> None:
     (line,) = [ln for ln in done.stdout.splitlines() if "library Movies" in ln]
     assert line.split()[0] == "error"
     assert "missing or not a folder (not mounted?)" in line
+
+
+def test_low_inotify_limit_read_from_the_kernel_files(tmp_path: Path) -> None:
+    """run_doctor reads the limits from the files it is given and counts real folders: 40
+    folders watched with inotify against a limit of 50 is a warning naming the sysctl."""
+    from castui_core.doctor import run_doctor
+    from castui_core.settings import load_settings
+
+    library = tmp_path / "movies"
+    for i in range(39):
+        (library / f"Film {i}").mkdir(parents=True)
+    proc = tmp_path / "inotify"
+    proc.mkdir()
+    (proc / "max_user_watches").write_text("50\n")
+    (proc / "max_user_instances").write_text("128\n")
+    settings = load_settings(str(_site(tmp_path, library)))
+    checks = {c.name: c for c in asyncio.run(run_doctor(settings, inotify_dir=proc))}
+    assert checks["inotify watches"].level == "warning"
+    assert "is 50, but the watched libraries have 40 folders" in checks["inotify watches"].message
+    assert "sudo sysctl fs.inotify.max_user_watches=524288" in checks["inotify watches"].message
+    assert checks["inotify instances"].level == "ok"
+    assert "40 folders); watch: inotify events" in checks["library Movies"].message
