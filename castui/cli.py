@@ -136,6 +136,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_jellyfin.register(sub)
 
+    # `castui arr check` (castui/cli_arr.py): the optional Sonarr/Radarr integration.
+    from castui import cli_arr
+
+    cli_arr.register(sub)
+
     # `castui demo` and `castui doctor` (castui/demo_view.py, castui/doctor_view.py).
     from castui import demo_view, doctor_view
 

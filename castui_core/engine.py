@@ -44,6 +44,7 @@ from castui_core.ffmpeg.nvenc import NvencStatus, detect_nvenc
 from castui_core.guardrails import GpuBackend, Guardrails, JobNeeds, open_gpu_backend
 from castui_core.guardrails.disk import FreeSpaceReader, read_free_space
 from castui_core.ingest import Ingest
+from castui_core.integrations.arr import ArrSender, arr_entries, start_arr_senders
 from castui_core.integrations.jellyfin.sender import (
     JellyfinSender,
     outbox_entries,
@@ -163,6 +164,7 @@ class Engine:
         self.ingest: Ingest | None = None
         self.jellyfin: JellyfinSender | None = None  # tells Jellyfin of committed swaps
         self.watch_history: WatchHistoryKeeper | None = None  # users' state across a swap
+        self.arr: list[ArrSender] = []  # asks Sonarr/Radarr to rescan after each swap
 
     # --- lifecycle -----------------------------------------------------------------------------
 
@@ -187,6 +189,9 @@ class Engine:
             self.watch_history = await start_keeper(settings, self.store, self.bus)
             if self.watch_history is not None:  # users' watched state across each swap
                 stack.push_async_callback(self.watch_history.stop)
+            self.arr = await start_arr_senders(settings, self.store, self.bus)
+            for arr in self.arr:  # Sonarr/Radarr rescans, from the same outbox
+                stack.push_async_callback(arr.stop)
             journal = Journal(settings.database.parent / "journal")
             stack.callback(journal.close)  # after the workers: their entries are finished
             for line in await asyncio.to_thread(recover, journal):
@@ -591,9 +596,13 @@ class Engine:
                 entries = await outbox_entries(
                     self.settings, library, claimed.path, outcome.output_path
                 )
+                if outcome.status == "done":  # Sonarr/Radarr rescan what a swap renamed
+                    entries += arr_entries(self.settings, library, outcome.output_path)
                 job = await self.store.complete(claimed.id, claimed.token, result, entries)
                 if entries and self.jellyfin is not None:
                     self.jellyfin.poke()  # its own task sends: a job never waits for Jellyfin
+                for arr in self.arr if entries else ():
+                    arr.poke()
                 self._committed(job, running_state, reason=outcome.status, actor=owner)
                 if outcome.output_path and self.ingest is not None:
                     await self.ingest.note_output(outcome.output_path, library)

@@ -174,3 +174,27 @@ class JellyfinAuthError(JellyfinConfigError):
 
 class JellyfinRequestError(JellyfinConfigError):
     """400/404 and other 4xx: the URL does not lead to Jellyfin's API or the request is wrong."""
+
+
+class ArrError(CastuiError):
+    """Talking to Sonarr/Radarr failed (``retryable``: no answer or a 5xx; else a settings
+    problem: a key refused, a URL that is not its API)."""
+
+    failure_kind = "arr"
+    retryable = False
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ArrUnreachable(ArrError):
+    """No answer, a timeout or a 5xx: castui retries with backoff."""
+
+    retryable = True
+
+
+class ArrConfigError(ArrError):
+    """401/403/404 or an answer that is not Sonarr/Radarr's: only a settings change fixes it."""
+
+    exit_code = 2

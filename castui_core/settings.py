@@ -408,6 +408,78 @@ class JellyfinSettings(_Strict):
         return key
 
 
+class ArrSettings(_Strict):
+    """A Sonarr or Radarr that must rescan a series/movie after castui renamed its file.
+
+    Why: a file that changed name looks missing to Sonarr/Radarr (and can trigger a
+    re-download). The key comes from ``api_key``, ``api_key_file`` or
+    ``$CASTUI_<NAME>_API_KEY`` (``CASTUI_SONARR_API_KEY`` for an entry named "sonarr"); it is
+    sent only in the ``X-Api-Key`` header and never logged or stored.
+    """
+
+    kind: Literal["sonarr", "radarr"]
+    name: str = Field(
+        "",
+        pattern=r"^[A-Za-z0-9_-]*$",
+        description="How castui calls this entry (default: the kind); names the key's variable.",
+    )
+    url: str = Field(
+        pattern=r"^https?://[^\s?#@]+$",
+        description="Sonarr/Radarr's address with any URL base, e.g. http://127.0.0.1:8989 (no"
+        " query string or user info: the key never goes in a URL).",
+    )
+    api_key: SecretStr | None = None
+    api_key_file: AbsolutePath | None = None
+    path_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="castui path prefix -> the same folder as Sonarr/Radarr sees it.",
+    )
+    libraries: tuple[str, ...] = Field(
+        (), description="castui libraries whose swaps it hears about (empty: all)."
+    )
+    timeout_s: float = Field(10.0, gt=0, le=300)
+    verify_tls: bool = True
+
+    @model_validator(mode="after")
+    def _defaults(self) -> ArrSettings:
+        if not self.name:
+            object.__setattr__(self, "name", self.kind)
+        if self.api_key is not None and self.api_key_file is not None:
+            raise ProblemList([("api_key", "set api_key or api_key_file, not both")])
+        bad = [f"{k} -> {v}" for k, v in self.path_map.items() if not (k[:1] == v[:1] == "/")]
+        if bad:
+            raise ProblemList([("path_map", f"both sides must be absolute: {', '.join(bad)}")])
+        return self
+
+    @property
+    def key_env(self) -> str:
+        return f"CASTUI_{self.name.upper().replace('-', '_')}_API_KEY"
+
+    def api_key_value(self) -> str:
+        """The key, read now; ConfigError says where to put it when there is none."""
+        if self.api_key is not None:
+            key = self.api_key.get_secret_value().strip()
+        elif self.api_key_file is not None:
+            try:
+                key = self.api_key_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"arr {self.name}: api_key_file {self.api_key_file} cannot be read"
+                    f" ({exc.strerror}); check the path and that castui's user may read it"
+                ) from exc
+        else:
+            key = os.environ.get(self.key_env, "").strip()
+        if not key:
+            raise ConfigError(
+                f"arr {self.name}: no API key; copy it from {self.kind.title()}'s Settings >"
+                f" General > Security into api_key_file (or ${self.key_env})"
+            )
+        return key
+
+    def notifies(self, library: str) -> bool:
+        return not self.libraries or library in self.libraries
+
+
 class Settings(_Strict):
     """The whole settings file."""
 
@@ -424,6 +496,9 @@ class Settings(_Strict):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     jellyfin: JellyfinSettings | None = None
+    arr: tuple[ArrSettings, ...] = Field(
+        (), description="Sonarr/Radarr entries asked to rescan after each committed swap."
+    )
 
     _source: Path | None = PrivateAttr(default=None)
 
