@@ -412,7 +412,11 @@ class Engine:
                 ("ffprobe", old.ffprobe, settings.ffprobe),
                 ("scan.probe_workers", old.scan.probe_workers, settings.scan.probe_workers),
                 ("scan.probe_timeout_s", old.scan.probe_timeout_s, settings.scan.probe_timeout_s),
-                ("service.lease_seconds", old.service.lease_seconds, settings.service.lease_seconds),
+                (
+                    "service.lease_seconds",
+                    old.service.lease_seconds,
+                    settings.service.lease_seconds,
+                ),
             )
             if before != after
         ]

@@ -4,7 +4,8 @@ Every such call has the same duties: an argument list (never a shell), stdin clo
 captured, and on timeout *or* cancellation the process killed and reaped so no helper
 outlives its caller. The helper runs in its own session and the kill goes to its whole
 process group: a wrapper script (a distribution's ``ffprobe`` launcher, a container shim)
-would otherwise die alone and leave its child running, holding the file and the pipes. Long encodes use ``castui_core.ffmpeg.runner`` instead.
+would otherwise die alone and leave its child running, holding the file and the pipes.
+Long encodes use ``castui_core.ffmpeg.runner`` instead.
 """
 
 from __future__ import annotations

@@ -372,7 +372,8 @@ async def test_load_limit_trips_with_hysteresis() -> None:
         assert await guard.can_start(CPU_JOB) == "waiting: CPU load 95% > 80%"
         load["cpu"] = 78.0
         await guard.sample_now()
-        assert await guard.can_start(CPU_JOB) == "waiting: CPU load 78%, not yet below 75% (limit 80%)"
+        not_yet = "waiting: CPU load 78%, not yet below 75% (limit 80%)"
+        assert await guard.can_start(CPU_JOB) == not_yet
         load["cpu"] = 70.0
         await guard.sample_now()
         assert await guard.can_start(CPU_JOB) is None

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import os
 import shutil
 import sqlite3
@@ -113,9 +112,7 @@ async def test_enospc_during_the_encode_waits_for_space_then_finishes(
             lambda e: isinstance(e, GuardrailTripped) and e.name.startswith("disk")
         )
         assert "waiting" in tripped.reason, tripped  # type: ignore[attr-defined]
-        assert any(n.startswith("disk") for n in engine.guardrails.active), (
-            engine.guardrails.active
-        )
+        assert any(n.startswith("disk") for n in engine.guardrails.active), engine.guardrails.active
         assert not engine.running  # nothing is started into the full disk
 
         await asyncio.to_thread(os.unlink, filler)  # the operator frees space

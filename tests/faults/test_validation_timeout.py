@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from validation_shim import alive, await_until, kill_leftovers, recorded_pids, write_wrapper
 
-from castui_core.convert import ConvertOptions, Converter
+from castui_core.convert import Converter, ConvertOptions
 from castui_core.probe import ProbePool
 from castui_core.profiles import builtin_profiles
 from castui_core.subproc import run_bounded
