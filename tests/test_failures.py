@@ -113,7 +113,7 @@ CASES: list[tuple[str, str, FailureKind, str]] = [
         "[h264_nvenc @ 0x5581] EncodePicture failed!: generic error (20): (no details)\n"
         "Video encoding failed\n",
         K.nvenc_option,
-        "NVENC rejected",
+        "NVENC failed while",
     ),
     (
         "disk-full",
@@ -185,6 +185,115 @@ CASES: list[tuple[str, str, FailureKind, str]] = [
         K.permission,
         "read-only",
     ),
+    # -- ffmpeg 5.1's own lines (strings of libavcodec.so.59 / libavutil.so.57 / libavfilter.so.8
+    # and the ffmpeg binary, or a real run on this machine), each with the epilogue that
+    # follows it in a real failure, so the specific line must beat the generic one.
+    (
+        "5.1-10bit-warning-then-summary",
+        "[hevc_nvenc @ 0x55] 10 bit encode not supported\n"
+        "[hevc_nvenc @ 0x55] Provided device doesn't support required NVENC features\n" + EPILOGUE,
+        K.nvenc_option,
+        "10-bit",
+    ),
+    (
+        "5.1-required-features-alone",  # what -v error shows on the GPU-frame path
+        "[hevc_nvenc @ 0x55] Provided device doesn't support required NVENC features\n" + EPILOGUE,
+        K.nvenc_option,
+        "retries on the CPU",
+    ),
+    (
+        "5.1-max-b-frames",
+        "[hevc_nvenc @ 0x55] Max B-frames 3 exceed 0\n"
+        "[hevc_nvenc @ 0x55] No capable devices found\n" + EPILOGUE,
+        K.nvenc_option,
+        "B-frame",
+    ),
+    (
+        "5.1-each-b-ref",
+        "[hevc_nvenc @ 0x55] Each B frame as reference is not supported\n"
+        "[hevc_nvenc @ 0x55] No capable devices found\n" + EPILOGUE,
+        K.nvenc_option,
+        "B-frame",
+    ),
+    (
+        "5.1-codec-not-supported",
+        "[hevc_nvenc @ 0x55] Codec not supported\n"
+        "[hevc_nvenc @ 0x55] No capable devices found\n" + EPILOGUE,
+        K.nvenc_unsupported_device,
+        "no NVENC encoder",
+    ),
+    (
+        "5.1-no-capable-devices-alone",  # a GPU without NVENC: not an unsupported *setting*
+        "[h264_nvenc @ 0x55] No capable devices found\n" + EPILOGUE,
+        K.nvenc_unsupported_device,
+        "no GPU here has an NVENC encoder",
+    ),
+    (
+        "5.1-no-cuda-devices",  # no hyphen, as libavcodec's nvenc.c prints it
+        "[h264_nvenc @ 0x55] No CUDA capable devices found\n" + EPILOGUE,
+        K.nvenc_unavailable,
+        "no NVIDIA GPU",
+    ),
+    (
+        "5.1-width-exceeds",
+        "[h264_nvenc @ 0x55] Width 8192 exceeds 4096\n"
+        "[h264_nvenc @ 0x55] No capable devices found\n" + EPILOGUE,
+        K.nvenc_option,
+        "this large",
+    ),
+    (
+        "5.1-rc-lookahead",
+        "[h264_nvenc @ 0x55] RC lookahead not supported\n"
+        "[h264_nvenc @ 0x55] No capable devices found\n" + EPILOGUE,
+        K.nvenc_option,
+        "look-ahead",
+    ),
+    (
+        "5.1-encodepicture-with-conversion-failed",  # the generic line must not win
+        "[h264_nvenc @ 0x55] EncodePicture failed!: generic error (20): (no details)\n"
+        "Video encoding failed\nConversion failed!\n",
+        K.nvenc_option,
+        "retries on the CPU",
+    ),
+    (
+        "5.1-unlisted-nvenc-line-beats-epilogue",
+        "[h264_nvenc @ 0x55] something new in a later driver\n" + EPILOGUE,
+        K.nvenc_option,
+        "NVENC rejected",
+    ),
+    (
+        "5.1-libnvcuvid",
+        "[AVHWDeviceContext @ 0x55] Cannot load libnvcuvid.so.1\n"
+        "[h264 @ 0x55] Failed loading nvcuvid.\n" + EPILOGUE,
+        K.gpu_decode,
+        "CPU decoding",
+    ),
+    (
+        # A real run of this machine's ffmpeg 5.1 (no driver): -hwaccel cuda, -v warning. The
+        # "Operation not permitted" line must not make it a permission problem.
+        "5.1-real-hwaccel-no-driver",
+        "[AVHWDeviceContext @ 0x558e86e7e9c0] Cannot load libcuda.so.1\n"
+        "[AVHWDeviceContext @ 0x558e86e7e9c0] Could not dynamically load CUDA\n"
+        "Device creation failed: -1.\n"
+        "[rawvideo @ 0x558e86e7a8c0] No device available for decoder: device type cuda needed "
+        "for codec rawvideo.\n"
+        "Device setup failed for decoder on input stream #0:0 : Operation not permitted\n",
+        K.nvenc_unavailable,
+        "libcuda.so.1",
+    ),
+    (
+        # A real run (this machine): CPU frames reaching scale_cuda; what a GPU-decode plan
+        # prints when NVDEC did not decode the stream.
+        "5.1-real-cpu-frames-into-cuda-filter",
+        "Impossible to convert between the formats supported by the filter 'graph 0 input "
+        "from stream 0:0' and the filter 'auto_scale_0'\n"
+        "Error reinitializing filters!\n"
+        "Failed to inject frame into filter network: Function not implemented\n"
+        "Error while processing the decoded data for stream #0:0\n" + EPILOGUE,
+        K.gpu_decode,
+        "retries with CPU decoding",
+    ),
+    ("reinit-filters-alone", "Error reinitializing filters!\n", K.gpu_decode, "GPU"),
     ("encoder-generic", EPILOGUE, K.encoder_error, "encoder"),
     ("conversion-failed", "Conversion failed!\n", K.encoder_error, "output"),
     ("unknown-x264", "Unknown encoder 'libx264'\n", K.encoder_error, "encoder"),
@@ -249,11 +358,45 @@ def test_exit_code_appears_in_unknown_reason() -> None:
 @pytest.mark.parametrize("kind", list(FailureKind))
 def test_nvenc_related(kind: FailureKind) -> None:
     assert Failure(kind, "r").nvenc_related is kind.value.startswith("nvenc_")
+    assert Failure(kind, "r").gpu_decode_related is (kind is K.gpu_decode)
 
 
 def test_every_kind_value_is_its_name() -> None:
     assert {k.value for k in FailureKind} == {k.name for k in FailureKind}
-    assert len(FailureKind) == 15
+    assert len(FailureKind) == 16
+
+
+def test_every_nvenc_pattern_is_a_string_ffmpeg_really_has() -> None:
+    """Each NVENC/CUDA phrase the classifier keys on is in this machine's ffmpeg libraries
+    (when they are the Debian 5.1 ones the table was built from)."""
+    libs = [
+        Path("/usr/lib/x86_64-linux-gnu/libavcodec.so.59"),
+        Path("/usr/lib/x86_64-linux-gnu/libavutil.so.57"),
+        Path("/usr/lib/x86_64-linux-gnu/libavfilter.so.8"),
+    ]
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None or not all(lib.exists() for lib in libs):
+        pytest.skip("not the ffmpeg 5.1 libraries the table was taken from")
+    blob = b"".join(lib.read_bytes() for lib in libs) + Path(ffmpeg).read_bytes()
+    for phrase in (
+        b"10 bit encode not supported",
+        b"Provided device doesn't support required NVENC features",
+        b"Max B-frames %d exceed %d",
+        b"Each B frame as reference is not supported",
+        b"B frames as references are not supported",
+        b"Codec not supported",
+        b"No capable devices found",
+        b"No CUDA capable devices found",
+        b"EncodePicture failed!",
+        b"RC lookahead not supported",
+        b"Width %d exceeds %d",
+        b"Failed loading nvcuvid.",
+        b"libnvcuvid.so.1",
+        b"Could not dynamically load CUDA",
+        b"Impossible to convert between the formats supported by the filter",
+        b"Error reinitializing filters!",
+    ):
+        assert phrase in blob, phrase
 
 
 # -- choose_backend ------------------------------------------------------------------------

@@ -42,13 +42,17 @@ DEFAULT_NVDEC_CODECS: frozenset[str] = frozenset(
 )
 
 #: Options every castui ffmpeg run starts with: never read the terminal, overwrite the temp
-#: output, print only errors, and machine-readable progress on stdout instead of the status line.
+#: output, print warnings and errors, and machine-readable progress on stdout instead of the
+#: status line. Warning level, not error: ffmpeg 5.1's NVENC logs *why* it refuses an encode
+#: ("10 bit encode not supported", "Max B-frames 3 exceed 0") as a warning and only a summary
+#: as an error, and the classifier needs the reason. Progress is on stdout, so the extra
+#: stderr lines only pass through the runner's bounded head/tail buffer.
 COMMON_OPTIONS: tuple[str, ...] = (
     "-nostdin",
     "-y",
     "-hide_banner",
     "-v",
-    "error",
+    "warning",
     "-progress",
     "pipe:1",
     "-nostats",

@@ -29,6 +29,7 @@ class FailureKind(StrEnum):
     nvenc_unsupported_device = "nvenc_unsupported_device"  # GPU without NVENC (H100, A100...)
     nvenc_session_limit = "nvenc_session_limit"  # consumer-card session cap or VRAM full
     nvenc_option = "nvenc_option"  # the card rejects a setting (b_ref_mode, 10 bit, size...)
+    gpu_decode = "gpu_decode"  # NVDEC unusable (no libnvcuvid) or CPU frames reached CUDA filters
     disk_full = "disk_full"
     decode_error = "decode_error"  # the source is corrupt or not media
     input_missing = "input_missing"
@@ -70,6 +71,16 @@ class Failure:
         """True when the GPU encoder is the problem, so the same job may succeed on the CPU."""
         return self.kind in _NVENC_KINDS
 
+    @property
+    def gpu_decode_related(self) -> bool:
+        """True when GPU *decoding* (or a CUDA filter fed CPU frames) failed: the same job may
+        succeed with CPU decoding and the GPU encoder, then on the CPU encoder.
+
+        A filter-format error counts only because castui's CPU plans never use a CUDA filter:
+        the caller retries it only for a plan that decoded on the GPU (``EncodePlan.hwaccel``).
+        """
+        return self.kind is FailureKind.gpu_decode
+
 
 @dataclass(frozen=True)
 class _Rule:
@@ -87,9 +98,16 @@ _SESSION_ADVICE = (
     "full: lower max_concurrent_jobs"
 )
 
-#: Checked in order; the first rule whose pattern matches any stderr line wins. NVENC causes
-#: come first because their stderr also contains the generic encoder epilogue; file-system
-#: errors come before decode errors because ffmpeg reports a write error as a muxing problem.
+_CPU_RETRY = "; castui retries on the CPU when encoder is auto"
+
+#: Checked in order; the first rule whose pattern matches any stderr line wins. NVENC and CUDA
+#: causes come first because their stderr also contains the generic encoder epilogue, and
+#: among them the specific capability reasons (which ffmpeg 5.1 logs at *warning* level, hence
+#: ``-v warning``) come before the summary lines printed after them ("No capable devices
+#: found", "Provided device doesn't support required NVENC features"). Every pattern is a line
+#: ffmpeg 5.1 really prints (``strings`` of libavcodec/libavutil/libavfilter and the ffmpeg
+#: binary, or a real run): tests/test_failures.py quotes them. File-system errors come before
+#: decode errors because ffmpeg reports a write error as a muxing problem.
 _RULES: tuple[_Rule, ...] = (
     _rule(
         FailureKind.nvenc_driver_too_old,
@@ -99,7 +117,7 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _rule(
         FailureKind.nvenc_unavailable,
-        r"Cannot load libcuda\.so",
+        r"Cannot load libcuda\.so|Could not dynamically load CUDA",
         "NVENC unavailable: the NVIDIA driver library libcuda.so.1 could not be loaded (no "
         "NVIDIA driver, or the container lacks GPU access)",
     ),
@@ -112,7 +130,8 @@ _RULES: tuple[_Rule, ...] = (
     ),
     _rule(
         FailureKind.nvenc_unavailable,
-        r"No NVENC capable devices found|CUDA_ERROR_NO_DEVICE|no CUDA-capable device",
+        r"No NVENC capable devices found|No CUDA capable devices found|CUDA_ERROR_NO_DEVICE"
+        r"|no CUDA-capable device",
         "NVENC unavailable: no NVIDIA GPU with an NVENC encoder was found",
     ),
     _rule(
@@ -130,27 +149,72 @@ _RULES: tuple[_Rule, ...] = (
         "driver (or use an ffmpeg built against an older NVENC SDK)",
     ),
     _rule(
-        FailureKind.nvenc_unsupported_device,
-        r"OpenEncodeSessionEx failed: unsupported device|Codec not supported",
-        "NVENC unavailable: this GPU has no NVENC encoder for this codec (data-centre GPUs such "
-        "as the H100 have none): use the CPU backend",
-    ),
-    _rule(
         FailureKind.nvenc_session_limit,
         r"OpenEncodeSessionEx failed: (out of memory|incompatible client key)"
         r"|CUDA_ERROR_OUT_OF_MEMORY",
         _SESSION_ADVICE,
     ),
     _rule(
+        FailureKind.nvenc_unsupported_device,
+        r"OpenEncodeSessionEx failed: unsupported device|Codec not supported",
+        "NVENC unavailable: this GPU has no NVENC encoder for this codec (data-centre GPUs such "
+        "as the H100 have none): use the CPU backend" + _CPU_RETRY,
+    ),
+    _rule(
         FailureKind.nvenc_option,
-        r"B frames as references are not supported|Each B frame as reference is not supported"
-        r"|10 bit encode not supported|YUV444P not supported|Lossless encoding not supported"
-        r"|Temporal AQ not supported|Weighted Prediction not supported"
-        r"|Lookahead not supported|Interlaced encoding is not supported"
-        r"|Width \d+ exceeds \d+|Height \d+ exceeds \d+|No capable devices found"
-        r"|InitializeEncoder failed|Requested GPU \d+, but only \d+ GPUs",
-        "NVENC rejected an encode setting this GPU does not support (B-frame references, "
-        "10 bit, size or look-ahead): retry without it or use the CPU backend",
+        r"10 bit encode not supported",
+        "NVENC on this GPU cannot encode 10-bit (main10 needs Pascal or later for HEVC): use an "
+        "8-bit profile or the CPU backend" + _CPU_RETRY,
+    ),
+    _rule(
+        FailureKind.nvenc_option,
+        r"Max B-frames \d+ exceed \d+|B frames as references are not supported"
+        r"|Each B frame as reference is not supported",
+        "NVENC on this GPU does not support these B-frame settings (HEVC B-frames need Turing or "
+        "later): use the CPU backend" + _CPU_RETRY,
+    ),
+    _rule(
+        FailureKind.nvenc_option,
+        r"Width \d+ exceeds \d+|Height \d+ exceeds \d+",
+        "NVENC on this GPU cannot encode a frame this large: use a smaller profile or the CPU "
+        "backend" + _CPU_RETRY,
+    ),
+    _rule(
+        FailureKind.nvenc_option,
+        r"YUV444P not supported|Lossless encoding not supported|Temporal AQ not supported"
+        r"|Weighted Prediction not supported|RC lookahead not supported"
+        r"|Interlaced encoding is not supported|Requested GPU \d+, but only \d+ GPUs",
+        "NVENC rejected an encode setting this GPU does not support (look-ahead, AQ, 4:4:4 or "
+        "the GPU index): retry without it or use the CPU backend" + _CPU_RETRY,
+    ),
+    # Printed (error level) after the warning-level reasons above when every GPU failed the
+    # capability check: alone, it means this GPU has no NVENC for the codec at all.
+    _rule(
+        FailureKind.nvenc_unsupported_device,
+        r"No capable devices found",
+        "NVENC unavailable: no GPU here has an NVENC encoder for this codec (data-centre GPUs "
+        "such as the H100 have none): use the CPU backend" + _CPU_RETRY,
+    ),
+    # The GPU-frame path's summary: the reason was logged at warning level (see above).
+    _rule(
+        FailureKind.nvenc_option,
+        r"Provided device doesn't support required NVENC features",
+        "NVENC on this GPU lacks a feature this encode needs (10-bit, B-frames or size; ffmpeg "
+        "logs which at warning level): use the CPU backend" + _CPU_RETRY,
+    ),
+    _rule(
+        FailureKind.nvenc_option,
+        r"EncodePicture failed|InitializeEncoder failed|OpenEncodeSessionEx failed"
+        r"|Failed to create nvenc instance|failed to reconfigure nvenc",
+        "NVENC failed while opening or running the encoder (see the ffmpeg message): use the "
+        "CPU backend" + _CPU_RETRY,
+    ),
+    _rule(
+        FailureKind.gpu_decode,
+        r"Cannot load libnvcuvid\.so|Failed loading nvcuvid",
+        "GPU decoding unavailable: libnvcuvid.so.1 (NVDEC) could not be loaded (the container "
+        "lacks the 'video' capability, or the driver install lacks it); castui retries with CPU "
+        "decoding",
     ),
     _rule(
         FailureKind.disk_full,
@@ -184,18 +248,32 @@ _RULES: tuple[_Rule, ...] = (
         "the source is damaged or not a media file ffmpeg can read (decode error): re-rip or "
         "re-download it; converting again will not help",
     ),
+    # Frames in one memory reached a filter that takes the other: with castui's plans that is
+    # a GPU-decode plan whose stream ffmpeg decoded on the CPU (AV1 without -c:v av1, a codec or
+    # size this NVDEC lacks), so CPU frames met scale_cuda. Before the generic epilogue.
     _rule(
-        FailureKind.encoder_error,
-        r"Error initializing output stream|Error while opening encoder|Unknown encoder"
-        r"|Could not write header|Error initializing filter|Error reinitializing filters"
-        r"|Conversion failed!",
-        "ffmpeg could not set up the output encoder or muxer: see the ffmpeg message in the log",
+        FailureKind.gpu_decode,
+        r"Impossible to convert between the formats supported by the filter"
+        r"|Error reinitializing filters"
+        r"|hwaccel requested for input stream .* but cannot be initialized",
+        "the GPU did not decode this stream (NVDEC lacks this codec, profile or size), so its "
+        "frames could not reach the CUDA filters; castui retries with CPU decoding",
     ),
 )
 
 #: An NVENC encoder context prefix such as ``[h264_nvenc @ 0x55c6...]``: any otherwise
-#: unrecognised error from NVENC itself is still an NVENC problem, worth a CPU retry.
+#: unrecognised error from NVENC itself is still an NVENC problem, worth a CPU retry. Checked
+#: before the generic epilogue (which would otherwise win: it is in every failed run's stderr).
 _NVENC_LINE = re.compile(r"\[(h264|hevc|av1)_nvenc @", re.IGNORECASE)
+
+#: ffmpeg's generic epilogue: checked last, after the NVENC-prefix catch-all.
+_GENERIC = _rule(
+    FailureKind.encoder_error,
+    r"Error initializing output stream|Error while opening encoder|Unknown encoder"
+    r"|Could not write header|Error initializing filter|Conversion failed!",
+    "ffmpeg could not set up the output encoder or muxer: see the ffmpeg message in the log",
+)
+
 
 _PATH_BEFORE_ERROR = re.compile(r"^(?:\[[^\]]*\]\s*)?(?P<path>.+?):\s+[^:]+$")
 
@@ -253,9 +331,13 @@ def classify_failure(stderr: str, exit_code: int | None) -> Failure:
         if _NVENC_LINE.search(line):
             return Failure(
                 FailureKind.nvenc_option,
-                "NVENC rejected the encode (see the ffmpeg message): retry on the CPU backend",
+                "NVENC rejected the encode (see the ffmpeg message): use the CPU backend"
+                + _CPU_RETRY,
                 line,
             )
+    for line in lines:
+        if _GENERIC.pattern.search(line):
+            return Failure(_GENERIC.kind, _GENERIC.reason, line)
     if not lines:
         return Failure(
             FailureKind.unknown,

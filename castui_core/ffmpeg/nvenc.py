@@ -37,7 +37,7 @@ def probe_args(ffmpeg: Path | str, codec: NvencCodec = "h264") -> list[str]:
         "-nostdin",
         "-hide_banner",
         "-v",
-        "error",
+        "warning",  # NVENC's capability reasons are warnings (see COMMON_OPTIONS)
         "-f",
         "lavfi",
         "-i",
