@@ -19,6 +19,7 @@ from castui_core.bus import EventBus, Subscription
 from castui_core.decide import Action
 from castui_core.errors import ConfigError, ToolNotFoundError
 from castui_core.events import ScanProblem, ScanProgress
+from castui_core.layout import label_from_profile
 from castui_core.paths import display_path, display_text, json_safe, path_json
 from castui_core.probe import ProbePool
 from castui_core.scan import IgnoreRules, Scanner, ScanReport, ScanTarget
@@ -63,6 +64,12 @@ def scan_targets(settings: Settings, args: argparse.Namespace) -> list[ScanTarge
             settings.profile_for(lib),
             lib.follow_symlinks,
             output_dir=lib.output_dir,
+            version_label=(
+                (lib.version_label or label_from_profile(lib.profile))
+                if lib.layout == "version"
+                else None
+            ),
+            version_fallback=lib.version_fallback,
         )
         for lib in libraries
     ]

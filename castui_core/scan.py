@@ -28,10 +28,11 @@ from castui_core.events import (
     ScanProgress,
     ScanStarted,
 )
-from castui_core.layout import CASTUI_DIR
+from castui_core.layout import CASTUI_DIR, version_problem
 from castui_core.media import MediaInfo, ProbeFailure
 from castui_core.probe import ProbePool, ProbeResult, probe_ffprobe
 from castui_core.profiles import Profile
+from castui_core.settings import DEFAULT_EXTENSIONS
 from castui_core.store.models import OutputRecord
 from castui_core.swap import plan_placement
 
@@ -49,6 +50,10 @@ class ScanTarget:
     explicit: bool = False  # roots named by the user: a missing file is a reject, not a warning
     #: The library's ``output_dir`` (outputs mirrored there), for the existing-copy check.
     output_dir: Path | None = None
+    #: The version layout's label (None: another layout), so scan says per file where
+    #: Jellyfin would not group the versions and what castui does instead.
+    version_label: str | None = None
+    version_fallback: str = "replace"
 
 
 @dataclass(frozen=True)
@@ -235,6 +240,48 @@ def walk_media(
         stack.extend(reversed(subdirs))
 
 
+def _version_notes(
+    files: Sequence[ScannedFile], changed: dict[str, Decision], target: ScanTarget
+) -> dict[str, Decision]:
+    """Files of a version-layout library that Jellyfin would not group (blocking: lists each
+    folder once): the reason, and what castui does instead (replace layout, or skip)."""
+    assert target.version_label is not None
+    notes: dict[str, Decision] = {}
+    listed: dict[str, list[str]] = {}
+    for scanned in files:
+        decision = changed.get(scanned.path, scanned.decision)
+        if not decision.action.needs_work:
+            continue
+        folder = os.path.dirname(scanned.path)
+        if folder not in listed:
+            try:
+                listed[folder] = [n for n in os.listdir(folder) if not n.startswith(".")]
+            except OSError:
+                listed[folder] = []
+        name = os.path.basename(scanned.path)
+        siblings = [
+            n
+            for n in listed[folder]
+            if n != name and n.rpartition(".")[2].lower() in _VIDEO_EXTENSIONS
+        ]
+        problem = version_problem(Path(scanned.path), target.version_label, siblings)
+        if problem is None:
+            continue
+        if target.version_fallback == "skip":
+            notes[scanned.path] = Decision(
+                Action.SKIP, (*decision.reasons, f"version layout not possible: {problem}")
+            )
+        else:
+            notes[scanned.path] = Decision(
+                decision.action,
+                (*decision.reasons, f"version layout not possible, replace used: {problem}"),
+            )
+    return notes
+
+
+_VIDEO_EXTENSIONS = frozenset(DEFAULT_EXTENSIONS)
+
+
 class Scanner:
     """Walk + probe + decide, publishing progress on the bus."""
 
@@ -371,6 +418,8 @@ class Scanner:
             output_dir=target.output_dir,
             own=own if outputs else None,
         )
+        if target.version_label is not None:
+            changed |= await asyncio.to_thread(_version_notes, report.files, changed, target)
         for n, scanned in enumerate(report.files):
             decision = changed.get(scanned.path)
             if decision is None:

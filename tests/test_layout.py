@@ -280,3 +280,20 @@ def test_mirror_layout_is_todays_output_dir(samples: dict[str, Path], tmp_path: 
     _convert(settings, tmp_path, movie)
     assert (tmp_path / "cast" / MOVIE).with_suffix(".mp4").exists()
     assert movie.exists() and not (root / ".castui").exists()
+
+
+def test_scan_says_where_jellyfin_would_not_group_versions(
+    samples: dict[str, Path], tmp_path: Path
+) -> None:
+    _root, settings = _library(tmp_path, samples, layout="version")
+    result = run_castui("scan", "--json", "--config", str(settings), home=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    files = {
+        Path(f["path"]).name: f
+        for f in json.loads(result.stdout)
+        if isinstance(f, dict) and "path" in f
+    }
+    episode = " ".join(files["Show - S01E01.mkv"]["reasons"])
+    assert "version layout not possible, replace used" in episode and "episode" in episode
+    movie = " ".join(files["Movie (2019).mkv"]["reasons"])
+    assert "version layout" not in movie
