@@ -500,6 +500,15 @@ class Settings(_Strict):
         (), description="Sonarr/Radarr entries asked to rescan after each committed swap."
     )
 
+    @field_validator("arr")
+    @classmethod
+    def _unique_arr_names(cls, value: tuple[ArrSettings, ...]) -> tuple[ArrSettings, ...]:
+        names = [a.name for a in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"two entries are called {', '.join(twice)}: give each a name")
+        return value
+
     _source: Path | None = PrivateAttr(default=None)
 
     @property

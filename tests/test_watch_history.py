@@ -7,6 +7,7 @@ a real SQLite store and, end to end, a real engine converting a real file.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -14,6 +15,8 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
+from cli_helpers import run_castui
 from jellyfin_fixtures import jellyfin  # noqa: F401
 from jellyfin_standin import StandinJellyfin
 from test_jellyfin_confirm import jellyfin_settings, wait_event
@@ -240,3 +243,15 @@ async def test_engine_restores_what_jellyfin_lost_and_records_it(
     assert key not in caplog.text
     assert all(key not in str(r.query) and key not in r.path for r in jellyfin.requests)
     assert key.encode() not in Path(settings.database).read_bytes()
+
+    config = tmp_path / "castui.yaml"
+    config.write_text(yaml.safe_dump({"database": str(settings.database)}))
+    (tmp_path / "home").mkdir()
+    as_json = run_castui("history", "--json", "--config", str(config), home=tmp_path / "home")
+    (job,) = json.loads(as_json.stdout)
+    assert job["watch_history"] == {
+        "status": "restored",
+        "message": "watch history: restored for 1 user",
+    }
+    shown = run_castui("history", "--config", str(config), home=tmp_path / "home", COLUMNS="300")
+    assert "watch history: restored for 1 user" in " ".join(shown.stdout.split())

@@ -366,7 +366,14 @@ class WatchHistoryKeeper:
                 snapshot = await take_snapshot(self._api, mapped)
         except asyncio.CancelledError:
             raise
-        except (TimeoutError, JellyfinUnreachable, JellyfinServerError):
+        except TimeoutError:
+            snapshot = Snapshot(
+                None,
+                "10.9",
+                error=f"unknown: Jellyfin did not answer within {self._timeout_s:g} s before the"
+                " swap",
+            )
+        except (JellyfinUnreachable, JellyfinServerError):
             snapshot = Snapshot(None, "10.9", error=UNREACHABLE)
         except Exception as exc:  # the client's words; any surprise must not stop the swap
             snapshot = Snapshot(None, "10.9", error=f"unknown: reading it failed ({exc})")
