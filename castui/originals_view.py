@@ -66,6 +66,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     purge.add_argument("--dry-run", action="store_true", help="say what would go; delete nothing")
     purge.set_defaults(handler=run_purge)
 
+    layout = subparsers.add_parser("layout", help="the library layouts (replace/version/mirror)")
+    layout_actions = layout.add_subparsers(dest="layout_command", metavar="ACTION", required=True)
+    migrate = layout_actions.add_parser(
+        "migrate",
+        help="move outputs castui wrote before layouts (<stem>.mp4 beside a kept source) to"
+        " each library's layout",
+    )
+    config(migrate)
+    migrate.add_argument("--library", metavar="NAME", help="only this library")
+    migrate.add_argument("--dry-run", action="store_true", help="say what would move; move nothing")
+    migrate.set_defaults(handler=run_migrate)
+
 
 def _settings(args: argparse.Namespace) -> Settings:
     settings = load_settings(args.config)
@@ -204,3 +216,24 @@ async def _purge(settings: Settings, older: float | None, library: str | None, d
         + (f"; kept {summary.skipped}" if summary.skipped else "")
     )
     return 0 if summary.skipped == 0 else 1
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not settings.database.is_file():
+        print("nothing to migrate (no database yet: castui has written no outputs)")
+        return 0
+    return asyncio.run(_migrate(settings, args.library, bool(args.dry_run)))
+
+
+async def _migrate(settings: Settings, library: str | None, dry: bool) -> int:
+    from castui_core.originals import migrate_layout
+
+    async with _prepared(settings) as (store, _journal, lines):
+        summary = await migrate_layout(settings, store, library=library, dry_run=dry, actor="cli")
+    for line in [*lines, *summary.lines]:
+        print(line)
+    verb = "would move" if dry else "moved"
+    tail = f"; left {summary.skipped} (see above)" if summary.skipped else ""
+    print(f"{verb} {summary.done} file(s) to the library layout{tail}")
+    return 0

@@ -57,6 +57,7 @@ from castui_core.swap import (
     SourceIdentity,
     abort,
     begin,
+    carry_sidecars,
     check_free_space,
     commit,
     estimate_output_size,
@@ -299,6 +300,10 @@ class Converter:
         layout = await asyncio.to_thread(_layout_for, path, options)
         if layout.note is not None:
             notes.append(layout.note)
+        if layout.layout == "version":
+            earlier = await self._earlier_layout_output(path, info, started)
+            if earlier is not None:
+                return earlier
         if layout.layout == "skip":
             return ConvertOutcome(
                 path=source,
@@ -436,6 +441,11 @@ class Converter:
             notes.append(unrecorded)
         if swap.backup is not None and layout.archive_root is not None:
             notes.append(await self._record_archived(swap.backup, source, swap.final, options))
+        if layout.layout in ("replace", "version"):
+            carried = await asyncio.to_thread(
+                functools.partial(carry_sidecars, path, swap.final, layout=layout.layout)
+            )
+            notes.extend(f"sidecar {p.name} now matches the output" for p in carried)
         notes.extend(plan.notes)
         return ConvertOutcome(
             path=source,
@@ -557,6 +567,36 @@ class Converter:
             return f"{note} (not recorded: {exc}; castui originals list will not show it)"
         self.bus.publish(OriginalChanged("archived", source, str(archive), note))
         return note
+
+    async def _earlier_layout_output(
+        self, path: Path, info: MediaInfo, started: float
+    ) -> ConvertOutcome | None:
+        """A skip when castui already wrote ``<stem>.mp4`` beside this source before the
+        library used the version layout (recorded, unchanged): the work is done, and
+        ``castui layout migrate`` renames it as a version."""
+        earlier = path.with_suffix(".mp4")
+        if self.store is None or earlier == path:
+            return None
+        record = await self.store.get_output(str(earlier))
+        now = await asyncio.to_thread(_identity_of, earlier)
+        if record is None or record.source != str(path) or now is None:
+            return None
+        if not record.matches(now.size, now.mtime_ns, now.ino):
+            return None
+        reason = (
+            f"castui already converted it: {earlier.name} (an earlier layout;"
+            " `castui layout migrate` names it as a version)"
+        )
+        return ConvertOutcome(
+            path=str(path),
+            status="skipped",
+            action=Action.SKIP,
+            reasons=(reason,),
+            reason=reason,
+            output_path=str(earlier),
+            bytes_before=info.size,
+            seconds=self.clock() - started,
+        )
 
     async def _restored_on_purpose(
         self, path: Path, info: MediaInfo, started: float, identity: SourceIdentity | None

@@ -155,3 +155,51 @@ def choose(
         note = None
     root = archive_root(library_root) if library_root and originals == "archive" else None
     return LayoutChoice("replace", archive_root=root, note=note)
+
+
+#: Files Jellyfin attaches to a video by name: subtitles, metadata and artwork.
+SUBTITLE_EXTENSIONS = frozenset({"srt", "ass", "ssa", "vtt", "sub", "idx", "sup", "smi"})
+SIDECAR_EXTENSIONS = SUBTITLE_EXTENSIONS | frozenset({"nfo", "jpg", "jpeg", "png", "tbn", "webp"})
+
+
+def sidecars_of(stem: str, names: Iterable[str]) -> list[str]:
+    """The names in ``names`` that belong to the video ``<stem>.<ext>`` the way Jellyfin
+    matches them: ``<stem>.<anything>.<ext>``, ``<stem>.<ext>`` or ``<stem>-<kind>.<ext>``
+    (``-poster.jpg``), with a sidecar extension. Case-sensitive, as on Linux."""
+    found = []
+    for name in names:
+        base, dot, ext = name.rpartition(".")
+        if not dot or ext.lower() not in SIDECAR_EXTENSIONS:
+            continue
+        if base == stem or base.startswith((f"{stem}.", f"{stem}-")):
+            found.append(name)
+    return sorted(found)
+
+
+def sidecar_plan(
+    old_stem: str, new_stem: str, names: Iterable[str], *, layout: LayoutName
+) -> list[tuple[str, str]]:
+    """``(existing name, name for the output)`` pairs that keep sidecars matching the output.
+
+    - replace: the output keeps the source's stem (``Movie.mkv`` -> ``Movie.mp4``), so nothing
+      moves; only where the stem had to be shortened (a name too long for the filesystem)
+      are the sidecars renamed to the new stem.
+    - version: the source stays with its sidecars; the *subtitles* get a second name for the
+      version (a hard link: no space), because Jellyfin attaches a subtitle only to the
+      video whose name it starts with. Artwork and ``.nfo`` belong to the movie, not a file.
+    - mirror: the output lives in another tree; nothing beside the source changes.
+    """
+    if layout == "mirror" or new_stem == old_stem:
+        return []
+    taken = set(names)
+    pairs = []
+    for name in sidecars_of(old_stem, taken):
+        if new_stem.startswith(old_stem) and name.startswith(new_stem):
+            continue  # already the output's own (a version's sidecar)
+        ext = name.rpartition(".")[2].lower()
+        if layout == "version" and ext not in SUBTITLE_EXTENSIONS:
+            continue
+        target = new_stem + name[len(old_stem) :]
+        if target not in taken:
+            pairs.append((name, target))
+    return pairs

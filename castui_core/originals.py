@@ -32,7 +32,7 @@ from castui_core.bus import EventBus
 from castui_core.errors import CastuiError, SwapError
 from castui_core.events import OriginalChanged
 from castui_core.layout import CASTUI_DIR, ORIGINALS_DIR, archive_root
-from castui_core.settings import Settings
+from castui_core.settings import DEFAULT_EXTENSIONS, Settings
 from castui_core.store import Store
 from castui_core.store.originals import OriginalRecord
 from castui_core.store.outbox import OutboxEntry
@@ -262,4 +262,152 @@ async def purge(
         summary.lines.append(f"purged {record.archive} ({freed} bytes)")
         if bus is not None:
             bus.publish(OriginalChanged("purged", record.path, record.archive, f"{freed} bytes"))
+    return summary
+
+
+# --- castui layout migrate -----------------------------------------------------------------
+
+
+def _migrate_replace(source: Path, archive: Path) -> None:
+    """Move an old-layout source into the archive (blocking; one rename, never overwriting).
+
+    A crash between the hard link and the unlink leaves both names on one inode; the next
+    migrate sees that and finishes (``_rename_noreplace`` semantics of ``castui_core.swap``).
+    """
+    from castui_core.swap import _fsync_dir, _make_parent, _rename_noreplace
+
+    if archive.exists() and source.exists() and os.path.samefile(source, archive):
+        os.unlink(source)
+    else:
+        _make_parent(archive)
+        _rename_noreplace(source, archive)
+    _fsync_dir(source.parent)
+    _fsync_dir(archive.parent)
+
+
+def _migrate_rename(old: Path, new: Path) -> None:
+    from castui_core.swap import _fsync_dir, _rename_noreplace
+
+    _rename_noreplace(old, new)
+    _fsync_dir(new.parent)
+
+
+async def migrate_layout(
+    settings: Settings,
+    store: Store,
+    *,
+    library: str | None = None,
+    dry_run: bool = False,
+    actor: str = "operator",
+) -> Summary:
+    """Move outputs written before layouts (``<stem>.mp4`` beside a kept source, per the
+    ``outputs`` table) to each library's layout.
+
+    replace: the kept source goes into the archive (with ``originals: delete`` it stays:
+    migrate never deletes a file). version: the output is renamed ``<stem> - <label>.mp4``
+    where Jellyfin groups it (else left, with the reason). mirror: nothing to do beside the
+    source. Only files castui wrote and that did not change since are touched.
+    """
+    from castui_core.layout import archive_path, label_from_profile, version_problem, version_stem
+    from castui_core.store.models import OutputRecord
+    from castui_core.swap import carry_sidecars
+
+    summary = Summary()
+    libs = [lib for lib in settings.libraries if library in (None, lib.name)]
+    for record in await store.all_outputs():
+        out, src = Path(record.path), Path(record.source)
+        lib = next((x for x in libs if src.is_relative_to(x.path)), None)
+        if lib is None or lib.layout == "mirror" or out.parent != src.parent:
+            continue
+        now = await asyncio.to_thread(_stat, record.path)
+        if now is None or not record.matches(*now):
+            continue  # gone or changed since castui wrote it: not castui's to move
+        kept = src if src != out else src.with_name(f"{src.stem}.original{src.suffix}")
+        source_there = await asyncio.to_thread(_stat, str(kept))
+        if lib.layout == "replace":
+            if source_there is None or lib.originals != "archive":
+                continue
+            archive = archive_path(lib.path, src)
+            if dry_run:
+                summary.done += 1
+                summary.lines.append(f"would archive {kept} -> {archive}")
+                continue
+            try:
+                await asyncio.to_thread(_migrate_replace, kept, archive)
+            except (OSError, CastuiError) as exc:
+                summary.skipped += 1
+                summary.lines.append(f"{kept}: not moved: {exc}")
+                continue
+            st = await asyncio.to_thread(_stat, str(archive))
+            assert st is not None
+            original = OriginalRecord(
+                library=lib.name,
+                path=str(src),
+                archive=str(archive),
+                output=record.path,
+                size=st[0],
+                mtime_ns=st[1],
+                archived_at=time.time(),
+            )
+            changes = [] if kept == out else [(str(kept), "Deleted")]
+            await store.move_output(
+                record.path,
+                record,
+                original=original,
+                outbox_entries=await _outbox(settings, lib.name, changes),
+                actor=actor,
+            )
+            summary.done += 1
+            summary.lines.append(f"archived {kept} -> {archive}")
+            continue
+        # version
+        if source_there is None or kept != src:
+            continue
+        label = lib.version_label or label_from_profile(record.profile or lib.profile)
+        names = await asyncio.to_thread(os.listdir, src.parent)
+        siblings = [
+            n
+            for n in names
+            if n not in (src.name, out.name)
+            and not n.startswith(".")
+            and n.rpartition(".")[2].lower() in DEFAULT_EXTENSIONS
+        ]
+        problem = version_problem(src, label, siblings)
+        if problem is not None:
+            summary.skipped += 1
+            summary.lines.append(f"{out}: left as it is: {problem}")
+            continue
+        new = out.with_name(f"{version_stem(src.stem, label)}{out.suffix}")
+        if dry_run:
+            summary.done += 1
+            summary.lines.append(f"would rename {out.name} -> {new.name}")
+            continue
+        try:
+            await asyncio.to_thread(_migrate_rename, out, new)
+        except (OSError, CastuiError) as exc:
+            summary.skipped += 1
+            summary.lines.append(f"{out}: not renamed: {exc}")
+            continue
+        await asyncio.to_thread(carry_sidecars, src, new, layout="version")
+        moved = OutputRecord(
+            path=str(new),
+            source=record.source,
+            size=record.size,
+            mtime_ns=record.mtime_ns,
+            profile=record.profile,
+            written_by=record.written_by,
+            written_at=record.written_at,
+            inode=record.inode,
+            source_size=record.source_size,
+            source_mtime_ns=record.source_mtime_ns,
+        )
+        changes = [(str(out), "Deleted"), (str(new), "Created")]
+        await store.move_output(
+            record.path,
+            moved,
+            outbox_entries=await _outbox(settings, lib.name, changes),
+            actor=actor,
+        )
+        summary.done += 1
+        summary.lines.append(f"renamed {out.name} -> {new.name}")
     return summary

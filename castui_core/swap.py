@@ -53,6 +53,7 @@ from castui_core.errors import (
     SwapError,
 )
 from castui_core.fsinfo import filesystem_of
+from castui_core.layout import LayoutName, sidecar_plan
 
 if TYPE_CHECKING:
     from castui_core.ffmpeg.command import EncodePlan
@@ -1307,3 +1308,32 @@ def recover_restores(journal: Journal) -> list[str]:
             with contextlib.suppress(OSError):
                 stray.unlink()
     return lines
+
+
+def carry_sidecars(source: Path, final: Path, *, layout: LayoutName) -> list[Path]:
+    """Give the source's sidecars (subtitles, ``.nfo``, artwork) names that match the output
+    (blocking; see :func:`castui_core.layout.sidecar_plan` for the rules per layout).
+
+    replace renames (the source is gone from the folder), version hard-links (the source
+    keeps its own); a name already taken is never overwritten. Returns the new names.
+    """
+    if final.parent != source.parent or layout not in ("replace", "version"):
+        return []
+    try:
+        names = os.listdir(source.parent)
+    except OSError:
+        return []
+    made: list[Path] = []
+    for old, new in sidecar_plan(source.stem, final.stem, names, layout=layout):
+        src, dst = source.parent / old, source.parent / new
+        try:
+            if layout == "version":
+                os.link(src, dst, follow_symlinks=False)
+            else:
+                _rename_noreplace(src, dst)
+        except (OSError, SwapError):
+            continue  # taken meanwhile, or no hard links here: the sidecar stays as it was
+        made.append(dst)
+    if made:
+        _fsync_dir(source.parent)
+    return made

@@ -23,6 +23,8 @@ from castui_core.layout import (
     choose,
     in_castui_dir,
     label_from_profile,
+    sidecar_plan,
+    sidecars_of,
     version_problem,
 )
 from castui_core.scan import IgnoreRules, walk_media
@@ -86,6 +88,47 @@ def test_choose_falls_back_or_skips_where_jellyfin_would_not_group() -> None:
     assert not in_castui_dir(root, root / "Show/.castui/x.mkv")
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "layout", "expected"),
+    [
+        # replace keeps the stem: nothing to move (the common case)
+        ("Movie", "Movie", "replace", []),
+        # replace with a stem shortened to fit the filesystem: the sidecars follow it
+        (
+            "Long name",
+            "Long na",
+            "replace",
+            [
+                ("Long name.en.srt", "Long na.en.srt"),
+                ("Long name.nfo", "Long na.nfo"),
+                ("Long name-poster.jpg", "Long na-poster.jpg"),
+            ],
+        ),
+        # version: subtitles only, the version's own ones are not doubled again
+        ("Movie", "Movie - Cast", "version", [("Movie.en.srt", "Movie - Cast.en.srt")]),
+        ("Movie", "Movie - Cast", "mirror", []),
+    ],
+)
+def test_sidecars_keep_matching_the_output(
+    old: str, new: str, layout: str, expected: list[tuple[str, str]]
+) -> None:
+    names = [
+        f"{old}.mkv",
+        f"{old}.en.srt",
+        f"{old}.nfo",
+        f"{old}-poster.jpg",
+        f"{old}extra.srt",  # another video's (no "." or "-" after the stem)
+        "Other.en.srt",
+    ]
+    if layout == "version":
+        names.append(f"{new}.de.srt")  # already the version's own
+    got = sidecar_plan(old, new, names, layout=layout)  # type: ignore[arg-type]
+    assert sorted(got) == sorted(expected)
+    assert sidecars_of(old, names) == sorted(
+        n for n in names if n.startswith((f"{old}.", f"{old}-")) and not n.endswith(".mkv")
+    )
+
+
 def test_old_settings_keep_their_meaning(tmp_path: Path) -> None:
     """An existing settings file behaves as before: output_dir mirrors, delete_source deletes."""
     mirror = LibrarySettings(name="a", path=tmp_path, output_dir=tmp_path / "cast")
@@ -133,6 +176,8 @@ def _library(tmp_path: Path, samples: dict[str, Path], **lib: object) -> tuple[P
         os.chmod(path, 0o640)
         os.utime(path, ns=(1_500_000_000_000_000_000, 1_500_000_000_123_456_789))
         path.with_suffix(".en.srt").write_text("1\n00:00:00,000 --> 00:00:01,000\nhi\n")
+        path.with_name(path.stem + "-poster.jpg").write_bytes(b"\xff\xd8poster")
+        path.with_suffix(".nfo").write_text("<movie/>")
     settings = tmp_path / "settings.yaml"
     body = {
         "database": str(tmp_path / "db" / "castui.db"),
@@ -195,7 +240,7 @@ def test_replace_archives_the_original_and_restore_and_purge_undo_it(
 
     # A second run recognises its own work: nothing converted again.
     again = _convert(settings, tmp_path, movie.with_suffix(".mp4"))
-    assert "already plays directly" in again or "castui already converted it" in again
+    assert "(plays directly)" in again and "done" not in again
 
     # Restore the movie: byte-identical, castui's output gone, not converted again.
     result = run_castui(
@@ -258,6 +303,12 @@ def test_version_layout_keeps_the_source_and_falls_back_for_episodes(
     out = _convert(settings, tmp_path, movie, episode)
     version = movie.with_name("Movie (2019) - Chromecast.mp4")
     assert version.stat().st_size > 0 and _digest(movie) == digest  # both, grouped by Jellyfin
+    # The version gets the subtitles too (a hard link: no space); artwork and .nfo are the
+    # movie's, so they stay single.
+    linked = version.with_name("Movie (2019) - Chromecast.en.srt")
+    assert linked.stat().st_ino == movie.with_suffix(".en.srt").stat().st_ino
+    assert not version.with_name("Movie (2019) - Chromecast-poster.jpg").exists()
+    assert not version.with_name("Movie (2019) - Chromecast.nfo").exists()
     assert not movie.with_suffix(".mp4").exists()
     # The episode: Jellyfin would list two episodes, so the replace layout is used.
     assert episode.with_suffix(".mp4").exists() and not episode.exists()
@@ -297,3 +348,65 @@ def test_scan_says_where_jellyfin_would_not_group_versions(
     assert "version layout not possible, replace used" in episode and "episode" in episode
     movie = " ".join(files["Movie (2019).mkv"]["reasons"])
     assert "version layout" not in movie
+
+
+def _old_layout(tmp_path: Path, samples: dict[str, Path], **lib: object) -> tuple[Path, Path]:
+    """A library converted the way castui did before layouts: ``<stem>.mp4`` beside the kept
+    source, recorded in the outputs table; then the settings gain ``lib`` (a layout)."""
+    root, settings = _library(tmp_path, samples)
+    body = json.loads(settings.read_text())
+    body["libraries"][0]["path"] = str(tmp_path / "elsewhere")  # outside every library:
+    settings.write_text(json.dumps(body))  # castui convert writes beside, as it used to
+    _convert(settings, tmp_path, root / MOVIE, root / EPISODE)
+    assert (root / MOVIE).exists() and (root / MOVIE).with_suffix(".mp4").exists()
+    body["libraries"][0] = {"name": "Media", "path": str(root), **lib}
+    settings.write_text(json.dumps(body))
+    return root, settings
+
+
+def test_old_layout_outputs_are_recognised_and_migrated_to_replace(
+    samples: dict[str, Path], tmp_path: Path
+) -> None:
+    root, settings = _old_layout(tmp_path, samples)
+    movie, episode = root / MOVIE, root / EPISODE
+    digest = _digest(movie)
+    again = _convert(settings, tmp_path, movie, episode)
+    assert again.count("castui already converted it") == 2  # not converted again
+    assert movie.exists()  # and nothing moved by that
+
+    dry = run_castui("layout", "migrate", "--dry-run", "--config", str(settings), home=tmp_path)
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert "would move 2 file(s)" in dry.stdout and movie.exists()
+
+    done = run_castui("layout", "migrate", "--config", str(settings), home=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "moved 2 file(s)" in done.stdout
+    assert not movie.exists() and _digest(archive_path(root, movie)) == digest
+    assert movie.with_suffix(".mp4").exists() and episode.with_suffix(".mp4").exists()
+    assert len(_list(settings, tmp_path)["originals"]) == 2  # type: ignore[arg-type]
+    # ...and restorable like any archived original.
+    back = run_castui("originals", "restore", "--config", str(settings), str(movie), home=tmp_path)
+    assert back.returncode == 0, back.stdout + back.stderr
+    assert _digest(movie) == digest and not movie.with_suffix(".mp4").exists()
+    # A second migrate finds nothing left to move.
+    twice = run_castui("layout", "migrate", "--config", str(settings), home=tmp_path)
+    assert "moved 0 file(s)" in twice.stdout
+
+
+def test_old_layout_outputs_are_migrated_to_version_where_jellyfin_groups(
+    samples: dict[str, Path], tmp_path: Path
+) -> None:
+    root, settings = _old_layout(tmp_path, samples, layout="version", version_label="Cast")
+    movie, episode = root / MOVIE, root / EPISODE
+    again = _convert(settings, tmp_path, movie)
+    assert "castui already converted it: Movie (2019).mp4 (an earlier layout" in again
+    done = run_castui("layout", "migrate", "--config", str(settings), home=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    version = movie.with_name("Movie (2019) - Cast.mp4")
+    assert version.exists() and movie.exists() and not movie.with_suffix(".mp4").exists()
+    assert version.with_name("Movie (2019) - Cast.en.srt").exists()
+    # The episode cannot be a version (Jellyfin would list two episodes): left, and said.
+    assert episode.with_suffix(".mp4").exists()
+    assert "Show - S01E01.mp4: left as it is: an episode" in done.stdout
+    # The renamed version is still castui's: a rerun skips the movie.
+    assert "castui already converted it" in _convert(settings, tmp_path, movie)

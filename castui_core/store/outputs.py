@@ -59,6 +59,11 @@ async def output_paths(conn: aiosqlite.Connection) -> set[str]:
     return {r[0] for r in await fetchall(conn, "SELECT path FROM outputs")}
 
 
+async def all_outputs(conn: aiosqlite.Connection) -> list[OutputRecord]:
+    rows = await fetchall(conn, "SELECT * FROM outputs ORDER BY path")
+    return [output_from_row(r) for r in rows]
+
+
 async def forget_output(conn: aiosqlite.Connection, path: str) -> None:
     await execute(conn, "DELETE FROM outputs WHERE path = ?", (path,))
 

@@ -445,6 +445,43 @@ class Store:
         async with self._write("updating the outputs") as conn:
             await outputs.forget_output(conn, path)
 
+    async def all_outputs(self) -> list[OutputRecord]:
+        async with self._read("reading the outputs") as conn:
+            return await outputs.all_outputs(conn)
+
+    async def move_output(
+        self,
+        old: str,
+        record: OutputRecord,
+        *,
+        outbox_entries: Sequence[OutboxEntry] = (),
+        original: OriginalRecord | None = None,
+        actor: str = "operator",
+    ) -> None:
+        """``castui layout migrate``: an output (or its original) moved to the library's
+        layout, recorded in one transaction with its notifications and audit entry."""
+        async with self._write("recording a layout change") as conn:
+            now = self._now()
+            if record.path != old:
+                await outputs.forget_output(conn, old)
+            await outputs.record_output(conn, record)
+            if original is not None:
+                await originals_db.record_archived(conn, original)
+            if outbox_entries:
+                await outbox_db.add_entries(conn, now, None, outbox_entries)
+            await audit.record_event(
+                conn,
+                now,
+                "layout_migrated",
+                path=record.source,
+                actor=actor,
+                details={
+                    "output": record.path,
+                    "from": old,
+                    "archive": None if original is None else original.archive,
+                },
+            )
+
     # --- archived originals (castui_core.originals) ---------------------------------------
 
     async def record_original(self, record: OriginalRecord) -> None:
@@ -608,9 +645,7 @@ class Store:
                 message=message,
             )
 
-    async def watch_history(
-        self, job_ids: Sequence[int]
-    ) -> dict[int, watch_db.StoredWatchHistory]:
+    async def watch_history(self, job_ids: Sequence[int]) -> dict[int, watch_db.StoredWatchHistory]:
         async with self._read("reading watch history") as conn:
             return await watch_db.for_jobs(conn, job_ids)
 
