@@ -52,6 +52,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     restore.set_defaults(handler=run_restore)
 
+    again = actions.add_parser(
+        "convert-again",
+        help="let castui convert restored files again (a restore marks them to be left alone)",
+    )
+    config(again)
+    again.add_argument("paths", nargs="+", metavar="PATH", help="a restored original's path")
+    again.set_defaults(handler=run_convert_again)
+
     purge = actions.add_parser("purge", help="delete archived originals to free their space")
     config(purge)
     from castui.cli import parse_duration
@@ -189,7 +197,10 @@ async def _restore(settings: Settings, paths: list[str]) -> int:
         print(line)
     print(f"restored {summary.done}, not restored {summary.skipped}")
     if summary.done:
-        print("castui will not convert these again; `castui retry JOB` converts one anyway")
+        print(
+            "castui will not convert these again;"
+            " `castui originals convert-again PATH` lets it convert one"
+        )
     return 0 if summary.skipped == 0 else 1
 
 
@@ -237,3 +248,24 @@ async def _migrate(settings: Settings, library: str | None, dry: bool) -> int:
     tail = f"; left {summary.skipped} (see above)" if summary.skipped else ""
     print(f"{verb} {summary.done} file(s) to the library layout{tail}")
     return 0
+
+
+def run_convert_again(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    if not settings.database.is_file():
+        raise CastuiError(f"no database at {settings.database}: castui restored nothing yet")
+    return asyncio.run(_convert_again(settings, [str(Path(p).absolute()) for p in args.paths]))
+
+
+async def _convert_again(settings: Settings, paths: list[str]) -> int:
+    missing = 0
+    async with _prepared(settings) as (store, _journal, lines):
+        for line in lines:
+            print(line)
+        for path in paths:
+            if await store.clear_restored_marker(path, actor="cli"):
+                print(f"{path}: castui converts it again at the next scan or `castui convert`")
+            else:
+                missing += 1
+                print(f"{path}: not marked as restored; nothing to do")
+    return 0 if missing == 0 else 1

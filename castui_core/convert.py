@@ -616,7 +616,10 @@ class Converter:
             )
         ):
             return None
-        reason = "restored from the archive on purpose; `castui retry` converts it again"
+        reason = (
+            "restored from the archive on purpose;"
+            " `castui originals convert-again PATH` converts it again"
+        )
         return ConvertOutcome(
             path=str(path),
             status="skipped",

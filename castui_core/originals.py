@@ -411,3 +411,27 @@ async def migrate_layout(
         summary.done += 1
         summary.lines.append(f"renamed {out.name} -> {new.name}")
     return summary
+
+
+async def at_start(settings: Settings, store: Store, bus: EventBus | None = None) -> list[str]:
+    """What a starting service does with the archive (after journal recovery): record
+    restores a crash left between files and database, then apply each library's
+    ``originals_keep_days`` (automatic retention, off unless set). Lines for the log."""
+    lines = await reconcile(store)
+    for lib in settings.libraries:
+        if lib.originals_keep_days is None:
+            continue
+        summary = await purge(
+            store,
+            older_than_s=lib.originals_keep_days * 86400,
+            library=lib.name,
+            bus=bus,
+            actor="retention",
+        )
+        if summary.done or summary.skipped:
+            lines.append(
+                f"{lib.name}: purged {summary.done} archived original(s) older than"
+                f" {lib.originals_keep_days:g} days ({summary.bytes} bytes freed)"
+                + (f"; kept {summary.skipped} that changed" if summary.skipped else "")
+            )
+    return lines

@@ -8,10 +8,12 @@ word for it.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
 import shutil
+import time
 from pathlib import Path, PurePath
 
 import pytest
@@ -27,8 +29,11 @@ from castui_core.layout import (
     sidecars_of,
     version_problem,
 )
+from castui_core.originals import at_start
 from castui_core.scan import IgnoreRules, walk_media
 from castui_core.settings import LibrarySettings, load_settings
+from castui_core.store import Store
+from castui_core.store.originals import OriginalRecord
 
 MOVIE = "Movie (2019)/Movie (2019).mkv"
 EPISODE = "Show/Season 01/Show - S01E01.mkv"
@@ -274,6 +279,14 @@ def test_replace_archives_the_original_and_restore_and_purge_undo_it(
     assert episode.with_suffix(".mp4").exists()  # the output stays
     assert _list(settings, tmp_path)["originals"] == []
 
+    # Asked to, castui converts the restored movie again (and archives it again).
+    asked = run_castui(
+        "originals", "convert-again", "--config", str(settings), str(movie), home=tmp_path
+    )
+    assert asked.returncode == 0, asked.stdout + asked.stderr
+    assert "done remux" in _convert(settings, tmp_path, movie)
+    assert _digest(archive_path(root, movie)) == before[movie][0]
+
 
 def test_restore_keeps_an_output_that_changed_since_castui_wrote_it(
     samples: dict[str, Path], tmp_path: Path
@@ -410,3 +423,44 @@ def test_old_layout_outputs_are_migrated_to_version_where_jellyfin_groups(
     assert "Show - S01E01.mp4: left as it is: an episode" in done.stdout
     # The renamed version is still castui's: a rerun skips the movie.
     assert "castui already converted it" in _convert(settings, tmp_path, movie)
+
+
+def test_retention_purges_only_originals_older_than_keep_days(tmp_path: Path) -> None:
+    """``originals_keep_days`` at a service start: the old original goes, the young stays."""
+    root = tmp_path / "media"
+    old, young = archive_path(root, root / "a/Old.mkv"), archive_path(root, root / "b/New.mkv")
+    for path, data in ((old, b"o" * 5000), (young, b"y" * 7000)):
+        path.parent.mkdir(parents=True)
+        path.write_bytes(data)
+    settings = load_settings(None).model_copy(
+        update={
+            "libraries": (
+                LibrarySettings(name="Media", path=root, originals_keep_days=30),
+                LibrarySettings(name="Kept", path=tmp_path / "kept"),
+            )
+        }
+    )
+
+    async def scenario() -> list[str]:
+        async with Store.open(tmp_path / "castui.db") as store:
+            now = time.time()
+            for path, age_days in ((old, 31), (young, 29)):
+                st = path.stat()
+                await store.record_original(
+                    OriginalRecord(
+                        library="Media",
+                        path=str(root / path.relative_to(root / ".castui/originals")),
+                        archive=str(path),
+                        output=None,
+                        size=st.st_size,
+                        mtime_ns=st.st_mtime_ns,
+                        archived_at=now - age_days * 86400,
+                    )
+                )
+            lines = await at_start(settings, store)
+            assert [r.archive for r in await store.list_originals()] == [str(young)]
+            return lines
+
+    lines = asyncio.run(scenario())
+    assert not old.exists() and young.exists()
+    assert lines == ["Media: purged 1 archived original(s) older than 30 days (5000 bytes freed)"]
