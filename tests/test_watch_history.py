@@ -32,7 +32,7 @@ from castui_core.integrations.jellyfin.userdata import (
     UserState,
     WatchHistoryKeeper,
     api_style,
-    find_item,
+    item_id_for,
     lost_fields,
     restore,
     summarise,
@@ -105,6 +105,14 @@ def library(standin: StandinJellyfin, root: Path, name: str = "film") -> tuple[P
     return old, root / f"{name}.mp4"
 
 
+def new_item(standin: StandinJellyfin, path: Path) -> str:
+    """The id Jellyfin gave the new file, which castui computes the same way."""
+    item = standin.item_for(str(path))
+    assert item is not None
+    assert item_id_for(str(path), item.type_full_name) == item.id
+    return item.id
+
+
 def swap(standin: StandinJellyfin, old: Path, new: Path) -> None:
     """What castui's swap does to Jellyfin's view: the old path goes, a new one comes."""
     os.rename(old, new)
@@ -124,9 +132,9 @@ async def test_a_lost_state_comes_back_and_a_kept_one_is_not_touched(
     async with JellyfinClient(jellyfin.url, jellyfin.api_key) as client:
         snapshot = await take_snapshot(client, str(old))
         assert {u.user_name for u in snapshot.users} == {"alice", "bob"}  # not castui-test
+        assert not jellyfin.requests_to("/Items")  # found by its id, no library listing
         swap(jellyfin, old, new)
-        new_id = await find_item(client, str(new))
-        assert new_id is not None
+        new_id = new_item(jellyfin, new)
         result = await restore(client, snapshot, new_id)
     assert result.message == "watch history: restored for 1 user"
     alice = jellyfin.user_data_for("alice", str(new))
@@ -151,8 +159,7 @@ async def test_jellyfin_10_8_restores_played_and_says_the_position_is_lost(
             snapshot = await take_snapshot(client, str(old))
             assert snapshot.style == "10.8"
             swap(standin, old, new)
-            new_id = await find_item(client, str(new))
-            assert new_id is not None
+            new_id = new_item(standin, new)
             result = await restore(client, snapshot, new_id)
         carol = standin.user_data_for("carol", str(new))
         assert (carol["Played"], carol["PlayCount"], carol["IsFavorite"]) == (True, 1, True)

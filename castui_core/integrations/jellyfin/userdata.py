@@ -4,11 +4,12 @@ Why: Jellyfin keys an item by its path, so ``Movie.mkv`` → ``Movie.mp4`` is a 
 empty user data. Jellyfin often re-attaches watched state itself (provider ids; 10.11 keeps
 the data of removed items by key), but not always. So when Jellyfin is configured castui
 
-1. right before the swap (the converter's ``before_commit``), finds the old item by listing
-   its library with ``Fields=Path`` (as confirmation does: there is no Path filter), lists
-   ``GET /Users`` and reads each user's data for the item: ``GET /UserItems/{id}/UserData?
-   userId=`` on 10.9+, the item's ``UserData`` from ``GET /Users/{userId}/Items/{id}`` on
-   10.8. Only users with something to lose are kept (played, play count, position, favourite);
+1. right before the swap (the converter's ``before_commit``), lists ``GET /Users`` and reads
+   each user's data for the old item: ``GET /UserItems/{id}/UserData?userId=`` on 10.9+, the
+   item's ``UserData`` from ``GET /Users/{userId}/Items/{id}`` on 10.8. The item's id is
+   computed from its path as Jellyfin does (:func:`item_id_for`, tried for each video item
+   type; a 404 means "not this one"), so a big library is never listed just to find one
+   file. Only users with something to lose are kept (played, play count, position, favourite);
 2. stores that snapshot durably beside the job (:mod:`castui_core.store.watch_history`);
 3. once Jellyfin has listed the new item (the confirmation found its id), reads each user's
    data for the new item and writes back only the fields Jellyfin lost: ``POST
@@ -25,8 +26,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
+import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, Protocol
@@ -34,12 +37,12 @@ from typing import Any, Literal, Protocol
 from castui_core.bus import EventBus, Subscription
 from castui_core.errors import (
     CastuiError,
+    JellyfinError,
     JellyfinRequestError,
     JellyfinServerError,
     JellyfinUnreachable,
 )
 from castui_core.events import JellyfinConfirmed, LogLine
-from castui_core.integrations.jellyfin.confirm import item_with_path, library_for
 from castui_core.integrations.jellyfin.connect import client_for
 from castui_core.integrations.jellyfin.paths import to_jellyfin
 from castui_core.settings import Settings
@@ -191,33 +194,6 @@ def summarise(restored: Sequence[str], unchanged: int, notes: Sequence[str]) -> 
 # --- the conversation ---------------------------------------------------------------------------
 
 
-async def find_item(api: UserDataApi, jellyfin_path: str) -> str | None:
-    """The id of the item at ``jellyfin_path`` (its library listed with ``Fields=Path``)."""
-    library = library_for(await api.get_json("/Library/VirtualFolders"), jellyfin_path)
-    if library is None:
-        return None
-    start, page = 0, 500
-    while True:
-        items = await api.get_json(
-            "/Items",
-            {
-                "ParentId": library,
-                "Recursive": "true",
-                "Fields": "Path",
-                "StartIndex": start,
-                "Limit": page,
-            },
-        )
-        found = item_with_path(items, jellyfin_path)
-        if found is not None:
-            return found
-        listed = items.get("Items") if isinstance(items, dict) else None
-        total = items.get("TotalRecordCount", 0) if isinstance(items, dict) else 0
-        start += page
-        if not listed or start >= int(total or 0):
-            return None
-
-
 async def read_user_data(api: UserDataApi, style: Style, item_id: str, user_id: str) -> Any:
     if style == "10.9":
         return await api.get_json(f"/UserItems/{item_id}/UserData", {"userId": user_id})
@@ -234,18 +210,54 @@ async def _users(api: UserDataApi) -> list[tuple[str, str]]:
     ]
 
 
+#: The item types a video file becomes (movies, shows, other libraries): Jellyfin's item id is
+#: derived from the type's full name and the path.
+ITEM_TYPES = (
+    "MediaBrowser.Controller.Entities.Movies.Movie",
+    "MediaBrowser.Controller.Entities.TV.Episode",
+    "MediaBrowser.Controller.Entities.Video",
+)
+
+
+def item_id_for(jellyfin_path: str, type_full_name: str) -> str:
+    """Jellyfin's id for the item at a path (``BaseItem.GetNewItemId``: MD5 of the type's full
+    name + the path in UTF-16-LE, as a .NET Guid; case-sensitive ids, the default since 10.8).
+    """
+    digest = hashlib.md5((type_full_name + jellyfin_path).encode("utf-16-le")).digest()
+    return uuid.UUID(bytes_le=digest).hex
+
+
+async def locate(
+    api: UserDataApi, style: Style, jellyfin_path: str, user_id: str
+) -> tuple[str, Any] | None:
+    """``(item id, that user's data)`` for the item at ``jellyfin_path``, trying the id of each
+    item type: one to three small requests instead of listing a whole library (a 404 is "not
+    this type")."""
+    for type_full_name in ITEM_TYPES:
+        candidate = item_id_for(jellyfin_path, type_full_name)
+        try:
+            return candidate, await read_user_data(api, style, candidate, user_id)
+        except JellyfinError as exc:
+            if exc.status != 404:
+                raise
+    return None
+
+
 async def take_snapshot(api: UserDataApi, jellyfin_path: str) -> Snapshot:
     """Each user's data for the item at ``jellyfin_path``; errors are the caller's to record."""
     info = await api.get_json("/System/Info/Public")
     style = api_style(str(info.get("Version", "")) if isinstance(info, dict) else "")
-    item_id = await find_item(api, jellyfin_path)
-    if item_id is None:
+    users = await _users(api)
+    if not users:
+        return Snapshot(None, style)
+    found = await locate(api, style, jellyfin_path, users[0][0])
+    if found is None:
         return Snapshot(None, style, error=f"Jellyfin had no item for {jellyfin_path}")
+    item_id, first = found
     states = []
-    for user_id, name in await _users(api):
-        state = UserState.from_dto(
-            user_id, name, await read_user_data(api, style, item_id, user_id)
-        )
+    for n, (user_id, name) in enumerate(users):
+        raw = first if n == 0 else await read_user_data(api, style, item_id, user_id)
+        state = UserState.from_dto(user_id, name, raw)
         if not state.empty:
             states.append(state)
     return Snapshot(item_id, style, tuple(states))
@@ -440,9 +452,11 @@ class WatchHistoryKeeper:
             return Result("unknown", "watch history: unknown: the job has no confirmation")
         try:
             item_id = confirmed.item_id
-            if item_id is None:
+            if item_id is None and snapshot.users:  # confirmation gave up: look once more
                 mapped = self._to_jellyfin(confirmed.path)
-                item_id = await find_item(self._api, mapped) if mapped else None
+                user = snapshot.users[0].user_id
+                found = await locate(self._api, snapshot.style, mapped, user) if mapped else None
+                item_id = found[0] if found else None
             if item_id is None:
                 return Result(
                     "lost",
