@@ -51,6 +51,7 @@ from castui_core.integrations.jellyfin.sender import (
     start_sender,
 )
 from castui_core.integrations.jellyfin.userdata import WatchHistoryKeeper, start_keeper
+from castui_core.integrations.jellyfin.watchers import JellyfinWatchers
 from castui_core.originals import at_start as originals_at_start
 from castui_core.probe import ProbePool
 from castui_core.settings import Settings
@@ -163,6 +164,7 @@ class Engine:
         self.converter: Converter
         self.guardrails: Guardrails
         self.ingest: Ingest | None = None
+        self.jellyfin_watchers: JellyfinWatchers | None = None  # confirmations, sessions guard
         self.jellyfin: JellyfinSender | None = None  # tells Jellyfin of committed swaps
         self.watch_history: WatchHistoryKeeper | None = None  # users' state across a swap
         self.arr: list[ArrSender] = []  # asks Sonarr/Radarr to rescan after each swap
@@ -228,6 +230,11 @@ class Engine:
                 now=self._now,
             )
             await stack.enter_async_context(self.guardrails)
+            if settings.jellyfin is not None:  # confirmations and the sessions guard
+                watchers = JellyfinWatchers(settings, self.store, self.bus, self.guardrails)
+                self.jellyfin_watchers = watchers
+                stack.push_async_callback(watchers.stop)
+                await watchers.start()
             if await self.store.is_paused():  # persisted by an operator: say so at start
                 self.bus.publish(QueueState(paused=True, reason="paused before this start"))
             if self._watch or self._scan_at_start:

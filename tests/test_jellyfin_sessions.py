@@ -7,11 +7,48 @@ continued (psutil), like the GPU and schedule guards in test_engine.py.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
+import yaml
+from jellyfin_fixtures import jellyfin  # noqa: F401
+from jellyfin_playback import playing_session
+from jellyfin_standin import StandinJellyfin
+from test_engine import (  # the engine test helpers: real ffmpeg through a realtime shim
+    Recorder,
+    add_to_library,
+    clip,  # noqa: F401
+    finished,
+    make_engine,
+    make_settings,
+    note,
+    process_status,
+    progress_of,
+    shim_tools,
+)
 
-from castui_core.guardrails.jellyfin_sessions import sessions_reason, viewers
+from castui_core.bus import EventBus
+from castui_core.events import (
+    GuardrailCleared,
+    GuardrailTripped,
+    JobFinished,
+    JobNote,
+    JobProgress,
+    LogLine,
+)
+from castui_core.guardrails import Guardrails, JobNeeds, LoadReading, NoGpu
+from castui_core.guardrails.jellyfin_sessions import (
+    JELLYFIN_SESSIONS,
+    SessionsPoller,
+    sessions_reason,
+    viewers,
+)
+from castui_core.integrations.jellyfin.client import JellyfinClient
+from castui_core.settings import GuardrailSettings, parse_settings
+
+pytestmark = pytest.mark.timeout(120)
 
 
 def session(
@@ -83,3 +120,99 @@ def test_viewers_keep_what_the_dashboard_shows() -> None:
         True,
         True,
     )
+
+
+# --- end to end: the stand-in's /Sessions pauses and resumes a real encode ---------------------
+
+
+async def test_two_viewers_pause_a_real_encode_until_they_stop(
+    jellyfin: StandinJellyfin,  # noqa: F811
+    clip: Path,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CASTUI_SHIM_REALTIME", "1")  # a 4 s encode that lasts 4 s
+    data = yaml.safe_load(yaml.safe_dump(make_settings(tmp_path).model_dump(mode="json")))
+    data["jellyfin"] = {
+        "url": jellyfin.url,
+        "api_key": jellyfin.api_key,
+        "user": "castui-test",
+        "confirm": False,
+        "pause_while": "playing",
+        "sessions_poll_s": 1,
+    }
+    settings = parse_settings(yaml.safe_dump(data))
+    source = add_to_library(tmp_path, clip, "busy.avi")
+    jellyfin.add_library("Movies", [str(tmp_path / "lib")])
+    engine = make_engine(settings, tools=shim_tools(tmp_path))
+    rec = Recorder(engine.bus)
+    await engine.start()
+    try:
+        await rec.wait_for(progress_of(source))
+        ann = jellyfin.playback.users[0]
+        bob = {"Name": "bob", "Id": "b0b"}
+        jellyfin.playback.sessions[:] = [
+            playing_session(ann, "Film A"),
+            playing_session(bob, "Film B", transcoding=True),
+        ]
+        tripped = await rec.wait_for(
+            lambda e: isinstance(e, GuardrailTripped) and e.name == JELLYFIN_SESSIONS
+        )
+        assert isinstance(tripped, GuardrailTripped) and tripped.pauses_running
+        assert tripped.reason == "paused: 2 people are watching on Jellyfin"
+        paused = await rec.wait_for(note(source, "paused: "))
+        assert isinstance(paused, JobNote)
+        assert paused.message == "paused: 2 people are watching on Jellyfin"
+        pid = engine.converter.pid_of(str(source))
+        assert process_status(pid) == psutil.STATUS_STOPPED
+        rec.drain()
+        assert [e for e in await rec.during(1.0) if isinstance(e, JobProgress)] == []
+        assert process_status(pid) == psutil.STATUS_STOPPED
+        asked = jellyfin.requests_to("/Sessions", "GET")
+        assert asked and all(r.query.get("activeWithinSeconds") for r in asked)
+
+        jellyfin.playback.sessions.clear()  # both stopped watching
+        cleared = await rec.wait_for(
+            lambda e: isinstance(e, GuardrailCleared) and e.name == JELLYFIN_SESSIONS
+        )
+        assert isinstance(cleared, GuardrailCleared)
+        assert cleared.reason == "nobody is watching on Jellyfin"
+        await rec.wait_for(note(source, "resumed"))
+        assert process_status(pid) != psutil.STATUS_STOPPED
+        done = await rec.wait_for(finished(source))
+        assert isinstance(done, JobFinished) and done.status == "done", done
+    finally:
+        await engine.stop()
+
+
+async def test_a_jellyfin_that_cannot_be_asked_clears_the_guard_and_says_so_once(
+    jellyfin: StandinJellyfin,  # noqa: F811
+) -> None:
+    bus = EventBus()
+    sub = bus.subscribe()
+    guardrails = Guardrails(
+        GuardrailSettings(),
+        min_free_bytes=0,
+        bus=bus,
+        gpu=NoGpu("no GPU: test"),
+        load=lambda: LoadReading(None, None),
+    )
+    jellyfin.playback.sessions[:] = [playing_session(jellyfin.playback.users[0], "Film")]
+    async with JellyfinClient(jellyfin.url, jellyfin.api_key, timeout_s=2) as client:
+        poller = SessionsPoller(
+            guardrails, lambda: client.sessions(active_within_s=60), mode="playing", bus=bus
+        )
+        assert await poller.poll_once() == "paused: 1 person is watching on Jellyfin"
+        assert guardrails.should_pause_running("cpu") == "paused: 1 person is watching on Jellyfin"
+        assert await guardrails.can_start(JobNeeds("cpu")) is not None  # new encodes wait too
+        jellyfin.down()
+        assert await poller.poll_once() is None  # nobody can watch on a stopped Jellyfin
+        assert await poller.poll_once() is None
+        assert guardrails.should_pause_running("cpu") is None
+        assert await guardrails.can_start(JobNeeds("cpu")) is None
+    lines = []
+    while (event := sub.get_nowait()) is not None:
+        if isinstance(event, LogLine) and "Jellyfin sessions" in event.message:
+            lines.append(event.message)
+    assert len(lines) == 1, lines  # said once, not every poll
+    assert "could not be read" in lines[0] and jellyfin.api_key not in lines[0]
