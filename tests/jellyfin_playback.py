@@ -27,7 +27,7 @@ MOVIE_TYPE = "MediaBrowser.Controller.Entities.Movies.Movie"
 
 def item_id(path: str, type_full_name: str = MOVIE_TYPE) -> str:
     """Jellyfin's item id for a path (md5 of type name + path in UTF-16-LE, as a GUID)."""
-    digest = hashlib.md5((type_full_name + path).encode("utf-16-le")).digest()  # noqa: S324
+    digest = hashlib.md5((type_full_name + path).encode("utf-16-le")).digest()
     return uuid.UUID(bytes_le=digest).hex
 
 
@@ -63,7 +63,9 @@ def playback_info(
         errors = profile_errors(profile)
         if errors:
             return 400, {"title": "The JSON value could not be converted.", "errors": errors}
-    if user and not any(u["Id"].replace("-", "") == str(user).replace("-", "") for u in state.users):
+    if user and not any(
+        u["Id"].replace("-", "") == str(user).replace("-", "") for u in state.users
+    ):
         return 404, {"message": "User not found"}
     state.asked.append(body)
     info = probe_pyav(state.local_path(server_path))
@@ -85,7 +87,9 @@ def playback_info(
 
 def users(state: PlaybackState) -> tuple[int, Any]:
     """``GET /Users`` (an API key may list them)."""
-    return 200, [{**u, "HasPassword": False, "Policy": {"IsAdministrator": False}} for u in state.users]
+    return 200, [
+        {**u, "HasPassword": False, "Policy": {"IsAdministrator": False}} for u in state.users
+    ]
 
 
 def sessions(state: PlaybackState, query: dict[str, str]) -> tuple[int, Any]:

@@ -91,8 +91,6 @@ async def confirmation_counts(conn: aiosqlite.Connection) -> dict[str, int]:
     return {str(r[0]): int(r[1]) for r in rows}
 
 
-
-
 async def pending(conn: aiosqlite.Connection) -> list[tuple[int, str, str, float]]:
     rows = await fetchall(
         conn,
