@@ -196,6 +196,48 @@ async def test_jellyfin_down_before_the_swap_is_recorded_as_unknown_and_never_ra
     assert row.message == "watch history: unknown: Jellyfin unreachable before the swap"
 
 
+async def test_a_snapshot_pending_at_a_restart_is_settled_by_the_next_start(
+    jellyfin: StandinJellyfin,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    jellyfin.playback.users.append({"Name": "erin", "Id": "e" * 32})
+    old, new = library(jellyfin, tmp_path / "lib")
+    jellyfin.set_user_data("erin", str(old), PlaybackPositionTicks=90 * TICKS)
+    database = tmp_path / "castui.db"
+    async with (
+        Store.open(database) as store,
+        JellyfinClient(jellyfin.url, jellyfin.api_key) as client,
+    ):
+        job = await _job(store, old)
+        first = WatchHistoryKeeper(client, store, EventBus(), to_jellyfin=lambda p: p)
+        await first.before_swap(job, str(old))  # then castui stops before the confirmation
+        assert (await store.watch_history([job]))[job].status == "pending"
+    swap(jellyfin, old, new)
+    async with (
+        Store.open(database) as store,
+        JellyfinClient(jellyfin.url, jellyfin.api_key) as client,
+    ):
+        await store.record_jellyfin_confirmation(
+            job_id=job,
+            path=str(new),
+            status="direct_play",
+            generation="gen1",
+            reasons=(),
+            message="Jellyfin: direct play",
+            item_id=new_item(jellyfin, new),
+            at=time.time(),
+        )
+        again = WatchHistoryKeeper(client, store, EventBus(), to_jellyfin=lambda p: p)
+        await again.start()
+        try:
+            await again.wait_idle()
+        finally:
+            await again.stop()
+        row = (await store.watch_history([job]))[job]
+    assert (row.status, row.message) == ("restored", "watch history: restored for 1 user")
+    assert jellyfin.user_data_for("erin", str(new))["PlaybackPositionTicks"] == 90 * TICKS
+
+
 # --- end to end: a real engine, a real conversion -----------------------------------------------
 
 
