@@ -45,6 +45,7 @@ from castui_core.events import (
 )
 from castui_core.ffmpeg.nvenc import NvencStatus
 from castui_core.guardrails import FakeGpu, FreeSpace
+from castui_core.layout import archive_path
 from castui_core.probe import probe_pyav
 from castui_core.profiles import DEFAULT_PROFILE
 from castui_core.settings import Settings, parse_settings
@@ -278,14 +279,16 @@ async def test_transcode_and_remux_run_to_done(samples: dict[str, Path], tmp_pat
 
     for source in (avi, mkv):
         assert_cast_playable(source.with_suffix(".mp4"), settings)
-        assert source.exists()  # delete_source is off
+        # The default replace layout archived the original (delete_source is off).
+        assert archive_path(settings.libraries[0].path, source).exists()
     async with Store.open(settings.database) as store:
         done = {j.path: j for j in await store.history(states=[JobState.DONE])}
         assert set(done) == {str(avi), str(mkv)}
         for source in (avi, mkv):
             result = done[str(source)].result
             assert result.output_path == str(source.with_suffix(".mp4"))
-            assert result.source_size == source.stat().st_size
+            archived = archive_path(settings.libraries[0].path, source)
+            assert result.source_size == archived.stat().st_size
             assert result.output_size == source.with_suffix(".mp4").stat().st_size > 0
         assert done[str(avi)].action == "transcode"
         assert done[str(mkv)].action == "remux"
@@ -655,7 +658,7 @@ async def test_cancel_a_running_job_then_retry_it(
     finally:
         await engine.stop()
     assert_cast_playable(source.with_suffix(".mp4"), settings)
-    assert digest(source) == before
+    assert digest(archive_path(settings.libraries[0].path, source)) == before  # archived
     assert castui_temps(tmp_path / "lib") == []
 
 

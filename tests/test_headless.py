@@ -16,6 +16,8 @@ import psutil
 import pytest
 from cli_helpers import castui_env, run_castui
 
+from castui_core.layout import archive_path
+
 SHIM = Path(__file__).with_name("nvenc_shim.py")
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 
@@ -92,7 +94,8 @@ def _started(proc: subprocess.Popen[str], deadline_s: float = 60) -> Iterator[st
 
 
 def _hidden(lib: Path) -> list[str]:
-    return sorted(p.name for p in lib.rglob(".*"))
+    """Hidden debris (temps) in the library; castui's archive folder is not debris."""
+    return sorted(p.name for p in lib.rglob(".*") if ".castui" not in p.relative_to(lib).parts)
 
 
 def test_once_exit_codes_and_summary(site: dict[str, Path], samples: dict[str, Path]) -> None:
@@ -178,7 +181,7 @@ def test_kill_9_mid_encode_then_restart_finishes_the_job(site: dict[str, Path]) 
     result = _castui("--no-ui", "--once", "--config", str(site["settings"]), root=site["root"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "summary: 1 done" in result.stdout
-    assert _digest(source) == before  # delete_source is off
+    assert _digest(archive_path(site["lib"], source)) == before  # archived, not deleted
     assert (site["lib"] / "movie.mp4").is_file()
     assert _hidden(site["lib"]) == []
     history = _castui("history", "--json", "--config", str(site["settings"]), root=site["root"])

@@ -19,6 +19,8 @@ from pathlib import Path
 import pytest
 from realtime_site import FFMPEG, castui, clip, make_site
 
+from castui_core.layout import archive_path
+
 
 @pytest.fixture
 def site(tmp_path: Path) -> dict[str, Path]:
@@ -67,7 +69,7 @@ def test_the_service_skips_what_castui_convert_wrote(site: dict[str, Path]) -> N
     history = json.loads(castui(site, "history", "--json").stdout)
     assert [j for j in history if j["state"] != "done"] == []
     rows = _scan_rows(site)
-    assert rows["movie.avi"] == ("skip", ["castui already converted it: movie.mp4"])
+    assert "movie.avi" not in rows  # the replace layout archived it; .castui is never scanned
     assert rows["movie.mp4"] == ("skip", ["castui output (convert, from movie.avi)"])
     # Recorded in the service's database, by the command that wrote it.
     with sqlite3.connect(f"file:{site['root'] / 'state' / 'castui.db'}?mode=ro", uri=True) as db:
@@ -123,8 +125,8 @@ def test_a_copy_that_is_not_cast_ready_says_what_to_do(
     assert result.returncode == 1, result.stdout + result.stderr
     assert f"failed: {source}: movie.avi: {advice}" in result.stdout
     assert _queue(site) == []  # not retried: it would fail the same way
-    if make == "mpeg4":  # the copy is a library file too: converted in place, kept as backup
-        assert (site["lib"] / "movie.original.mp4").read_bytes() == before
+    if make == "mpeg4":  # the copy is a library file too: converted in place, archived
+        assert archive_path(site["lib"], copy).read_bytes() == before
     else:
         assert copy.read_bytes() == before
 
@@ -148,4 +150,4 @@ def test_castuis_output_for_another_profile_is_never_queued(site: dict[str, Path
     assert castui(site, "history", "--json").stdout.strip() == "[]"
     rows = _scan_rows(site)  # `castui scan` reads the same record (and writes nothing)
     assert rows["movie.mp4"] == ("skip", ["castui output (convert, from movie.avi)"])
-    assert rows["movie.avi"] == ("skip", ["castui already converted it: movie.mp4"])
+    assert "movie.avi" not in rows  # archived by the replace layout
