@@ -193,8 +193,7 @@ class Engine:
             if self.watch_history is not None:  # users' watched state across each swap
                 stack.push_async_callback(self.watch_history.stop)
             self.arr = await start_arr_senders(settings, self.store, self.bus)
-            for arr in self.arr:  # Sonarr/Radarr rescans, from the same outbox
-                stack.push_async_callback(arr.stop)
+            stack.push_async_callback(self._stop_arr)  # Sonarr/Radarr rescans, same outbox
             journal = Journal(settings.database.parent / "journal")
             stack.callback(journal.close)  # after the workers: their entries are finished
             for line in await asyncio.to_thread(recover, journal):
@@ -392,6 +391,11 @@ class Engine:
             await self.ingest.scan_library(name)
         self._wake.set()
 
+    async def _stop_arr(self) -> None:
+        senders, self.arr = self.arr, []
+        for sender in senders:
+            await sender.stop()
+
     async def reload(self, settings: Settings) -> None:
         """Apply new settings to everything that can change while running; name the rest.
 
@@ -412,6 +416,9 @@ class Engine:
             await self.ingest.reload(settings)
         if self.jellyfin is not None:  # checks again, resumes what a refusal stopped
             await self.jellyfin.reload(settings)
+        if settings.arr != old.arr or self.arr:  # Sonarr/Radarr: check again, resume stopped
+            await self._stop_arr()
+            self.arr = await start_arr_senders(settings, self.store, self.bus)
         restart = [
             f"{name} ({before} -> {after})"
             for name, before, after in (

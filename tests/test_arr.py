@@ -275,3 +275,34 @@ async def test_engine_swap_asks_sonarr_to_rescan_the_series(
     assert left == []
     assert sonarr.api_key not in caplog.text
     assert sonarr.api_key.encode() not in Path(settings.database).read_bytes()
+
+
+async def test_a_reload_with_the_right_key_resumes_stopped_rescans(
+    sonarr: StandinArr, tmp_path: Path
+) -> None:
+    series = sonarr.add("Show", f"{tmp_path}/tv/Show")
+    wrong = {"kind": "sonarr", "url": sonarr.url, "api_key": "0" * 32}
+    settings = settings_for(tmp_path, wrong)
+    engine = Engine(
+        settings,
+        gpu=FakeGpu(),
+        nvenc=NvencStatus(available=False, reason="test: CPU only"),
+        watch=False,
+        scan_at_start=False,
+        idle_poll_s=0.2,
+    )
+    sub = engine.bus.subscribe()
+    await engine.start()
+    try:
+        path = f"{tmp_path}/tv/Show/Season 01/Show - S01E02.mp4"
+        await engine.store.outbox_add([OutboxEntry(path, "Modified", "TV", arr_target("sonarr"))])
+        engine.arr[0].poke()
+        await wait_event(sub, lambda e: isinstance(e, LogLine) and "stopped:" in e.message)
+        assert sonarr.commands == []
+        await engine.reload(settings_for(tmp_path, {**wrong, "api_key": sonarr.api_key}))
+        await wait_event(sub, lambda e: isinstance(e, LogLine) and "requested" in e.message)
+        left = await engine.store.outbox_counts(arr_target("sonarr"))
+    finally:
+        await engine.stop()
+    assert sonarr.commands == [{"name": "RescanSeries", "seriesId": series}]
+    assert left == {"pending": 0, "stopped": 0}
