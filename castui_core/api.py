@@ -26,6 +26,7 @@ from castui_core.settings import Settings
 from castui_core.store import Event as AuditEvent
 from castui_core.store import HistoryTotals, Job, JobState
 from castui_core.store.confirmations import StoredConfirmation
+from castui_core.store.watch_history import StoredWatchHistory
 
 
 class EngineAPI(Protocol):
@@ -84,6 +85,9 @@ class EngineAPI(Protocol):
         self, job_ids: Sequence[int]
     ) -> dict[int, StoredConfirmation]: ...
 
+    async def watch_history(self, job_ids: Sequence[int]) -> dict[int, StoredWatchHistory]:
+        """What became of the users' Jellyfin watch state across each job's swap."""
+
     async def history(
         self,
         *,
@@ -95,4 +99,4 @@ class EngineAPI(Protocol):
     async def totals(self, *, library: str | None = ...) -> HistoryTotals: ...
 
 
-__all__ = ["AuditEvent", "EngineAPI", "HistoryTotals", "StoredConfirmation"]
+__all__ = ["AuditEvent", "EngineAPI", "HistoryTotals", "StoredConfirmation", "StoredWatchHistory"]

@@ -54,7 +54,13 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from castui_core import control_messages as msg
 from castui_core import events as ev
-from castui_core.api import AuditEvent, EngineAPI, HistoryTotals, StoredConfirmation
+from castui_core.api import (
+    AuditEvent,
+    EngineAPI,
+    HistoryTotals,
+    StoredConfirmation,
+    StoredWatchHistory,
+)
 from castui_core.bus import EventBus
 from castui_core.engine import Engine
 from castui_core.errors import CastuiError
@@ -809,6 +815,9 @@ class RemoteEngine:
 
     async def jellyfin_confirmations(self, job_ids: Sequence[int]) -> dict[int, StoredConfirmation]:
         return await self.store.jellyfin_confirmations(job_ids)
+
+    async def watch_history(self, job_ids: Sequence[int]) -> dict[int, StoredWatchHistory]:
+        return await self.store.watch_history(job_ids)
 
     async def history(
         self,

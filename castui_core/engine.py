@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from castui_core import events as ev
-from castui_core.api import AuditEvent, HistoryTotals, StoredConfirmation
+from castui_core.api import AuditEvent, HistoryTotals, StoredConfirmation, StoredWatchHistory
 from castui_core.bus import EventBus
 from castui_core.convert import Converter, ConvertOutcome, options_for
 from castui_core.errors import CastuiError, LeaseLostError
@@ -166,7 +166,7 @@ class Engine:
         self.ingest: Ingest | None = None
         self.jellyfin_watchers: JellyfinWatchers | None = None  # confirmations, sessions guard
         self.jellyfin: JellyfinSender | None = None  # tells Jellyfin of committed swaps
-        self.watch_history: WatchHistoryKeeper | None = None  # users' state across a swap
+        self.watch_keeper: WatchHistoryKeeper | None = None  # users' state across a swap
         self.arr: list[ArrSender] = []  # asks Sonarr/Radarr to rescan after each swap
 
     # --- lifecycle -----------------------------------------------------------------------------
@@ -189,9 +189,9 @@ class Engine:
             self.jellyfin = await start_sender(settings, self.store, self.bus)
             if self.jellyfin is not None:
                 stack.push_async_callback(self.jellyfin.stop)
-            self.watch_history = await start_keeper(settings, self.store, self.bus)
-            if self.watch_history is not None:  # users' watched state across each swap
-                stack.push_async_callback(self.watch_history.stop)
+            self.watch_keeper = await start_keeper(settings, self.store, self.bus)
+            if self.watch_keeper is not None:  # users' watched state across each swap
+                stack.push_async_callback(self.watch_keeper.stop)
             self.arr = await start_arr_senders(settings, self.store, self.bus)
             stack.push_async_callback(self._stop_arr)  # Sonarr/Radarr rescans, same outbox
             journal = Journal(settings.database.parent / "journal")
@@ -550,10 +550,13 @@ class Engine:
         heartbeat = asyncio.create_task(self._heartbeat(running))
 
         async def before_commit() -> None:
-            keeper = self.watch_history
-            if keeper is not None and library is not None and self.settings.notifies_jellyfin(
-                library
-            ):  # bounded and never raises: the swap goes ahead whatever Jellyfin does
+            keeper = self.watch_keeper
+            # Bounded and never raises: the swap goes ahead whatever Jellyfin does.
+            if (
+                keeper is not None
+                and library is not None
+                and self.settings.notifies_jellyfin(library)
+            ):
                 await keeper.before_swap(claimed.id, job.path)
             # Fenced: raises LeaseLostError when another worker owns the job now.
             await self.store.heartbeat(claimed.id, claimed.token, running.progress)
@@ -792,6 +795,9 @@ class Engine:
         self, job_ids: Sequence[int]
     ) -> dict[int, StoredConfirmation]:
         return await self.store.jellyfin_confirmations(job_ids)
+
+    async def watch_history(self, job_ids: Sequence[int]) -> dict[int, StoredWatchHistory]:
+        return await self.store.watch_history(job_ids)
 
     async def history(
         self,

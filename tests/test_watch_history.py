@@ -20,7 +20,10 @@ from cli_helpers import run_castui
 from jellyfin_fixtures import jellyfin  # noqa: F401
 from jellyfin_standin import StandinJellyfin
 from test_jellyfin_confirm import jellyfin_settings, wait_event
+from tui.tui_helpers import wait_until
 
+from castui.tui.app import make_app
+from castui.tui.screens.job_detail import JobDetailScreen
 from castui_core.bus import EventBus
 from castui_core.engine import Engine
 from castui_core.events import JobStateChanged, LogLine
@@ -304,3 +307,45 @@ async def test_engine_restores_what_jellyfin_lost_and_records_it(
     }
     shown = run_castui("history", "--config", str(config), home=tmp_path / "home", COLUMNS="300")
     assert "watch history: restored for 1 user" in " ".join(shown.stdout.split())
+
+
+async def test_job_detail_shows_the_watch_history(
+    jellyfin: StandinJellyfin,  # noqa: F811
+    samples: dict[str, Path],
+    tmp_path: Path,
+) -> None:
+    settings = jellyfin_settings(tmp_path, jellyfin)
+    jellyfin.add_library("Movies", [str(tmp_path / "lib")])
+    source = tmp_path / "lib" / "film.mkv"
+    shutil.copy(samples["compliant.mkv"], source)
+    past = time.time() - 60
+    os.utime(source, (past, past))
+    jellyfin.scan()
+    jellyfin.set_user_data("castui-test", str(source), Played=True, PlayCount=1)
+    engine = Engine(
+        settings,
+        gpu=FakeGpu(),
+        nvenc=NvencStatus(available=False, reason="test: CPU only"),
+        watch=False,
+        scan_at_start=True,
+        idle_poll_s=0.2,
+    )
+    sub = engine.bus.subscribe()
+    app = make_app(engine)  # the dashboard starts the engine itself
+    async with app.run_test(size=(140, 40)) as pilot:
+        done = await wait_event(sub, lambda e: isinstance(e, JobStateChanged) and e.new == "done")
+        assert isinstance(done, JobStateChanged)
+        jellyfin.scan()
+        await wait_event(sub, lambda e: isinstance(e, LogLine) and "watch history:" in e.message)
+        app.open_job(done.job_id)
+        await wait_until(pilot, lambda: isinstance(app.screen, JobDetailScreen))
+        screen = app.screen
+        await wait_until(pilot, lambda: screen.job is not None)  # type: ignore[attr-defined]
+
+        def shown() -> bool:
+            head = str(screen.query_one("#detail-head").render())
+            return "watch history: restored for 1 user" in head
+
+        await wait_until(pilot, shown, what="the watch history in the job detail")
+        await pilot.press("escape")
+        await pilot.press("q")

@@ -22,6 +22,7 @@ from castui_core.settings import Settings, parse_settings
 from castui_core.store import Event as AuditEvent
 from castui_core.store import HistoryTotals, Job, JobResult, JobState, Store
 from castui_core.store.confirmations import StoredConfirmation
+from castui_core.store.watch_history import StoredWatchHistory
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 NOW = T0 + 3600.0
@@ -199,6 +200,9 @@ class FakeEngine:
 
     async def jellyfin_confirmations(self, job_ids: Sequence[int]) -> dict[int, StoredConfirmation]:
         return await self.store.jellyfin_confirmations(job_ids)
+
+    async def watch_history(self, job_ids: Sequence[int]) -> dict[int, StoredWatchHistory]:
+        return await self.store.watch_history(job_ids)
 
     async def history(
         self,

@@ -80,6 +80,10 @@ class JobDetailScreen(LiveScreen):
             confirmed = await asyncio.shield(engine.jellyfin_confirmations([self.job_id]))
             found = confirmed.get(self.job_id)
             self._jellyfin = found.message if found is not None else ""
+            watched = await asyncio.shield(engine.watch_history([self.job_id]))
+            kept = watched.get(self.job_id)
+            if kept is not None:  # "watch history: restored for 2 users", "lost: ..."
+                self._jellyfin = "\n".join(filter(None, (self._jellyfin, kept.message)))
         except CastuiError as exc:
             self.query_one("#detail-head", Static).update(f"job #{self.job_id}: {exc}")
             return
