@@ -259,14 +259,20 @@ async def test_a_finished_job_is_posted_with_the_12_0_header_and_body(
         await events.wait_for(done(source))
         output = str(tmp_path / "lib" / "Film.mp4")
         await wait_standin(server, lambda: server.item_for(output) is not None)
-        state = await events.wait_state(lambda s: s.sent == 1 and s.outbox_pending == 0)
+        # The output is new and the original left the library (replace layout: archived).
+        state = await events.wait_state(lambda s: s.sent == 2 and s.outbox_pending == 0)
     await events.close()
     (post,) = server.requests_to("/Library/Media/Updated")
     assert post.headers["authorization"] == (
         f'MediaBrowser Client="castui", Version="0.1.0", Token="{server.api_key}"'
     )
     assert post.headers["content-type"] == "application/json"
-    assert post.json == {"Updates": [{"Path": output, "UpdateType": "Created"}]}
+    assert post.json == {
+        "Updates": [
+            {"Path": str(source), "UpdateType": "Deleted"},
+            {"Path": output, "UpdateType": "Created"},
+        ]
+    }
     assert server.dropped == [] and server.refreshes == 0  # never /Library/Refresh
     assert state.connected and state.version == "12.0.0" and not state.problems
     async with Store.open(settings.database) as store:
@@ -394,6 +400,8 @@ async def test_down_during_jobs_then_up_delivers_everything_after_a_restart(
         add_file(tmp_path, samples["compliant.mkv"], "Two.mkv"),
     ]
     outputs = sorted(str(s.with_suffix(".mp4")) for s in sources)
+    # Each swap: the output Created, the original (archived by the replace layout) Deleted.
+    changed = sorted([*outputs, *(str(s) for s in sources)])
     jellyfin.add_library("Movies", [str(tmp_path / "lib")])
     settings = settings_for(tmp_path, jellyfin)
     jellyfin.down()
@@ -402,19 +410,19 @@ async def test_down_during_jobs_then_up_delivers_everything_after_a_restart(
     async with first:  # conversions go on while Jellyfin is down
         for source in sources:
             await events.wait_for(done(source))
-        down = await events.wait_state(lambda s: s.failed >= 2 and s.outbox_pending == 2)
+        down = await events.wait_state(lambda s: s.failed >= 2 and s.outbox_pending == 4)
     await events.close()
     assert not down.connected and "cannot reach Jellyfin" in down.last_error
     async with Store.open(settings.database) as store:  # kept across the restart
-        assert sorted(r.path for r in await store.outbox_rows()) == outputs
+        assert sorted(r.path for r in await store.outbox_rows()) == changed
     jellyfin.up()
     second = make_engine(settings)
     events = Events(second.bus)
     async with second:
-        await events.wait_state(lambda s: s.sent == 2 and s.outbox_pending == 0)
+        await events.wait_state(lambda s: s.sent == 4 and s.outbox_pending == 0)
         await wait_standin(jellyfin, lambda: all(jellyfin.item_for(o) for o in outputs))
     await events.close()
-    assert sorted(jellyfin.updated_paths()) == outputs  # each exactly once
+    assert sorted(jellyfin.updated_paths()) == changed  # each exactly once
 
 
 async def test_path_map_is_applied_before_sending(
@@ -491,12 +499,12 @@ def test_headless_castui_keeps_notifications_across_a_restart(
     assert jellyfin.requests == []
     settings = parse_settings(config.read_text())
     pending = asyncio.run(_outbox_paths(settings))
-    assert pending == [output]
+    assert sorted(pending) == sorted([output, str(source)])  # the original was archived
 
     jellyfin.up()
     second = run_castui("--no-ui", "--once", "--config", str(config), home=home, timeout=120)
     assert second.returncode == 0, second.stderr
-    assert jellyfin.updated_paths() == [output]
+    assert sorted(jellyfin.updated_paths()) == sorted([output, str(source)])
     assert asyncio.run(_outbox_paths(settings)) == []
     key = jellyfin.api_key
     logs = "".join(p.read_text() for p in (tmp_path / "state" / "logs").iterdir())
@@ -533,14 +541,15 @@ def test_castui_convert_queues_its_swap_for_the_service_to_deliver(
     done = run_castui("convert", str(source), "--config", str(config), home=home, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert jellyfin.requests == []  # the command itself does not wait for Jellyfin
-    assert asyncio.run(_outbox_paths(settings)) == [str(source.with_suffix(".mp4"))]
+    changed = sorted([str(source.with_suffix(".mp4")), str(source)])  # original archived
+    assert sorted(asyncio.run(_outbox_paths(settings))) == changed
 
     async def deliver() -> None:
         bus = EventBus()
         events = Events(bus)
         async with Store.open(settings.database) as store, JellyfinSender(store, settings, bus):
-            await events.wait_state(lambda s: s.sent == 1)
+            await events.wait_state(lambda s: s.sent == 2)
         await events.close()
 
     asyncio.run(deliver())
-    assert jellyfin.updated_paths() == [str(source.with_suffix(".mp4"))]
+    assert sorted(jellyfin.updated_paths()) == changed
