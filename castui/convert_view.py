@@ -146,14 +146,16 @@ async def _convert_files(
 async def _tell_jellyfin(
     settings: Settings, store: Store, path: Path, outcome: ConvertOutcome
 ) -> None:
-    """Queue the swap's changes in the Jellyfin outbox; the service's sender delivers them
-    (this command does not wait for Jellyfin)."""
+    """Queue the swap's changes in the outbox for Jellyfin and each Sonarr/Radarr entry; the
+    service's senders deliver them (this command does not wait for either)."""
     library = library_of(settings, path)
     if outcome.status != "done" or library is None:
         return
+    from castui_core.integrations.arr import arr_entries
     from castui_core.integrations.jellyfin.sender import outbox_entries
 
     entries = await outbox_entries(settings, library.name, str(path), outcome.output_path)
+    entries += arr_entries(settings, library.name, outcome.output_path)
     if entries:
         await store.outbox_add(entries)
 

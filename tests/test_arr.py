@@ -306,3 +306,46 @@ async def test_a_reload_with_the_right_key_resumes_stopped_rescans(
         await engine.stop()
     assert sonarr.commands == [{"name": "RescanSeries", "seriesId": series}]
     assert left == {"pending": 0, "stopped": 0}
+
+
+def test_castui_convert_queues_a_rescan_for_the_service_to_deliver(
+    sonarr: StandinArr, samples: dict[str, Path], tmp_path: Path
+) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    show = tmp_path / "tv" / "Show"
+    series = sonarr.add("Show", str(show))
+    source = show / "Show - S01E03.mkv"
+    source.parent.mkdir(parents=True)
+    shutil.copy(samples["compliant.mkv"], source)
+    entry = {"kind": "sonarr", "url": sonarr.url, "api_key": sonarr.api_key}
+    settings = settings_for(tmp_path, entry)
+    config = tmp_path / "settings.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "database": str(settings.database),
+                "libraries": [{"name": "TV", "path": f"{tmp_path}/tv", "watch": "off"}],
+                "arr": [entry],
+            }
+        )
+    )
+    done = run_castui("convert", str(source), "--config", str(config), home=home, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sonarr.requests == []  # the command itself does not wait for Sonarr
+
+    async def deliver() -> None:
+        bus = EventBus()
+        sub = bus.subscribe()
+        async with Store.open(settings.database) as store:
+            (row,) = await store.outbox_rows(target=arr_target("sonarr"))
+            assert row.path == str(source.with_suffix(".mp4"))
+            sender = ArrSender(store, settings, settings.arr[0], bus)
+            await sender.start()
+            try:
+                await wait_event(sub, lambda e: isinstance(e, LogLine) and "requested" in e.message)
+            finally:
+                await sender.stop()
+
+    asyncio.run(deliver())
+    assert sonarr.commands == [{"name": "RescanSeries", "seriesId": series}]
