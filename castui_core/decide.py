@@ -73,7 +73,7 @@ def video_reasons(info: MediaInfo, stream: VideoStream, target: VideoTarget) -> 
             reasons.append(f"chroma {stream.chroma} ({stream.pix_fmt}), needs 4:2:0")
         else:
             reasons.append(f"pixel format {stream.pix_fmt} is not playable")
-    if stream.width > target.max_width or stream.height > target.max_height:
+    if not target.fits(stream.width, stream.height):  # long/short side: portrait is fine
         reasons.append(
             f"{stream.width}x{stream.height} is larger than {target.max_width}x{target.max_height}"
         )

@@ -64,6 +64,15 @@ class VideoStream:
     bit_rate: int | None = None
     dolby_vision: bool = False
     decodable: bool = True
+    #: Display rotation in degrees counter-clockwise (0, 90, 180 or 270), from the container's
+    #: display matrix (phone videos: coded 1280x720, shown 720x1280). ffprobe's
+    #: ``side_data_list`` and PyAV's ``VideoFrame.rotation`` say -90 for 270: normalised here.
+    rotation: int = 0
+
+    @property
+    def quarter_turn(self) -> bool:
+        """True when the picture is shown turned by 90/270 degrees: width and height swap."""
+        return self.rotation in (90, 270)
 
     @property
     def fps(self) -> float | None:

@@ -103,6 +103,35 @@ def _decodable(name: str) -> bool:
     return True
 
 
+def normalise_rotation(value: Any) -> int:
+    """A display rotation as 0/90/180/270 degrees counter-clockwise (ffmpeg says -90 for 270;
+    a matrix that is not a quarter turn, or junk, counts as 0: castui only plans whole turns)."""
+    try:
+        degrees = round(float(value))
+    except (TypeError, ValueError):
+        return 0
+    degrees %= 360
+    return degrees if degrees in (0, 90, 180, 270) else 0
+
+
+def _pyav_rotation(container: Any, stream: Any) -> int:
+    """The first video stream's display rotation, from its first decoded frame.
+
+    PyAV 18 exposes the display matrix only on frames (``VideoFrame.rotation``; streams have a
+    setter but no getter), so one frame is decoded (a few ms; the probe reads no more packets
+    after it). A stream that cannot be decoded here has rotation 0: the ffprobe path reads
+    ``side_data_list`` instead, and tests check that both agree.
+    """
+    import av
+
+    try:
+        for frame in container.decode(stream):
+            return normalise_rotation(getattr(frame, "rotation", 0))
+    except (av.FFmpegError, ValueError, EOFError):
+        return 0
+    return 0
+
+
 def probe_pyav(path: str) -> MediaInfo:
     """Probe one file with PyAV (blocking; call it in a worker process)."""
     import av
@@ -155,6 +184,11 @@ def probe_pyav(path: str) -> MediaInfo:
                         bit_rate=cc.bit_rate or _tag_bitrate(metadata),
                         dolby_vision=tag in _DOLBY_VISION_TAGS,
                         decodable=_decodable(_codec_name(cc)),
+                        rotation=(
+                            _pyav_rotation(container, s)
+                            if not video and _decodable(_codec_name(cc))
+                            else 0
+                        ),
                     )
                 )
             elif s.type == "audio":
@@ -248,6 +282,14 @@ def media_info_from_ffprobe(path: str, size: int, data: dict[str, Any]) -> Media
             sar = _ratio_parts(s.get("sample_aspect_ratio"))
             side = s.get("side_data_list") or []
             dovi = any("DOVI" in str(d.get("side_data_type", "")) for d in side)
+            rotation = next(
+                (
+                    normalise_rotation(d.get("rotation"))
+                    for d in side
+                    if d.get("side_data_type") == "Display Matrix"
+                ),
+                0,
+            )
             tag = str(s.get("codec_tag_string", "")).lower()
             video.append(
                 VideoStream(
@@ -269,6 +311,7 @@ def media_info_from_ffprobe(path: str, size: int, data: dict[str, Any]) -> Media
                     bit_rate=_int(s.get("bit_rate")) or _tag_bitrate(tags),
                     dolby_vision=dovi or tag in _DOLBY_VISION_TAGS,
                     decodable=s.get("codec_name") not in (None, "none", "unknown"),
+                    rotation=rotation,
                 )
             )
         elif kind == "audio":

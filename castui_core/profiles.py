@@ -237,9 +237,20 @@ class VideoTarget(_Strict):
     def effective_bufsize_kbps(self) -> int:
         return self.bufsize_kbps if self.bufsize_kbps is not None else 2 * self.max_bitrate_kbps
 
+    def fits(self, width: int, height: int) -> bool:
+        """Whether a frame of this size is within the profile, portrait or landscape.
+
+        The limits bound the long and the short side (a 1920x1080 box also holds a 1080x1920
+        phone video): receivers decode a portrait frame exactly like its landscape twin.
+        """
+        return max(width, height) <= max(self.max_width, self.max_height) and min(
+            width, height
+        ) <= min(self.max_width, self.max_height)
+
     def fps_cap(self, width: int, height: int) -> float:
-        """Frame-rate cap for a frame of this size."""
-        if self.max_fps_above_720p is not None and (width > 1280 or height > 720):
+        """Frame-rate cap for a frame of this size (long/short side, as ``fits``)."""
+        big = max(width, height) > 1280 or min(width, height) > 720
+        if self.max_fps_above_720p is not None and big:
             return self.max_fps_above_720p
         return self.max_fps
 

@@ -169,6 +169,29 @@ SHAPES: dict[str, MediaInfo] = {
     "vp9_noaudio": _info(
         "clip.webm", MKV, replace(_H264, codec="vp9", profile="Profile 0", level=None, avg_fps=30.0)
     ),
+    # A phone clip: HEVC 4K60 coded landscape, shown portrait (display rotation 90).
+    "phone_rotated": _info(
+        "IMG_0001.MOV",
+        "mov,mp4,m4a,3gp,3g2,mj2",
+        replace(
+            _H264,
+            codec="hevc",
+            profile="Main",
+            level=153,
+            width=3840,
+            height=2160,
+            avg_fps=59.94,
+            bit_rate=40_000_000,
+            rotation=90,
+        ),
+        _AAC,
+    ),
+    "av1_mkv": _info(
+        "web.mkv",
+        MKV,
+        replace(_H264, codec="av1", profile="Main", level=8, avg_fps=30.0),
+        AudioStream(index=1, codec="opus", channels=2, sample_rate=48000, language="eng"),
+    ),
     "flac71": _info(
         "concert.mkv",
         MKV,

@@ -176,17 +176,28 @@ def _floor_even(value: float) -> int:
 def output_geometry(stream: VideoStream, target: VideoTarget) -> _VideoGeometry:
     """Output size and frame rate: display aspect kept, never upscaled, even, fps capped.
 
-    The display width is the coded width times the sample aspect ratio; that is fitted into
-    the profile's box (scale factor at most 1) and rounded *down* to even numbers so 4:2:0
-    encoders accept it and the frame never grows.
+    The display width is the coded width times the sample aspect ratio; a source with a
+    quarter-turn display rotation (phone video) is planned in its *displayed* orientation,
+    because ffmpeg's autorotate (left on: castui never passes ``-noautorotate``) turns the
+    frames upright before castui's filters and the output carries no rotation. The profile's
+    box bounds the long and the short side (``VideoTarget.fits``), so a portrait clip is not
+    scaled down for being tall. The fit uses a scale factor of at most 1 and rounds *down* to
+    even numbers so 4:2:0 encoders accept it and the frame never grows.
     """
     sar = stream.sar_num / stream.sar_den if stream.sar_num > 0 and stream.sar_den > 0 else 1.0
     display_w = stream.width * sar
     display_h = float(stream.height)
-    factor = min(1.0, target.max_width / display_w, target.max_height / display_h)
-    width = min(_floor_even(display_w * factor), target.max_width)
-    height = min(_floor_even(display_h * factor), target.max_height)
-    scaled = (width, height) != (stream.width, stream.height) or abs(sar - 1.0) > 1e-9
+    shown_w, shown_h = stream.width, stream.height
+    if stream.quarter_turn:
+        display_w, display_h = display_h, display_w
+        shown_w, shown_h = shown_h, shown_w
+    long_side = max(target.max_width, target.max_height)
+    short_side = min(target.max_width, target.max_height)
+    box_w, box_h = (long_side, short_side) if display_w >= display_h else (short_side, long_side)
+    factor = min(1.0, box_w / display_w, box_h / display_h)
+    width = min(_floor_even(display_w * factor), box_w)
+    height = min(_floor_even(display_h * factor), box_h)
+    scaled = (width, height) != (shown_w, shown_h) or abs(sar - 1.0) > 1e-9
     fps_in = stream.fps
     cap = target.fps_cap(width, height)
     fps_out = fps_in
@@ -433,6 +444,9 @@ def _full_gpu_ok(
     """Whether NVDEC + CUDA filters can do all of it; else the reason the CPU must help."""
     if stream.codec not in nvdec_codecs:
         return False, f"{stream.codec} has no NVDEC path: CPU decode"
+    if stream.rotation:
+        # ffmpeg's autorotate inserts a software transpose/flip, which GPU frames cannot take.
+        return False, f"rotated {stream.rotation}°: ffmpeg turns it upright on the CPU"
     if stream.interlaced:
         return False, "deinterlace runs on the CPU"
     if tonemap and not gpu_tonemap:
@@ -460,6 +474,8 @@ def _encode_video(
     hevc = target.codec == "hevc"
     if stream.interlaced:
         notes.append("deinterlaced")
+    if stream.rotation:
+        notes.append(f"turned upright (display rotation {stream.rotation}°)")
     if geo.scaled:
         notes.append(f"scaled {stream.width}x{stream.height} -> {geo.width}x{geo.height}")
     if geo.fps_filter is not None and geo.fps_in is not None and geo.fps_out is not None:
@@ -481,6 +497,10 @@ def _encode_video(
     parts: list[str] = []
     if full_gpu:
         pre_input = ["-hwaccel", "cuda", "-hwaccel_output_format", "cuda"]
+        if stream.codec == "av1":
+            # Debian's 5.1 prefers libdav1d, which has no hwaccel: frames would stay on the CPU
+            # and fail at scale_cuda. The native decoder is the one NVDEC hooks into.
+            pre_input += ["-c:v", "av1"]
         gpu_fmt = "p010" if ten_bit else "nv12"
         if tonemap:
             parts.append(f"scale_cuda=w={geo.width}:h={geo.height}")
