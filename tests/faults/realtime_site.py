@@ -106,7 +106,10 @@ def castui(site: dict[str, Path], *args: str) -> subprocess.CompletedProcess[str
 
 
 def hidden(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.rglob(".*"))
+    """Hidden debris (temps); the replace layout's archive folder ``.castui`` is not debris."""
+    return sorted(
+        p.name for p in directory.rglob(".*") if ".castui" not in p.relative_to(directory).parts
+    )
 
 
 def duration(path: Path) -> float:
