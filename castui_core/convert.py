@@ -346,6 +346,7 @@ class Converter:
             placement.final.parent if placement.final.parent.exists() else path.parent,
             needed,
             min_free_bytes=options.min_free_bytes,
+            archive=layout.archive_root,
         )
         await asyncio.to_thread(
             functools.partial(

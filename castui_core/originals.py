@@ -20,7 +20,6 @@ but still listed as archived), and every command here runs it first.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import secrets
 import time
@@ -36,7 +35,7 @@ from castui_core.settings import DEFAULT_EXTENSIONS, Settings
 from castui_core.store import Store
 from castui_core.store.originals import OriginalRecord
 from castui_core.store.outbox import OutboxEntry
-from castui_core.swap import Journal, plan_restore
+from castui_core.swap import Journal, _archive_bytes, plan_restore
 from castui_core.swap import restore as restore_files
 
 
@@ -118,12 +117,7 @@ async def list_archived(store: Store, *, library: str | None = None) -> list[Arc
 
 def archive_bytes(library_root: Path) -> int:
     """Bytes the archive of a library holds on disk (blocking; for the disk report)."""
-    total = 0
-    for folder, _dirs, files in os.walk(archive_root(library_root)):
-        for name in files:
-            with contextlib.suppress(OSError):
-                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
-    return total
+    return _archive_bytes(archive_root(library_root))
 
 
 async def _outbox(

@@ -576,6 +576,7 @@ def check_free_space(
     *,
     min_free_bytes: int = 0,
     usage: UsageFn = shutil.disk_usage,
+    archive: Path | None = None,
 ) -> None:
     """Refuse to start a job whose output would not fit (or would eat the reserve).
 
@@ -592,9 +593,27 @@ def check_free_space(
     mount = filesystem_of(probe)
     where = mount.mount_point if mount is not None else str(probe)
     keep = f" (keep {_human(min_free_bytes)} free)" if min_free_bytes > 0 else ""
-    raise InsufficientSpaceError(
-        f"need {_human(needed_bytes)} for the output, {_human(free)} free on {where}{keep}"
+    held = _archive_bytes(archive) if archive is not None else 0
+    tail = (
+        f"; the archive of originals ({archive}) holds {_human(held)}: `castui originals purge`"
+        " frees it"
+        if held
+        else ""
     )
+    raise InsufficientSpaceError(
+        f"need {_human(needed_bytes)} for the output, {_human(free)} free on {where}{keep}{tail}"
+    )
+
+
+def _archive_bytes(archive: Path) -> int:
+    """Bytes the originals archive holds (the replace layout keeps it on the same disk, so
+    it counts against the free space: a refusal says how much purging would give back)."""
+    total = 0
+    for folder, _dirs, files in os.walk(archive):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(folder, name)).st_blocks * 512
+    return total
 
 
 def estimate_output_size(source: MediaInfo, plan: EncodePlan, profile: Profile) -> int:

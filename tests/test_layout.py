@@ -464,3 +464,24 @@ def test_retention_purges_only_originals_older_than_keep_days(tmp_path: Path) ->
     lines = asyncio.run(scenario())
     assert not old.exists() and young.exists()
     assert lines == ["Media: purged 1 archived original(s) older than 30 days (5000 bytes freed)"]
+
+
+def test_a_full_disk_says_how_much_the_archive_holds(tmp_path: Path) -> None:
+    """The archive is on the library's disk: a refused job says what purging would free."""
+    from types import SimpleNamespace
+
+    from castui_core.errors import InsufficientSpaceError
+    from castui_core.swap import check_free_space
+
+    archived = archive_path(tmp_path, tmp_path / "Movie (2019)/Movie (2019).mkv")
+    archived.parent.mkdir(parents=True)
+    archived.write_bytes(b"x" * 3_000_000)
+    with pytest.raises(InsufficientSpaceError) as refused:
+        check_free_space(
+            tmp_path,
+            5_000_000,
+            usage=lambda _p: SimpleNamespace(free=1_000_000),
+            archive=archived.parents[1],
+        )
+    assert "the archive of originals" in str(refused.value)
+    assert "holds 3 MB: `castui originals purge` frees it" in str(refused.value)
