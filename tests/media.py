@@ -28,3 +28,39 @@ def make_samples(directory: Path) -> dict[str, Path]:
     garbage.write_bytes(b"this is not a video file\n" * 100)
     made["garbage.mkv"] = garbage
     return made
+
+
+def make_rotated(directory: Path, *, rotation: int = 270, size: str = "1280x720") -> Path:
+    """A phone-style clip: H.264 ``size`` as coded, shown turned by ``rotation`` degrees
+    counter-clockwise (270: the usual portrait phone video, reported by ffprobe as -90).
+
+    The rotation is written as the MP4 track's display matrix with PyAV (a stream copy of a
+    real ffmpeg encode): this ffmpeg 5.1 no longer writes ``-metadata rotate=``, and its
+    ``-display_rotation`` input option only exists from ffmpeg 6.
+    """
+    import subprocess
+
+    import av
+
+    plain = directory / f"plain-{size}.mp4"
+    subprocess.run(
+        [FFMPEG, "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=s={size}:r=30",
+         "-f", "lavfi", "-i", "sine=f=440", "-t", "1", "-c:v", "libx264", "-preset", "ultrafast",
+         "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest", str(plain)],
+        check=True,
+    )  # fmt: skip
+    out_path = directory / f"phone-{size}-rot{rotation}.mp4"
+    with av.open(str(plain)) as src, av.open(str(out_path), "w") as out:
+        mapping = {}
+        for stream in src.streams:
+            copy = out.add_stream_from_template(stream)
+            if stream.type == "video":
+                copy.set_display_rotation(rotation)
+            mapping[stream.index] = copy
+        for packet in src.demux():
+            if packet.dts is None:
+                continue
+            packet.stream = mapping[packet.stream.index]
+            out.mux(packet)
+    plain.unlink()
+    return out_path
