@@ -35,6 +35,7 @@ from castui_core.events import (
     OriginalChanged,
 )
 from castui_core.ffmpeg.command import (
+    DEFAULT_NVDEC_CODECS,
     Backend,
     EncodePlan,
     build_command,
@@ -188,6 +189,9 @@ class Converter:
         self.journal = journal
         self.bus = bus if bus is not None else EventBus()
         self.nvenc = nvenc
+        #: Source codecs this GPU decodes (NVDEC); the engine narrows it from its start-up
+        #: probe (``ffmpeg.nvenc.detect_nvdec``). A plan decodes on the GPU only for these.
+        self.nvdec_codecs: frozenset[str] = DEFAULT_NVDEC_CODECS
         self.clock = clock
         self._runs: dict[str, FfmpegRun] = {}
         #: The engine turns this off and publishes ``JobFinished`` itself, once the store has
@@ -364,7 +368,23 @@ class Converter:
             if (
                 not result.ok
                 and result.failure is not None
-                and result.failure.nvenc_related
+                and result.failure.gpu_decode_related
+                and plan.hwaccel
+                and source not in self._cancelled
+            ):
+                # NVDEC did not take this stream: decode on the CPU, keep the GPU encoder.
+                note = (
+                    f"GPU decoding failed ({result.failure.reason}); retried with CPU decoding "
+                    f"on {plan.encoder}"
+                )
+                notes.append(note)
+                self.bus.publish(JobNote(path=source, message=note))
+                plan = self._plan(info, decision, options, placement, backend, gpu_decode=False)
+                result = await self._run(source, plan, info, decision, options)
+            if (
+                not result.ok
+                and result.failure is not None
+                and (result.failure.nvenc_related or result.failure.gpu_decode_related)
                 and backend == "nvenc"
                 and options.encoder == "auto"
                 and source not in self._cancelled
@@ -638,6 +658,8 @@ class Converter:
         options: ConvertOptions,
         placement: Placement,
         backend: Backend,
+        *,
+        gpu_decode: bool = True,
     ) -> EncodePlan:
         return build_command(
             info,
@@ -646,6 +668,7 @@ class Converter:
             output=str(placement.temp),
             backend=backend,
             ffmpeg=str(self.tools.ffmpeg),
+            nvdec_codecs=self.nvdec_codecs if gpu_decode else frozenset(),
         )
 
     async def _run(
