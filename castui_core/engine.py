@@ -770,6 +770,8 @@ class Engine:
             )
         if self.ingest is not None:
             found.extend(self.ingest.library_states().values())
+        if self.jellyfin is not None and self.settings.jellyfin is not None:
+            found.append(await self.jellyfin.current_state())  # a switched-off one: not shown
         return found
 
     async def record_event(

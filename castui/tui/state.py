@@ -18,6 +18,7 @@ from castui_core.events import (
     GpuSample,
     GuardrailCleared,
     GuardrailTripped,
+    JellyfinState,
     JobCancelled,
     JobFinished,
     JobNote,
@@ -40,6 +41,7 @@ GUARDS = "guards"
 LOG = "log"
 LIBRARIES = "libraries"
 SERVICE = "service"  # the link to a castui service in another process
+JELLYFIN = "jellyfin"  # Jellyfin's link, version and outbox
 
 HISTORY_POINTS = 60
 
@@ -88,6 +90,8 @@ class LiveState:
         self.log_serial = 0
         #: The link to a service in another process; None when the engine is in-process.
         self.service: ServiceConnection | None = None
+        #: Jellyfin as the engine last reported it; None until a report (or not configured).
+        self.jellyfin: JellyfinState | None = None
         self._formatter = EventFormatter(clock=clock)
 
     def apply(self, event: Event) -> set[str]:
@@ -126,6 +130,9 @@ class LiveState:
             changed |= {JOBS, PROGRESS}
         elif isinstance(event, JobQueued):
             changed.add(JOBS)
+        elif isinstance(event, JellyfinState):
+            self.jellyfin = event
+            changed.add(JELLYFIN)
         elif isinstance(event, QueueState):
             self.paused = event.paused
             self.pause_reason = event.reason or (f"by {event.actor}" if event.actor else "")
@@ -171,12 +178,13 @@ class LiveState:
             self.guards.clear()
             self.gpus.clear()
             self.live.clear()
+            self.jellyfin = None  # the service's Jellyfin, if any, is sent again
             self._note("info", f"attached to the castui service ({event.detail})")
         else:
             self.live.clear()  # RemoteEngine logs the loss itself
             if was is None and event.state == "waiting":
                 self._note("warning", self.service_text())
-        return {SERVICE, PROGRESS, GUARDS, JOBS, LOG}
+        return {SERVICE, PROGRESS, GUARDS, JOBS, LOG, JELLYFIN}
 
     def _note(self, level: str, text: str) -> None:
         self.log.append((self.clock(), level, text))
@@ -194,6 +202,39 @@ class LiveState:
         if link.state == "waiting":
             return f"waiting for the castui service: {link.detail}{retry}{tries}"
         return f"service lost: {link.detail}{retry}{tries}"
+
+    def jellyfin_text(self) -> str:
+        """Jellyfin in plain words ('' when no report came: Jellyfin is not configured).
+
+        Built only from :class:`JellyfinState`, which never holds the API key, so nothing here
+        can show it. The first line is the link and the outbox; each failed health check
+        (an unmapped library, a refused key) follows on its own line, because the guardrail
+        panel is where an operator looks for why things are not happening.
+        """
+        jf = self.jellyfin
+        if jf is None:
+            return ""
+        outbox = f"outbox {jf.outbox_pending:,} pending"
+        if jf.outbox_stopped:
+            outbox += f", {jf.outbox_stopped:,} stopped"
+        name = f"Jellyfin {jf.version}" if jf.version else "Jellyfin"
+        checks = [p for p in jf.problems if f"Jellyfin check: {p}" != jf.last_error]
+        error = jf.last_error
+        if jf.connected:
+            line = f"{name}: connected · {outbox}"
+            if error and not error.startswith("Jellyfin check: "):
+                line += f" · {error}"
+        else:
+            line = f"{name}: unreachable" + (f" — {error}" if error else "") + f" · {outbox}"
+        return "\n".join([line, *(f"check: {p}" for p in checks)])
+
+    @property
+    def jellyfin_trouble(self) -> bool:
+        """Jellyfin needs a look: unreachable, a refused batch or a failed health check."""
+        jf = self.jellyfin
+        return jf is not None and (
+            not jf.connected or bool(jf.outbox_stopped or jf.problems or jf.last_error)
+        )
 
     @property
     def service_lost(self) -> bool:

@@ -16,6 +16,12 @@ from castui.tui.widgets.queue_view import QueueView
 class DashboardScreen(LiveScreen):
     """The first screen: active jobs, queue, guardrail panel and log."""
 
+    #: ``-short`` below 30 rows: with Jellyfin shown, the GPU sparklines give way (castui.tcss)
+    #: so Jellyfin's line and the disk lines still fit an 80×24 terminal.
+    #: Not annotated: Textual declares it ``ClassVar[...] | None``, which mypy will not let a
+    #: subclass repeat as a ClassVar.
+    VERTICAL_BREAKPOINTS = [(0, "-short"), (30, "-tall")]  # noqa: RUF012
+
     def compose(self) -> ComposeResult:
         yield Header()
         yield Label("", id="service-banner")
@@ -33,7 +39,7 @@ class DashboardScreen(LiveScreen):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.live_changed({"jobs", "progress", "guards", "log", "service"})
+        self.live_changed({"jobs", "progress", "guards", "log", "service", "jellyfin"})
 
     def live_changed(self, changed: set[str]) -> None:
         app = self.castui
@@ -59,6 +65,8 @@ class DashboardScreen(LiveScreen):
             )
         if "guards" in changed:
             self.query_one(GuardrailPanel).show(state, app.disk)
+        elif "jellyfin" in changed:
+            self.query_one(GuardrailPanel).show_jellyfin(state)
         if "log" in changed:
             self.query_one(LogPane).show(state)
 

@@ -1,9 +1,11 @@
-"""GPU temperature and encoder load (with sparkline history), disk free, the pause reason."""
+"""GPU temperature and encoder load (with sparkline history), disk free, the pause reason, and
+Jellyfin's link and outbox (when Jellyfin is configured)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.containers import Vertical
 from textual.widgets import Label, Sparkline
@@ -22,6 +24,7 @@ class GuardrailPanel(Vertical):
         yield Label("", id="enc-line")
         yield Sparkline([], id="gpu-enc")
         yield Label("", id="disk-lines")
+        yield Label("", id="jellyfin-line")
 
     def show(self, state: LiveState, disk: Mapping[str, int | str]) -> None:
         waiting = state.waiting_reason()
@@ -44,3 +47,14 @@ class GuardrailPanel(Vertical):
                 f"{name}: {format_gb(free)} free" if isinstance(free, int) else f"{name}: {free}"
             )
         self.query_one("#disk-lines", Label).update("\n".join(lines) or "disk: —")
+        self.show_jellyfin(state)
+
+    def show_jellyfin(self, state: LiveState) -> None:
+        """Jellyfin's line; hidden (no space taken) until a report comes, i.e. when Jellyfin is
+        not configured. Plain text, never markup: the last error quotes a server's words."""
+        text = state.jellyfin_text()
+        line = self.query_one("#jellyfin-line", Label)
+        line.update(Text(text))
+        line.set_class(bool(text), "-shown")
+        line.set_class(state.jellyfin_trouble, "-trouble")
+        self.set_class(bool(text), "-with-jellyfin")

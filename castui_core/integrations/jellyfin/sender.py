@@ -330,18 +330,21 @@ class JellyfinSender:
         self._bus.publish(LogLine("info", line))
 
     async def _publish(self) -> None:
+        self._bus.publish(await self.current_state())
+
+    async def current_state(self) -> JellyfinState:
+        """Jellyfin as this sender sees it now: what it publishes, and what a dashboard that
+        attaches late is sent first (``Engine.initial_events``)."""
         counts = await self._store.outbox_counts()
-        self._bus.publish(
-            JellyfinState(
-                connected=self.connected,
-                version=self.version,
-                outbox_pending=counts["pending"],
-                outbox_stopped=counts["stopped"],
-                sent=self.sent,
-                failed=self.failed,
-                last_error=self.last_error,
-                problems=self.health.problems if self.health else (),
-            )
+        return JellyfinState(
+            connected=self.connected,
+            version=self.version,
+            outbox_pending=counts["pending"],
+            outbox_stopped=counts["stopped"],
+            sent=self.sent,
+            failed=self.failed,
+            last_error=self.last_error,
+            problems=self.health.problems if self.health else (),
         )
 
 
