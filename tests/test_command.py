@@ -614,3 +614,50 @@ def test_real_ffmpeg_output_plays_directly(
     if kind == "two_audio_srt_mkv":
         assert [a.language for a in out_info.audio] == ["eng", "fre"]
         assert out_info.subtitles[0].codec == "mov_text"
+
+
+# -- rate control per backend (issue 16 #5, #6) ----------------------------------------------
+
+
+def _video_variant(base: Profile, **update: Any) -> Profile:
+    return base.model_copy(update={"video": base.video.model_copy(update=update)})
+
+
+def test_nvenc_constant_quality_is_cq_with_no_average() -> None:
+    plan = _plan("h264_1440p60", P1080, "nvenc")
+    assert _opt(plan.args, "-cq") == str(P1080.video.quality)
+    assert _opt(plan.args, "-b:v") == "0"
+    assert _opt(plan.args, "-maxrate") == f"{P1080.video.max_bitrate_kbps}k"
+
+
+def test_nvenc_quality_zero_is_automatic_not_cq_zero() -> None:
+    plan = _plan("h264_1440p60", _video_variant(P1080, quality=0), "nvenc")
+    assert "-cq" not in plan.args
+    assert any("automatic" in n for n in plan.notes)
+    cpu = _plan("h264_1440p60", _video_variant(P1080, quality=0), "cpu")
+    assert _opt(cpu.args, "-crf") == "0"  # x264's own meaning, unchanged
+
+
+def test_hevc_bufsize_stays_within_level_5_1_main_tier() -> None:
+    for backend in ("cpu", "nvenc"):
+        plan = _plan("h264_1440p60", P4K, backend)
+        assert _opt(plan.args, "-bufsize") == "40000k"
+        assert int(_opt(plan.args, "-maxrate").rstrip("k")) <= 40000
+
+
+def test_h264_bufsize_is_two_maxrates_when_not_set() -> None:
+    assert _opt(_plan("h264_1440p60", P1080, "nvenc").args, "-bufsize") == "20000k"
+
+
+def test_baseline_profile_asks_nvenc_for_no_b_frames() -> None:
+    baseline = _video_variant(P1080, profile="baseline", level="3.1")
+    assert _opt(_plan("h264_1440p60", baseline, "nvenc").args, "-bf") == "0"
+    assert _opt(_plan("h264_1440p60", P1080, "nvenc").args, "-bf") == "3"
+
+
+def test_tonemap_cuda_only_when_the_probe_found_it() -> None:
+    plain = _plan("hevc10_hdr_mkv", P1080, "nvenc")
+    assert "tonemap_cuda" not in " ".join(plain.args)
+    assert not plain.hwaccel
+    found = _plan("hevc10_hdr_mkv", P1080, "nvenc", gpu_tonemap=True)
+    assert "tonemap_cuda" in _filter(found)

@@ -29,6 +29,7 @@ from typing import Literal
 
 from castui_core.decide import Action, Decision
 from castui_core.errors import CastuiError
+from castui_core.levels import HEVC_LEVELS
 from castui_core.media import AudioStream, MediaInfo, SubtitleStream, VideoStream
 from castui_core.profiles import Profile, VideoTarget
 
@@ -536,7 +537,15 @@ def _encode_video(
     # x264 clamps keyint_min to keyint/2+1; one second lets scene cuts get their own IDR.
     keyint_min = max(1, min(round(fps_out), gop // 2 + 1))
     maxrate = f"{target.max_bitrate_kbps}k"
-    bufsize = f"{target.effective_bufsize_kbps}k"
+    bufsize_kbps = target.effective_bufsize_kbps
+    if hevc:
+        # HEVC Main tier's coded-picture buffer equals its MaxBR (level 5.1: 40,000 kbit); the
+        # default 2 x maxrate would exceed it, and a receiver may underflow.
+        cpb = HEVC_LEVELS[target.level].max_br_kbps
+        if bufsize_kbps > cpb:
+            bufsize_kbps = cpb
+            notes.append(f"VBV buffer capped at {cpb}k (HEVC level {target.level} Main tier)")
+    bufsize = f"{bufsize_kbps}k"
     encoder: Encoder
     args: list[str] = ["-filter:v", chain]
     if backend == "nvenc":
@@ -546,12 +555,21 @@ def _encode_video(
         if hevc:
             args += ["-tier", "main"]
         args += ["-rc", "vbr"]
-        if target.quality is not None:
+        if target.quality:
+            # Constant quality: -cq with VBR; -b:v 0 clears h264_nvenc's 2M default average
+            # so only -cq and the -maxrate cap steer the rate.
             args += ["-cq", str(target.quality), "-b:v", "0"]
+        elif target.quality == 0:
+            # NVENC reads -cq 0 as "automatic", not lossless as x264's -crf 0: say so and let
+            # the driver choose, still capped by -maxrate.
+            args += ["-b:v", "0"]
+            notes.append("quality 0: NVENC chooses the quality (automatic), capped at maxrate")
         else:
             args += ["-b:v", f"{target.bitrate_kbps}k"]
         args += ["-maxrate", maxrate, "-bufsize", bufsize]
-        args += ["-spatial-aq", "1", "-temporal-aq", "1", "-rc-lookahead", "20", "-bf", "3"]
+        args += ["-spatial-aq", "1", "-temporal-aq", "1", "-rc-lookahead", "20"]
+        # Baseline has no B-frames: asking NVENC for 3 contradicts the profile it writes.
+        args += ["-bf", "0" if target.profile == "baseline" else "3"]
     else:
         encoder = "libx265" if hevc else "libx264"
         args += ["-c:v", encoder, "-preset", target.cpu_preset]
