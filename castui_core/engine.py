@@ -40,7 +40,7 @@ from castui_core.events import (
     LogLine,
     QueueState,
 )
-from castui_core.ffmpeg.nvenc import NvencStatus, detect_nvenc
+from castui_core.ffmpeg.nvenc import NvencStatus, detect_nvdec, detect_nvenc
 from castui_core.guardrails import GpuBackend, Guardrails, JobNeeds, open_gpu_backend
 from castui_core.guardrails.disk import FreeSpaceReader, read_free_space
 from castui_core.ingest import Ingest
@@ -218,6 +218,14 @@ class Engine:
                 store=self.store,  # outputs are recorded where `castui convert` records them
                 written_by="engine",
             )
+            if self._nvenc is not None and self._nvenc.available:
+                # Decode on the GPU only what this GPU decodes (issue 16 #1): probed once.
+                nvdec = await detect_nvdec(tools.ffmpeg, settings.database.parent)
+                self.converter.nvdec_codecs = nvdec.codecs
+                missing = ", ".join(f"{c} ({r})" for c, r in sorted(nvdec.reasons.items()))
+                self._log("info", f"NVDEC: {', '.join(sorted(nvdec.codecs)) or 'none'}")
+                if missing:
+                    self._log("info", f"decoded on the CPU: {missing}")
             gpu = self._gpu if self._gpu is not None else await asyncio.to_thread(open_gpu_backend)
             self.guardrails = Guardrails(
                 settings.guardrails,
