@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
+from castui.keymap import keymap_problems
 from castui_core import __version__
 from castui_core.datadir import data_dir_problems, prepare_data_dir
 from castui_core.errors import CastuiError, ConfigError
@@ -217,6 +218,7 @@ def check_environment(settings: Settings) -> list[str]:
             find_tool(name, configured)  # type: ignore[arg-type]
         except CastuiError as exc:
             problems.append(str(exc))
+    problems.extend(keymap_problems(settings.keymap))  # the ids are the dashboard's
     return problems
 
 

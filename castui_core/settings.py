@@ -499,6 +499,12 @@ class Settings(_Strict):
     arr: tuple[ArrSettings, ...] = Field(
         (), description="Sonarr/Radarr entries asked to rescan after each committed swap."
     )
+    # The ids are the dashboard's (castui/keymap.py): the core never imports the UI, so they
+    # are checked by `castui config check` and by the dashboard at start, not here.
+    keymap: dict[str, str] = Field(
+        default_factory=dict,
+        description="Dashboard keys by binding id, e.g. castui.scan: f5 (comma-separate several).",
+    )
 
     @field_validator("arr")
     @classmethod

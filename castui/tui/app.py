@@ -7,14 +7,15 @@ screens read state, and read and command through :attr:`CastuiApp.engine`. Scree
 app as :class:`~castui.tui.host.DashboardHost`, so they never import this module.
 
 Every binding has an id (``castui.<what>``, ``castui.<screen>.<what>``): Textual's keymap
-(``App.set_keymap``) remaps keys by id, which a ``keys:`` section of the settings can feed.
+(``App.set_keymap``) remaps keys by id, fed by the settings' ``keymap:`` section (ids and
+their checks in :mod:`castui.keymap`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from multiprocessing import resource_tracker
 from typing import Any, ClassVar
 
@@ -23,6 +24,7 @@ from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
+from castui.keymap import keymap_problems, usable_keymap
 from castui.tui.bridge import CoreEvent, EventBridge
 from castui.tui.host import DashboardHost
 from castui.tui.screens.base import LiveScreen
@@ -106,8 +108,28 @@ class CastuiApp(App[int]):
 
     async def on_mount(self) -> None:
         self.sub_title = "attached to the castui service" if self.attached else "engine in-process"
+        self.apply_keymap(self.settings.keymap)
         self.run_worker(self._bridge.run(), name="bridge", exclusive=False)
         self._start_engine()
+
+    def apply_keymap(self, keymap: Mapping[str, str]) -> list[str]:
+        """Remap keys from the settings' ``keymap:`` (binding id -> keys); returns the problems.
+
+        Textual ignores an id it does not know, so a typo would leave the old key working and
+        say nothing: every entry that cannot be applied is said plainly (a notification and
+        the log) and the rest are applied. ``castui config check`` reports the same lines.
+        """
+        problems = keymap_problems(keymap)
+        self.set_keymap(usable_keymap(keymap))
+        for line in problems:
+            self.state.log.append((self.clock(), "error", line))
+            self.state.log_serial += 1
+        if problems:
+            self.notify(
+                "\n".join(problems), title="keymap not fully applied", severity="error", timeout=30
+            )
+            self._tell_screens({"log"})
+        return problems
 
     @work(exclusive=True, group="engine", exit_on_error=False)
     async def _start_engine(self) -> None:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from collections.abc import Mapping
+from typing import ClassVar, cast
 
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Static
+
+from castui.keymap import BINDING_IDS, usable_keymap
+from castui.tui.host import DashboardHost
 
 HELP = """\
 castui: keeps every file in the libraries playable directly on a Chromecast.
@@ -28,6 +32,15 @@ Attached to `castui --no-ui`? Quitting leaves the service running.
 """
 
 
+def remapped(keymap: Mapping[str, str]) -> str:
+    """The keys the settings' ``keymap:`` changed (the text above shows the defaults)."""
+    usable = usable_keymap(keymap)
+    if not usable:
+        return ""
+    lines = [f"  {keys}  {BINDING_IDS[binding_id]}" for binding_id, keys in sorted(usable.items())]
+    return "\nRemapped in your settings (keymap:), instead of the keys above:\n" + "\n".join(lines)
+
+
 class HelpScreen(ModalScreen[None]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape,q,question_mark", "dismiss", "Close help", id="castui.help.close")
@@ -35,7 +48,11 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-dialog"):
-            yield Static(HELP, id="help-text")
+            yield Static(
+                HELP + remapped(cast(DashboardHost, self.app).settings.keymap),
+                id="help-text",
+                markup=False,
+            )
 
     async def action_dismiss(self, result: None = None) -> None:
         self.dismiss(result)
