@@ -192,6 +192,9 @@ class Converter:
         #: Source codecs this GPU decodes (NVDEC); the engine narrows it from its start-up
         #: probe (``ffmpeg.nvenc.detect_nvdec``). A plan decodes on the GPU only for these.
         self.nvdec_codecs: frozenset[str] = DEFAULT_NVDEC_CODECS
+        #: NVENC status per profile name (``ffmpeg.nvenc.detect_nvenc_for_profiles``), set by
+        #: the engine at start; a profile not in it uses ``nvenc``.
+        self.profile_nvenc: dict[str, NvencStatus] = {}
         self.clock = clock
         self._runs: dict[str, FfmpegRun] = {}
         #: The engine turns this off and publishes ``JobFinished`` itself, once the store has
@@ -318,7 +321,10 @@ class Converter:
                 bytes_before=info.size,
                 seconds=self.clock() - started,
             )
-        backend, why = choose_backend(options.encoder, self.nvenc)
+        # A profile the per-profile probe found NVENC cannot run (main10, HEVC B-frames...)
+        # goes to the CPU under auto before its job even starts.
+        status = self.profile_nvenc.get(options.profile_name, self.nvenc)
+        backend, why = choose_backend(options.encoder, status)
         if decision.action is Action.TRANSCODE:
             notes.append(why)
         # Every name this job will create must fit the destination's filesystem: checked

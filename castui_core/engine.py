@@ -40,7 +40,12 @@ from castui_core.events import (
     LogLine,
     QueueState,
 )
-from castui_core.ffmpeg.nvenc import NvencStatus, detect_nvdec, detect_nvenc
+from castui_core.ffmpeg.nvenc import (
+    NvencStatus,
+    detect_nvdec,
+    detect_nvenc,
+    detect_nvenc_for_profiles,
+)
 from castui_core.guardrails import GpuBackend, Guardrails, JobNeeds, open_gpu_backend
 from castui_core.guardrails.disk import FreeSpaceReader, read_free_space
 from castui_core.ingest import Ingest
@@ -54,6 +59,7 @@ from castui_core.integrations.jellyfin.userdata import WatchHistoryKeeper, start
 from castui_core.integrations.jellyfin.watchers import JellyfinWatchers
 from castui_core.originals import at_start as originals_at_start
 from castui_core.probe import ProbePool
+from castui_core.profiles import DEFAULT_PROFILE
 from castui_core.settings import Settings
 from castui_core.store import ClaimedJob, Job, JobResult, JobState, Progress, Store
 from castui_core.swap import Journal, recover
@@ -226,6 +232,14 @@ class Engine:
                 self._log("info", f"NVDEC: {', '.join(sorted(nvdec.codecs)) or 'none'}")
                 if missing:
                     self._log("info", f"decoded on the CPU: {missing}")
+                used = {lib.profile for lib in settings.libraries} | {DEFAULT_PROFILE}
+                per_profile = await detect_nvenc_for_profiles(
+                    tools.ffmpeg, {n: settings.profiles[n] for n in used if n in settings.profiles}
+                )
+                self.converter.profile_nvenc = per_profile
+                for name, status in sorted(per_profile.items()):
+                    if not status.available:
+                        self._log("info", f"profile {name} encodes on the CPU: {status.reason}")
             gpu = self._gpu if self._gpu is not None else await asyncio.to_thread(open_gpu_backend)
             self.guardrails = Guardrails(
                 settings.guardrails,

@@ -104,3 +104,30 @@ async def test_forced_nvenc_still_gets_the_cpu_decode_retry_but_not_libx264(
     ]
     assert "no GPU here has an NVENC encoder" in (outcome.reason or "")  # type: ignore[attr-defined]
     assert source.exists()
+
+
+async def test_a_profile_the_probe_refused_goes_straight_to_the_cpu(
+    tmp_path: Path, source: Path
+) -> None:
+    refused = NvencStatus(False, "NVENC on this GPU cannot encode 10-bit")
+    bus = EventBus()
+    sub = bus.subscribe()
+    with ProbePool(1, timeout=30) as pool:
+        converter = Converter(
+            tools=_shim_tools(tmp_path),
+            pool=pool,
+            journal=Journal(tmp_path / "journal"),
+            bus=bus,
+            nvenc=NvencStatus(True, "h264_nvenc encoded a test frame"),
+        )
+        converter.profile_nvenc = {"chromecast-1080p": refused}
+        outcome = await converter.convert(
+            source, ConvertOptions(profile=P1080, encoder="auto", profile_name="chromecast-1080p")
+        )
+    assert outcome.status == "done", outcome.reason
+    started = []
+    while (event := sub.get_nowait()) is not None:
+        if isinstance(event, JobStarted):
+            started.append(event.encoder)
+    assert started == ["libx264"]
+    assert any("cannot encode 10-bit" in n for n in outcome.notes), outcome.notes
