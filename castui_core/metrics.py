@@ -1,17 +1,22 @@
 """Optional Prometheus metrics for the headless service (``metrics: {enabled: true}``).
 
-Fed from the event bus plus a periodic count of the queue by state, served by
-prometheus-client's own HTTP server on the configured address (loopback by default: the
-endpoint has no authentication).
+Fed from the event bus plus a periodic count of the queue by state, served on the configured
+address (loopback by default: the endpoint has no authentication) by one threaded WSGI
+listener that also answers ``/healthz`` and ``/readyz`` (castui_core/health.py), so a
+supervisor needs one port, not two.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socketserver
+import threading
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 
 from castui_core.bus import EventBus
 from castui_core.errors import ConfigError
@@ -23,9 +28,42 @@ from castui_core.events import (
     JellyfinState,
     JobFinished,
 )
+from castui_core.health import Health
 
 if TYPE_CHECKING:
     from castui_core.engine import Engine
+
+
+class _ThreadingServer(socketserver.ThreadingMixIn, WSGIServer):
+    """One thread per request: a slow /readyz never holds up a scrape."""
+
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Scrapes every 15 s would flood stderr; the service logs what matters itself."""
+
+
+_App = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def _routes(metrics_app: _App, health: Health) -> _App:
+    """/healthz and /readyz from ``health``, everything else from prometheus-client."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "")
+        if path in ("/healthz", "/readyz"):
+            status, body = health.live() if path == "/healthz" else health.ready()
+            phrase = "200 OK" if status == 200 else "503 Service Unavailable"
+            start_response(
+                phrase,
+                [("Content-Type", "application/json"), ("Content-Length", str(len(body)))],
+            )
+            return [body]
+        return metrics_app(environ, start_response)
+
+    return app
 
 
 class Metrics:
@@ -83,16 +121,31 @@ class Metrics:
         self._jellyfin_seen = (0, 0)  # the sender's sent/failed totals already counted
         self._sub = bus.subscribe()
         self._tasks: list[asyncio.Task[None]] = [asyncio.create_task(self._follow())]
-        self._server: Any = None
+        self._server: WSGIServer | None = None
+        self.health: Health | None = None
 
-    def serve(self, listen: str, engine: Engine, *, refresh_s: float = 15.0) -> None:
+    @property
+    def port(self) -> int:
+        """The bound port (``listen: 127.0.0.1:0`` picks a free one)."""
+        assert self._server is not None, "serve() first"
+        return int(self._server.server_port)
+
+    def serve(
+        self, listen: str, engine: Engine, *, refresh_s: float = 15.0, stall_s: float = 10.0
+    ) -> None:
         host, _, port = listen.rpartition(":")
+        self.health = Health(engine, stall_s=stall_s)
+        app = _routes(make_wsgi_app(self.registry), self.health)
         try:
-            self._server, _thread = start_http_server(int(port), addr=host, registry=self.registry)
+            server = make_server(
+                host, int(port), app, _ThreadingServer, handler_class=_QuietHandler
+            )
         except OSError as exc:
             raise ConfigError(
                 f"metrics: cannot listen on {listen}: {exc.strerror}; change metrics.listen"
             ) from exc
+        self._server = server
+        threading.Thread(target=server.serve_forever, name="castui-http", daemon=True).start()
         self._tasks.append(asyncio.create_task(self._count_queue(engine, refresh_s)))
 
     async def _count_queue(self, engine: Engine, refresh_s: float) -> None:
@@ -140,6 +193,8 @@ class Metrics:
         self._sub.close()
         for task in self._tasks:
             task.cancel()
+        if self.health is not None:
+            self.health.close()
         if self._server is not None:
             with contextlib.suppress(Exception):
                 self._server.shutdown()
