@@ -72,7 +72,12 @@ class Metrics:
     def __init__(self, bus: EventBus, *, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.queue_depth = Gauge("castui_queue_jobs", "Jobs by state", ["state"], registry=r)
+        self.queue_depth = Gauge(
+            "castui_queue_jobs",
+            "Jobs by state (queued, running; failed and dead wait for castui retry)",
+            ["state"],
+            registry=r,
+        )
         self.finished = Counter(
             "castui_jobs_finished", "Jobs finished, by result", ["result"], registry=r
         )
@@ -153,6 +158,10 @@ class Metrics:
             counts: dict[str, int] = {"queued": 0, "running": 0}
             for job in await engine.store.active_jobs():
                 counts[job.state.value] = counts.get(job.state.value, 0) + 1
+            # Failed and dead jobs wait for an operator (castui retry): counted so an alert can
+            # say "a job went dead" without reading the database.
+            totals = await engine.store.totals()
+            counts["failed"], counts["dead"] = totals.failed, totals.dead
             for state, n in counts.items():
                 self.queue_depth.labels(state=state).set(n)
             await asyncio.sleep(refresh_s)

@@ -104,7 +104,8 @@ def test_readiness_follows_a_library_root_during_a_real_run(tmp_path: Path) -> N
         (tmp_path / "lib.away").rename(lib)
         wait_for(f"{base}/readyz", lambda code, _: code == 200)
         with urllib.request.urlopen(f"{base}/metrics", timeout=10) as answer:
-            assert b"castui_queue_jobs" in answer.read()  # metrics still served
+            # metrics still served, dead jobs counted (for the CastuiDeadJobs alert)
+            assert b'castui_queue_jobs{state="dead"} 0.0' in answer.read()
     finally:
         proc.terminate()
         proc.wait(timeout=60)
