@@ -247,8 +247,7 @@ MIGRATIONS: tuple[Migration, ...] = (
             )
             """,
             "CREATE INDEX originals_path ON originals(path)",
-            "CREATE UNIQUE INDEX originals_archived ON originals(archive)"
-            " WHERE state = 'archived'",
+            "CREATE UNIQUE INDEX originals_archived ON originals(archive) WHERE state = 'archived'",
         ),
     ),
     Migration(

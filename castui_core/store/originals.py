@@ -125,7 +125,6 @@ async def clear_marker(conn: aiosqlite.Connection, path: str, now: float) -> int
     """Forget that ``path`` was restored on purpose (``castui retry``/asked): returns rows."""
     return await execute_count(
         conn,
-        "UPDATE originals SET state = 'purged', ended_at = ? WHERE path = ? AND"
-        " state = 'restored'",
+        "UPDATE originals SET state = 'purged', ended_at = ? WHERE path = ? AND state = 'restored'",
         (now, path),
     )
