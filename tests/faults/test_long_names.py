@@ -68,7 +68,7 @@ def test_no_name_fits_fails_before_anything_with_the_reason(tmp_path: Path) -> N
         plan_placement(deep / "m.mkv", token="t", limits=NameLimits(path_max=len(str(deep)) + 4))
 
 
-def test_a_250_byte_name_converts_in_place_with_a_fitting_backup(
+def test_a_250_byte_name_converts_in_place_and_keeps_the_original(
     tmp_path: Path, samples: dict[str, Path]
 ) -> None:
     site = make_site(tmp_path)
@@ -78,9 +78,10 @@ def test_a_250_byte_name_converts_in_place_with_a_fitting_backup(
     result = castui(site, "convert", str(source))
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.startswith("done transcode")
-    backups = [p for p in site["lib"].iterdir() if p.name.endswith(".original.mp4")]
-    assert len(backups) == 1 and len(os.fsencode(backups[0].name)) <= 255
-    assert backups[0].read_bytes() == original
+    # The default (replace) layout archives the original under its own 250-byte name.
+    archived = site["lib"] / ".castui" / "originals" / name
+    assert archived.read_bytes() == original
+    assert [p for p in site["lib"].iterdir() if p.name.endswith(".original.mp4")] == []
     assert source.exists() and source.read_bytes() != original
     assert hidden(site["lib"]) == []
 
