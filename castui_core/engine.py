@@ -815,9 +815,7 @@ class Engine:
     async def job_events(self, job_id: int, *, limit: int = 20) -> list[AuditEvent]:
         return await self.store.list_events(job_id=job_id, limit=limit)
 
-    async def jellyfin_confirmations(
-        self, job_ids: Sequence[int]
-    ) -> dict[int, StoredConfirmation]:
+    async def jellyfin_confirmations(self, job_ids: Sequence[int]) -> dict[int, StoredConfirmation]:
         return await self.store.jellyfin_confirmations(job_ids)
 
     async def watch_history(self, job_ids: Sequence[int]) -> dict[int, StoredWatchHistory]:
