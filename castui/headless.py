@@ -51,6 +51,7 @@ from castui_core.events import (
     ScanProgress,
     ScanStarted,
 )
+from castui_core.notify import Notifier
 from castui_core.paths import display_text, is_utf8, json_safe, path_json
 from castui_core.settings import Settings, load_settings
 from castui_core.store import Job, JobState, Store
@@ -256,6 +257,7 @@ async def run_headless(args: argparse.Namespace) -> int:
     # --once serves the socket too: a dashboard opened meanwhile attaches instead of starting
     # a second engine. Claimed before the engine starts, so one opened during start waits.
     control = ControlServer(engine)
+    notifier: Notifier | None = None
     gave_up: str | None = None
     try:
         await control.claim()
@@ -263,6 +265,8 @@ async def run_headless(args: argparse.Namespace) -> int:
         await control.start()
         if metrics is not None:
             metrics.serve(settings.metrics.listen, engine)
+        if settings.notify is not None:
+            notifier = Notifier(engine.store, settings.notify, engine.bus)
         if once:
             gave_up = await drain(
                 engine,
@@ -275,6 +279,8 @@ async def run_headless(args: argparse.Namespace) -> int:
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             loop.remove_signal_handler(sig)
+        if notifier is not None:  # undelivered notifications stay in the outbox for next start
+            await notifier.close()
         await engine.stop()
         await control.stop()  # after: no second engine starts while this one winds down
         if metrics is not None:

@@ -281,6 +281,42 @@ class MetricsSettings(_Strict):
     listen: str = Field("127.0.0.1:9108", pattern=r"^[^\s:]+:\d{1,5}$")
 
 
+NotifyKind = Literal["dead", "guardrail_held", "jellyfin_unreachable", "daily_summary"]
+
+
+class NotifySettings(_Strict):
+    """Notifications through Apprise (``urls`` carry tokens: never logged, never shown)."""
+
+    urls: tuple[SecretStr, ...] = Field(
+        (), description="Apprise URLs (e.g. ntfys://ntfy.sh/topic, tgram://bot/chat)."
+    )
+    urls_file: AbsolutePath | None = Field(
+        None, description="A file with one Apprise URL per line (keeps tokens out of settings)."
+    )
+    on: tuple[NotifyKind, ...] = ("dead", "guardrail_held", "jellyfin_unreachable")
+    guardrail_held_after_s: float = Field(
+        3600.0, ge=1, description="Notify when a guardrail has held work back this long."
+    )
+    daily_summary_at: str | None = Field(
+        None, pattern=r"^([01]\d|2[0-3]):[0-5]\d$", description="HH:MM local time."
+    )
+    timeout_s: float = Field(30.0, gt=0, description="Give up one delivery try after this.")
+
+    def url_list(self) -> list[str]:
+        """The URLs, from ``urls`` and ``urls_file`` (read when called: a rotated token works
+        after a reload)."""
+        found = [u.get_secret_value() for u in self.urls]
+        if self.urls_file is not None:
+            try:
+                text = self.urls_file.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ConfigError(
+                    f"notify.urls_file: cannot read {self.urls_file}: {exc.strerror}"
+                ) from exc
+            found += [ln.strip() for ln in text.splitlines() if ln.strip() and ln[0] != "#"]
+        return found
+
+
 class ServiceSettings(_Strict):
     """Headless service behaviour."""
 
@@ -496,6 +532,7 @@ class Settings(_Strict):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     jellyfin: JellyfinSettings | None = None
+    notify: NotifySettings | None = None
     arr: tuple[ArrSettings, ...] = Field(
         (), description="Sonarr/Radarr entries asked to rescan after each committed swap."
     )

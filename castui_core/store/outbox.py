@@ -48,6 +48,13 @@ class OutboxEntry:
     update_type: UpdateType
     library: str
     target: str = JELLYFIN
+    message: str | None = None
+    """For ``notify`` rows only: the notification's text, kept in the ``folder`` column (which
+    only Jellyfin's batching reads), so notifications needed no schema change."""
+
+
+#: The target of notification rows (castui_core/notify.py sends them through Apprise).
+NOTIFY = "notify"
 
 
 @dataclass(frozen=True)
@@ -79,7 +86,16 @@ async def add_entries(
         VALUES (?, ?, ?, ?, ?, 'pending', 0, ?, ?, ?)
         """,
         [
-            (e.path, os.path.dirname(e.path), e.update_type, e.library, job_id, now, now, e.target)
+            (
+                e.path,
+                e.message if e.message is not None else os.path.dirname(e.path),
+                e.update_type,
+                e.library,
+                job_id,
+                now,
+                now,
+                e.target,
+            )
             for e in entries
         ],
     )
