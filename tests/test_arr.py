@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,13 +17,11 @@ import pytest
 import yaml
 from arr_standin import StandinArr
 from cli_helpers import run_castui
+from engine_helpers import cpu_engine, place_settled, wait_event
 
-from castui_core.bus import EventBus, Subscription
-from castui_core.engine import Engine
+from castui_core.bus import EventBus
 from castui_core.errors import ConfigError
-from castui_core.events import Event, LogLine
-from castui_core.ffmpeg.nvenc import NvencStatus
-from castui_core.guardrails import FakeGpu
+from castui_core.events import LogLine
 from castui_core.integrations.arr import (
     ArrSender,
     arr_entries,
@@ -125,14 +121,6 @@ def test_the_key_comes_from_a_file_or_the_environment_and_is_never_shown(
     monkeypatch.delenv("CASTUI_SONARR_API_KEY")
     with pytest.raises(ConfigError, match=r"\$CASTUI_SONARR_API_KEY"):
         settings_for(tmp_path, base).arr[0].api_key_value()
-
-
-async def wait_event(sub: Subscription, predicate: Any, timeout: float = 30) -> Event:
-    async with asyncio.timeout(timeout):
-        while True:
-            event = await sub.get()
-            if predicate(event):
-                return event
 
 
 async def test_down_then_up_is_retried_until_sonarr_answers(
@@ -250,18 +238,8 @@ async def test_engine_swap_asks_sonarr_to_rescan_the_series(
         tmp_path, {"kind": "sonarr", "url": sonarr.url, "api_key": sonarr.api_key}
     )
     source = show / "Season 01" / "Show - S01E01.mkv"
-    source.parent.mkdir(parents=True)
-    shutil.copy(samples["compliant.mkv"], source)
-    past = time.time() - 60
-    os.utime(source, (past, past))
-    engine = Engine(
-        settings,
-        gpu=FakeGpu(),
-        nvenc=NvencStatus(available=False, reason="test: CPU only"),
-        watch=False,
-        scan_at_start=True,
-        idle_poll_s=0.2,
-    )
+    place_settled(samples["compliant.mkv"], source)
+    engine = cpu_engine(settings)
     sub = engine.bus.subscribe()
     await engine.start()
     try:
@@ -283,14 +261,7 @@ async def test_a_reload_with_the_right_key_resumes_stopped_rescans(
     series = sonarr.add("Show", f"{tmp_path}/tv/Show")
     wrong = {"kind": "sonarr", "url": sonarr.url, "api_key": "0" * 32}
     settings = settings_for(tmp_path, wrong)
-    engine = Engine(
-        settings,
-        gpu=FakeGpu(),
-        nvenc=NvencStatus(available=False, reason="test: CPU only"),
-        watch=False,
-        scan_at_start=False,
-        idle_poll_s=0.2,
-    )
+    engine = cpu_engine(settings, scan_at_start=False)
     sub = engine.bus.subscribe()
     await engine.start()
     try:

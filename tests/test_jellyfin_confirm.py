@@ -9,28 +9,24 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from cli_helpers import run_castui
+from engine_helpers import cpu_engine, place_settled, wait_event
 from jellyfin_fixtures import jellyfin  # noqa: F401
 from jellyfin_standin import StandinJellyfin
 from tui.tui_helpers import wait_until
 
 from castui.tui.app import make_app
 from castui.tui.screens.job_detail import JobDetailScreen
-from castui_core.bus import EventBus, Subscription
-from castui_core.engine import Engine
-from castui_core.events import Event, JellyfinConfirmed, JobStateChanged
-from castui_core.ffmpeg.nvenc import NvencStatus
-from castui_core.guardrails import FakeGpu
+from castui_core.bus import EventBus
+from castui_core.events import JellyfinConfirmed, JobStateChanged
 from castui_core.integrations.jellyfin.client import JellyfinClient
 from castui_core.integrations.jellyfin.confirm import (
     Confirmation,
@@ -181,14 +177,6 @@ def jellyfin_settings(
     return parse_settings(yaml.safe_dump(data))
 
 
-async def wait_event(sub: Subscription, predicate: Callable[[Event], bool]) -> Event:
-    async with asyncio.timeout(30):
-        while True:
-            event = await sub.get()
-            if predicate(event):
-                return event
-
-
 async def test_engine_done_is_confirmed_as_direct_play_and_shown_in_history(
     jellyfin: StandinJellyfin,  # noqa: F811
     samples: dict[str, Path],
@@ -197,17 +185,8 @@ async def test_engine_done_is_confirmed_as_direct_play_and_shown_in_history(
     settings = jellyfin_settings(tmp_path, jellyfin)
     jellyfin.add_library("Movies", [str(tmp_path / "lib")])
     source = tmp_path / "lib" / "film.mkv"
-    shutil.copy(samples["compliant.mkv"], source)
-    past = time.time() - 60
-    os.utime(source, (past, past))
-    engine = Engine(
-        settings,
-        gpu=FakeGpu(),
-        nvenc=NvencStatus(available=False, reason="test: CPU only"),
-        watch=False,
-        scan_at_start=True,
-        idle_poll_s=0.2,
-    )
+    place_settled(samples["compliant.mkv"], source)
+    engine = cpu_engine(settings)
     sub = engine.bus.subscribe()
     await engine.start()
     try:
@@ -372,17 +351,8 @@ async def test_job_detail_shows_jellyfins_verdict(
     settings = jellyfin_settings(tmp_path, jellyfin)
     jellyfin.add_library("Movies", [str(tmp_path / "lib")])
     source = tmp_path / "lib" / "film.mkv"
-    shutil.copy(samples["compliant.mkv"], source)
-    past = time.time() - 60
-    os.utime(source, (past, past))
-    engine = Engine(
-        settings,
-        gpu=FakeGpu(),
-        nvenc=NvencStatus(available=False, reason="test: CPU only"),
-        watch=False,
-        scan_at_start=True,
-        idle_poll_s=0.2,
-    )
+    place_settled(samples["compliant.mkv"], source)
+    engine = cpu_engine(settings)
     sub = engine.bus.subscribe()
     app = make_app(engine)  # the dashboard starts the engine itself
     async with app.run_test(size=(140, 40)) as pilot:

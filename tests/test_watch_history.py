@@ -10,25 +10,22 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 import yaml
 from cli_helpers import run_castui
+from engine_helpers import cpu_engine, place_settled, wait_event
 from jellyfin_fixtures import jellyfin  # noqa: F401
 from jellyfin_standin import StandinJellyfin
-from test_jellyfin_confirm import jellyfin_settings, wait_event
+from test_jellyfin_confirm import jellyfin_settings
 from tui.tui_helpers import wait_until
 
 from castui.tui.app import make_app
 from castui.tui.screens.job_detail import JobDetailScreen
 from castui_core.bus import EventBus
-from castui_core.engine import Engine
 from castui_core.events import JobStateChanged, LogLine
-from castui_core.ffmpeg.nvenc import NvencStatus
-from castui_core.guardrails import FakeGpu
 from castui_core.integrations.jellyfin.client import JellyfinClient
 from castui_core.integrations.jellyfin.userdata import (
     Snapshot,
@@ -254,22 +251,13 @@ async def test_engine_restores_what_jellyfin_lost_and_records_it(
     settings = jellyfin_settings(tmp_path, jellyfin)
     jellyfin.add_library("Movies", [str(tmp_path / "lib")])
     source = tmp_path / "lib" / "film.mkv"
-    shutil.copy(samples["compliant.mkv"], source)
-    past = time.time() - 60
-    os.utime(source, (past, past))
+    place_settled(samples["compliant.mkv"], source)
     jellyfin.scan()  # the old item exists in Jellyfin with the users' state
     jellyfin.playback.users.append({"Name": "dave", "Id": "d" * 32})
     jellyfin.set_user_data("dave", str(source), Played=True, PlayCount=3)
     jellyfin.set_user_data("castui-test", str(source), IsFavorite=True)
     jellyfin.set_user_data("castui-test", str(source.with_suffix(".mp4")), IsFavorite=True)
-    engine = Engine(
-        settings,
-        gpu=FakeGpu(),
-        nvenc=NvencStatus(available=False, reason="test: CPU only"),
-        watch=False,
-        scan_at_start=True,
-        idle_poll_s=0.2,
-    )
+    engine = cpu_engine(settings)
     sub = engine.bus.subscribe()
     await engine.start()
     try:
@@ -317,19 +305,10 @@ async def test_job_detail_shows_the_watch_history(
     settings = jellyfin_settings(tmp_path, jellyfin)
     jellyfin.add_library("Movies", [str(tmp_path / "lib")])
     source = tmp_path / "lib" / "film.mkv"
-    shutil.copy(samples["compliant.mkv"], source)
-    past = time.time() - 60
-    os.utime(source, (past, past))
+    place_settled(samples["compliant.mkv"], source)
     jellyfin.scan()
     jellyfin.set_user_data("castui-test", str(source), Played=True, PlayCount=1)
-    engine = Engine(
-        settings,
-        gpu=FakeGpu(),
-        nvenc=NvencStatus(available=False, reason="test: CPU only"),
-        watch=False,
-        scan_at_start=True,
-        idle_poll_s=0.2,
-    )
+    engine = cpu_engine(settings)
     sub = engine.bus.subscribe()
     app = make_app(engine)  # the dashboard starts the engine itself
     async with app.run_test(size=(140, 40)) as pilot:
