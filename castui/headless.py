@@ -18,6 +18,7 @@ import logging
 import logging.handlers
 import os
 import signal
+import socket
 import sys
 import time
 from dataclasses import asdict
@@ -43,6 +44,7 @@ from castui_core.events import (
     JobProgress,
     JobQueued,
     JobStarted,
+    JobStateChanged,
     LibraryState,
     LogLine,
     QueueState,
@@ -62,12 +64,48 @@ _PROGRESS_STEP = 10.0  # percent
 _PROGRESS_EVERY_S = 60.0
 
 
+_JOBS_REMEMBERED = 10_000
+_JOB_EVENTS = (
+    JobQueued,
+    JobStarted,
+    JobProgress,
+    JobNote,
+    JobFinished,
+    JobCancelled,
+    JobStateChanged,
+)
+
+
 class EventFormatter:
     """Turns events into log lines, dropping the high-rate ones that would flood a journal."""
 
-    def __init__(self, clock: object = time.monotonic) -> None:
+    def __init__(self, clock: object = time.monotonic, node: str | None = None) -> None:
         self._clock = clock
         self._last_progress: dict[str, tuple[float, float]] = {}
+        self.node = node or socket.gethostname()
+        # path -> (job id, library), learnt from JobQueued/JobStateChanged: most job events
+        # carry only the path, and a log line about a job must say which job, where.
+        self._jobs: dict[str, tuple[int | None, str]] = {}
+
+    def context(self, event: Event) -> dict[str, Any] | None:
+        """``job_id``, ``library`` and ``node`` for a line about a job (None otherwise), so
+        every line about one job can be found with one grep or one JSON filter."""
+        path = getattr(event, "path", None)
+        if isinstance(event, JobStateChanged):
+            self._remember(event.path, event.job_id, event.library)
+        elif isinstance(event, JobQueued):
+            known = self._jobs.get(event.path)
+            self._remember(event.path, known[0] if known else None, event.library)
+        if not isinstance(path, str) or not isinstance(event, _JOB_EVENTS):
+            return None
+        job_id, library = self._jobs.get(path, (None, ""))
+        return {"job_id": job_id, "library": library, "node": self.node}
+
+    def _remember(self, path: str, job_id: int | None, library: str) -> None:
+        self._jobs.pop(path, None)
+        self._jobs[path] = (job_id, library)
+        while len(self._jobs) > _JOBS_REMEMBERED:  # oldest first: dicts keep insertion order
+            del self._jobs[next(iter(self._jobs))]
 
     def line(self, event: Event) -> tuple[str, str] | None:
         """``(level, text)`` for one event, or None to leave it out of the log.
@@ -159,6 +197,9 @@ class JsonLines(logging.Formatter):
             "level": record.levelname.lower(),
             "message": record.getMessage(),
         }
+        job = getattr(record, "job", None)
+        if job is not None:
+            data.update(job)
         event = getattr(record, "event", None)
         if event is not None:
             data["event"] = type(event).__name__
@@ -170,6 +211,18 @@ class JsonLines(logging.Formatter):
                 else:
                     data[key] = value
         return json.dumps(json_safe(data), ensure_ascii=False, default=str)
+
+
+class TextLines(logging.Formatter):
+    """The text log: a line about a job ends with ``[job=N library=L node=H]``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        job = getattr(record, "job", None)
+        if job is None:
+            return text
+        number = job["job_id"] if job["job_id"] is not None else "-"
+        return f"{text} [job={number} library={job['library'] or '-'} node={job['node']}]"
 
 
 class _PrivateRotatingFile(logging.handlers.TimedRotatingFileHandler):
@@ -191,7 +244,7 @@ def setup_logging(settings: Settings, fmt: str, stream: TextIO) -> Path:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     console = logging.StreamHandler(stream)
-    text = logging.Formatter("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
+    text = TextLines("%(asctime)s %(levelname)-7s %(message)s", "%Y-%m-%d %H:%M:%S")
     console.setFormatter(JsonLines() if fmt == "json" else text)
     logger.addHandler(console)
     rotating = _PrivateRotatingFile(
@@ -207,11 +260,13 @@ def setup_logging(settings: Settings, fmt: str, stream: TextIO) -> Path:
 
 async def _log_events(sub: Subscription, formatter: EventFormatter) -> None:
     async for event in sub:
+        job = formatter.context(event)
         line = formatter.line(event)
         if line is None:
             continue
         level, text = line
-        logger.log(logging.getLevelName(level.upper()), text, extra={"event": event})
+        extra = {"event": event, "job": job}
+        logger.log(logging.getLevelName(level.upper()), text, extra=extra)
 
 
 async def run_headless(args: argparse.Namespace) -> int:
