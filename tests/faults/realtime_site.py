@@ -11,11 +11,13 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
 from cli_helpers import castui_env, run_castui
+from textual.pilot import Pilot
+from tui import tui_helpers
 
 SHIM = Path(__file__).parent.parent / "nvenc_shim.py"
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
@@ -121,3 +123,15 @@ def duration(path: Path) -> float:
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     return float(out.stdout.strip())
+
+
+async def wait_until(
+    pilot: Pilot[object],
+    condition: Callable[[], bool | Awaitable[bool]],
+    what: str,
+    timeout: float = 30.0,
+) -> None:
+    """The dashboard tests' ``wait_until`` with the fault tests' order and bound: ``what``
+    comes third, and 30 s by default, since a real-time encode in another process is slower
+    to show than the in-process engine the TUI tests use."""
+    await tui_helpers.wait_until(pilot, condition, timeout=timeout, what=what)

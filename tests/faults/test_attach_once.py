@@ -10,39 +10,16 @@ A real ``--once`` process with a real (real-time) encode; the dashboard under Te
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
-import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from realtime_site import clip, make_site, start, until
-from textual.pilot import Pilot
+from realtime_site import clip, make_site, start, until, wait_until
 
 from castui import cli
 from castui.tui.app import CastuiApp
-
-
-async def wait_until(
-    pilot: Pilot[object],
-    condition: Callable[[], bool | Awaitable[bool]],
-    what: str,
-    timeout: float = 30.0,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
-        await asyncio.sleep(0.02)
 
 
 async def test_dashboard_beside_once_attaches_to_it(

@@ -10,17 +10,15 @@ dashboard under Textual's pilot.
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from cli_helpers import castui_env
-from realtime_site import FFMPEG, clip, make_site
-from textual.pilot import Pilot
+from realtime_site import FFMPEG, clip, make_site, wait_until
 from textual.widgets import Label
 from textual.widgets.data_table import ColumnKey
 
@@ -84,25 +82,6 @@ def service(site: dict[str, Path]) -> Iterator[Service]:
         yield svc
     finally:
         svc.stop_all()
-
-
-async def wait_until(
-    pilot: Pilot[object],
-    condition: Callable[[], bool | Awaitable[bool]],
-    what: str,
-    timeout: float = 30.0,
-) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.05)
-        await asyncio.sleep(0.02)
 
 
 def _live_percent(app: CastuiApp) -> float:
