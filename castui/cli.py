@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from rich.console import Console
 
 from castui.keymap import keymap_problems
-from castui_core import __version__
+from castui.version_view import VersionAction
 from castui_core.datadir import data_dir_problems, prepare_data_dir
 from castui_core.errors import CastuiError, ConfigError
 from castui_core.fsinfo import filesystem_of
@@ -38,7 +38,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="castui",
         description="Keep a media library playable directly on every Chromecast.",
     )
-    parser.add_argument("--version", action="version", version=f"castui {__version__}")
+    parser.add_argument(
+        "--version",
+        action=VersionAction,
+        help="show castui, Python, ffmpeg and database schema versions, then exit",
+    )
     parser.add_argument(
         "--no-ui",
         action="store_true",

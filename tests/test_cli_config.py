@@ -167,4 +167,4 @@ def test_configured_ffmpeg_missing_is_reported(
 def test_version(tmp_path: Path, home: Path) -> None:
     result = castui("--version", home=home, cwd=tmp_path)
     assert result.returncode == 0
-    assert result.stdout.strip() == f"castui {__version__}"
+    assert result.stdout.splitlines()[0] == f"castui {__version__}"  # then Python, ffmpeg, schema
