@@ -24,7 +24,7 @@ from castui_core.bus import EventBus
 from castui_core.events import Event
 from castui_core.settings import Settings
 from castui_core.store import Event as AuditEvent
-from castui_core.store import HistoryTotals, Job, JobState
+from castui_core.store import HistoryTotals, Job, JobState, Store
 from castui_core.store.confirmations import StoredConfirmation
 from castui_core.store.watch_history import StoredWatchHistory
 
@@ -99,4 +99,51 @@ class EngineAPI(Protocol):
     async def totals(self, *, library: str | None = ...) -> HistoryTotals: ...
 
 
-__all__ = ["AuditEvent", "EngineAPI", "HistoryTotals", "StoredConfirmation", "StoredWatchHistory"]
+class StoreReads:
+    """The EngineAPI reads, answered from ``self.store``.
+
+    Why one place: the in-process engine, the attached one (its own read handle on the shared
+    database) and the dashboard tests' fake engine all answer reads straight from the store;
+    written three times, a read added to the API had to be copied three times and could drift.
+    A class using this sets ``store`` before the first read (in ``start``).
+    """
+
+    store: Store
+
+    async def active_jobs(self) -> list[Job]:
+        """Running jobs first, then the queue in the order it will run."""
+        return await self.store.active_jobs()
+
+    async def get_job(self, job_id: int) -> Job:
+        return await self.store.get_job(job_id)
+
+    async def job_events(self, job_id: int, *, limit: int = 20) -> list[AuditEvent]:
+        return await self.store.list_events(job_id=job_id, limit=limit)
+
+    async def jellyfin_confirmations(self, job_ids: Sequence[int]) -> dict[int, StoredConfirmation]:
+        return await self.store.jellyfin_confirmations(job_ids)
+
+    async def watch_history(self, job_ids: Sequence[int]) -> dict[int, StoredWatchHistory]:
+        return await self.store.watch_history(job_ids)
+
+    async def history(
+        self,
+        *,
+        states: Sequence[JobState | str] | None = None,
+        library: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        return await self.store.history(states=states, library=library, limit=limit)
+
+    async def totals(self, *, library: str | None = None) -> HistoryTotals:
+        return await self.store.totals(library=library)
+
+
+__all__ = [
+    "AuditEvent",
+    "EngineAPI",
+    "HistoryTotals",
+    "StoreReads",
+    "StoredConfirmation",
+    "StoredWatchHistory",
+]

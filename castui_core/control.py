@@ -46,7 +46,7 @@ import pwd
 import socket
 import stat
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, assert_never
 
@@ -55,18 +55,15 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from castui_core import control_messages as msg
 from castui_core import events as ev
 from castui_core.api import (
-    AuditEvent,
     EngineAPI,
-    HistoryTotals,
-    StoredConfirmation,
-    StoredWatchHistory,
+    StoreReads,
 )
 from castui_core.bus import EventBus
 from castui_core.engine import Engine
 from castui_core.errors import CastuiError
 from castui_core.events import Event
 from castui_core.settings import Settings, load_settings
-from castui_core.store import Job, JobState, Store
+from castui_core.store import Job, Store
 
 SOCKET_NAME = "castui.sock"
 LOCK_NAME = "castui.lock"
@@ -576,7 +573,7 @@ class _Link:
         self.events_writer.close()
 
 
-class RemoteEngine:
+class RemoteEngine(StoreReads):
     """An engine running in another process, driven through its control socket.
 
     Same command methods as :class:`Engine`; ``bus`` carries the remote engine's events and
@@ -803,33 +800,6 @@ class RemoteEngine:
         return []
 
     # --- EngineAPI: reads come from this process's read handle on the shared database ---------
-
-    async def active_jobs(self) -> list[Job]:
-        return await self.store.active_jobs()
-
-    async def get_job(self, job_id: int) -> Job:
-        return await self.store.get_job(job_id)
-
-    async def job_events(self, job_id: int, *, limit: int = 20) -> list[AuditEvent]:
-        return await self.store.list_events(job_id=job_id, limit=limit)
-
-    async def jellyfin_confirmations(self, job_ids: Sequence[int]) -> dict[int, StoredConfirmation]:
-        return await self.store.jellyfin_confirmations(job_ids)
-
-    async def watch_history(self, job_ids: Sequence[int]) -> dict[int, StoredWatchHistory]:
-        return await self.store.watch_history(job_ids)
-
-    async def history(
-        self,
-        *,
-        states: Sequence[JobState | str] | None = None,
-        library: str | None = None,
-        limit: int = 100,
-    ) -> list[Job]:
-        return await self.store.history(states=states, library=library, limit=limit)
-
-    async def totals(self, *, library: str | None = None) -> HistoryTotals:
-        return await self.store.totals(library=library)
 
 
 #: mypy checks here that both engines implement every part of the one front-end API.

@@ -18,14 +18,14 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from castui_core import events as ev
-from castui_core.api import AuditEvent, HistoryTotals, StoredConfirmation, StoredWatchHistory
+from castui_core.api import StoreReads
 from castui_core.bus import EventBus
 from castui_core.convert import Converter, ConvertOutcome, options_for
 from castui_core.errors import CastuiError, LeaseLostError
@@ -119,7 +119,7 @@ class RunSummary:
         return sum(o.bytes_before - (o.bytes_after or 0) for o in self.done)
 
 
-class Engine:
+class Engine(StoreReads):
     """Runs castui's main job until stopped. See the module docstring."""
 
     def __init__(
@@ -805,30 +805,3 @@ class Engine:
         details: Mapping[str, Any] | None = None,
     ) -> None:
         await self.store.record_event(kind, actor=actor, reason=reason, details=details)
-
-    async def active_jobs(self) -> list[Job]:
-        return await self.store.active_jobs()
-
-    async def get_job(self, job_id: int) -> Job:
-        return await self.store.get_job(job_id)
-
-    async def job_events(self, job_id: int, *, limit: int = 20) -> list[AuditEvent]:
-        return await self.store.list_events(job_id=job_id, limit=limit)
-
-    async def jellyfin_confirmations(self, job_ids: Sequence[int]) -> dict[int, StoredConfirmation]:
-        return await self.store.jellyfin_confirmations(job_ids)
-
-    async def watch_history(self, job_ids: Sequence[int]) -> dict[int, StoredWatchHistory]:
-        return await self.store.watch_history(job_ids)
-
-    async def history(
-        self,
-        *,
-        states: Sequence[JobState | str] | None = None,
-        library: str | None = None,
-        limit: int = 100,
-    ) -> list[Job]:
-        return await self.store.history(states=states, library=library, limit=limit)
-
-    async def totals(self, *, library: str | None = None) -> HistoryTotals:
-        return await self.store.totals(library=library)

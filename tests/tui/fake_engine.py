@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from castui_core.api import StoreReads
 from castui_core.bus import EventBus
 from castui_core.events import (
     Event,
@@ -19,10 +20,7 @@ from castui_core.events import (
 )
 from castui_core.guardrails.disk import FreeSpace
 from castui_core.settings import Settings, parse_settings
-from castui_core.store import Event as AuditEvent
-from castui_core.store import HistoryTotals, Job, JobResult, JobState, Store
-from castui_core.store.confirmations import StoredConfirmation
-from castui_core.store.watch_history import StoredWatchHistory
+from castui_core.store import Job, JobResult, Store
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 NOW = T0 + 3600.0
@@ -55,7 +53,7 @@ def free_space(path: Path) -> FreeSpace:
     return FreeSpace(1_234_000_000_000 if "movies" in str(path) else 56_700_000_000, "/media")
 
 
-class FakeEngine:
+class FakeEngine(StoreReads):
     """Same surface as ``Engine`` for the dashboard; commands change the store."""
 
     def __init__(self, settings: Settings, queued: int = 40) -> None:
@@ -188,30 +186,3 @@ class FakeEngine:
 
     async def running_ids(self) -> list[int]:
         return []  # the "running" job is a row in the store: nothing encodes in this process
-
-    async def active_jobs(self) -> list[Job]:
-        return await self.store.active_jobs()
-
-    async def get_job(self, job_id: int) -> Job:
-        return await self.store.get_job(job_id)
-
-    async def job_events(self, job_id: int, *, limit: int = 20) -> list[AuditEvent]:
-        return await self.store.list_events(job_id=job_id, limit=limit)
-
-    async def jellyfin_confirmations(self, job_ids: Sequence[int]) -> dict[int, StoredConfirmation]:
-        return await self.store.jellyfin_confirmations(job_ids)
-
-    async def watch_history(self, job_ids: Sequence[int]) -> dict[int, StoredWatchHistory]:
-        return await self.store.watch_history(job_ids)
-
-    async def history(
-        self,
-        *,
-        states: Sequence[JobState | str] | None = None,
-        library: str | None = None,
-        limit: int = 100,
-    ) -> list[Job]:
-        return await self.store.history(states=states, library=library, limit=limit)
-
-    async def totals(self, *, library: str | None = None) -> HistoryTotals:
-        return await self.store.totals(library=library)
