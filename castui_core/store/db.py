@@ -16,9 +16,13 @@ newer castui is refused before anything is written to it (not even the WAL switc
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import os
+import shlex
 import sqlite3
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +32,8 @@ import aiosqlite
 
 from castui_core.errors import SchemaTooNewError, StoreError
 from castui_core.paths import is_utf8
+
+log = logging.getLogger("castui.store")
 
 APPLICATION_ID = 0x63617374  # "cast"
 
@@ -400,7 +406,7 @@ async def check_identity(conn: aiosqlite.Connection, path: Path) -> int:
         raise SchemaTooNewError(
             f"{path} was written by a newer castui (schema version {version}; this castui "
             f"understands up to {SCHEMA_VERSION}). It was not modified. Upgrade castui, or "
-            "point `database:` at another file."
+            "point `database:` at another file." + restore_hint(path, version)
         )
     if version == 0:
         row = await fetchone(conn, "SELECT count(*) FROM sqlite_master")
@@ -410,6 +416,82 @@ async def check_identity(conn: aiosqlite.Connection, path: Path) -> int:
                 "at another file."
             )
     return version
+
+
+def migration_backup_path(path: Path, old: int, new: int) -> Path:
+    """Where the copy taken before migrating ``old`` -> ``new`` goes: beside the database,
+    named with both versions so a rollback finds the one its castui can read."""
+    return path.with_name(f"{path.name}.v{old}-to-v{new}.backup")
+
+
+def restore_hint(path: Path, version: int) -> str:
+    """For a database newer than this castui: the exact commands that put back the copy taken
+    before it was upgraded (what happened since is lost), if such a copy is there."""
+    found: list[tuple[int, Path]] = []
+    for candidate in path.parent.glob(f"{glob_escape(path.name)}.v*-to-v{version}.backup"):
+        old = candidate.name.removeprefix(f"{path.name}.v").split("-to-v")[0]
+        if old.isdigit() and int(old) <= SCHEMA_VERSION:
+            found.append((int(old), candidate))
+    if not found:
+        return ""
+    _old, backup = max(found)
+    db, keep = shlex.quote(str(path)), shlex.quote(f"{path}.v{version}.newer")
+    wal, shm = shlex.quote(f"{path}-wal"), shlex.quote(f"{path}-shm")
+    return (
+        f" To go back to the copy taken before that upgrade (losing what happened since), stop"
+        f" castui and run: mv {db} {keep} && rm -f {wal} {shm} &&"
+        f" cp {shlex.quote(str(backup))} {db}"
+    )
+
+
+def glob_escape(name: str) -> str:
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+async def backup_before_migration(conn: aiosqlite.Connection, path: Path, old: int) -> Path:
+    """Copy the database with SQLite's online backup API (as ``castui db backup`` does) before
+    a migration changes it: an upgrade that goes wrong, or a rollback to the previous castui,
+    then has the exact file to go back to. Written to ``.partial`` and renamed when complete."""
+    dest = migration_backup_path(path, old, SCHEMA_VERSION)
+    if dest.exists():  # an earlier start took it (and then failed): keep both
+        dest = dest.with_name(f"{dest.name}.{int(time.time())}")
+    partial = dest.with_name(dest.name + ".partial")
+
+    def open_target() -> sqlite3.Connection:
+        partial.unlink(missing_ok=True)
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        os.close(fd)
+        return sqlite3.connect(partial, check_same_thread=False)
+
+    try:
+        target = await asyncio.to_thread(open_target)
+    except OSError as exc:
+        raise StoreError(
+            f"cannot write the pre-upgrade backup {partial} ({exc.strerror}); castui upgrades"
+            f" the database only after a backup: make {path.parent} writable and start again"
+        ) from exc
+    try:
+        await conn.backup(target)
+
+        def finish() -> None:
+            # One self-contained file (no -wal beside it): a plain cp restores it.
+            target.execute("PRAGMA journal_mode = DELETE")
+            target.close()
+
+        await asyncio.to_thread(finish)
+        await asyncio.to_thread(os.replace, partial, dest)
+    except BaseException:
+        target.close()
+        partial.unlink(missing_ok=True)
+        raise
+    log.warning(
+        "database %s is at schema version %d; backed up to %s before upgrading it to %d",
+        path,
+        old,
+        dest,
+        SCHEMA_VERSION,
+    )
+    return dest
 
 
 async def connect(path: Path, *, busy_timeout_s: float) -> aiosqlite.Connection:
@@ -464,6 +546,9 @@ async def migrate(conn: aiosqlite.Connection, path: Path, *, target: int | None 
     """
     goal = SCHEMA_VERSION if target is None else target
     try:
+        current = await _pragma_int(conn, "user_version")
+        if 0 < current < goal and target is None:
+            await backup_before_migration(conn, path, current)
         for migration in MIGRATIONS:
             if migration.version > goal:
                 break
