@@ -20,33 +20,21 @@ Every request is recorded; ``down()``/``up()`` refuse connections on the same po
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+
+from standin_http import Recorded, StandinServer
+
+ArrRequest = Recorded  # the name the Sonarr/Radarr tests know
 
 
-@dataclass(frozen=True)
-class ArrRequest:
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
-
-
-class StandinArr:
+class StandinArr(StandinServer):
     """``kind`` is "sonarr" or "radarr"; add series/movies with :meth:`add`."""
 
     def __init__(self, kind: str, *, version: str = "4.0.10.2544") -> None:
+        super().__init__()
         self.kind = kind
         self.version = version
         self.api_key = uuid.uuid4().hex
@@ -56,38 +44,6 @@ class StandinArr:
         self.commands: list[dict[str, Any]] = []
         self._fail: list[int] = []
         self._cond = threading.Condition()
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> StandinArr:
-        self.up()
-        return self
-
-    def up(self) -> None:
-        if self._server is not None:
-            return
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def down(self) -> None:
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
-
-    stop = down
 
     def add(self, title: str, path: str) -> int:
         with self._cond:
@@ -133,38 +89,3 @@ class StandinArr:
                 command_id = len(self.commands)
             return 201, {"id": command_id, "name": wanted, "status": "queued", "body": body}
         return 404, None
-
-
-def _handler_for(standin: StandinArr) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.0"  # one request per connection: down() really refuses
-
-        def _serve(self) -> None:
-            split = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            rec = ArrRequest(
-                method=self.command,
-                path=split.path,
-                query=parse_qs(split.query, keep_blank_values=True),
-                headers={k.lower(): v for k, v in self.headers.items()},
-                body=self.rfile.read(length) if length else b"",
-            )
-            status, payload = standin.handle(rec)
-            data = b"" if payload is None else json.dumps(payload).encode()
-            try:
-                self.send_response(status)
-                if data:
-                    self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if data:
-                    self.wfile.write(data)
-            except OSError:
-                pass
-
-        do_GET = do_POST = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler

@@ -35,7 +35,6 @@ Waiting in tests uses :meth:`StandinJellyfin.wait_for` (a condition variable, no
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import threading
@@ -44,38 +43,16 @@ import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 from jellyfin_playback import PlaybackState, item_id, playback_info, sessions, users
+from standin_http import Recorded, StandinServer
 
 MOVIE_TYPE = "MediaBrowser.Controller.Entities.Movies.Movie"
 EPISODE_TYPE = "MediaBrowser.Controller.Entities.TV.Episode"
 VIDEO_TYPE = "MediaBrowser.Controller.Entities.Video"
 VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mkv", ".avi", ".mov", ".webm", ".ts", ".wmv"})
 _PARAM = re.compile(r'(\w+)="([^"]*)"')
-
-
-@dataclass(frozen=True)
-class Recorded:
-    """One request as the stand-in received it."""
-
-    method: str
-    path: str
-    query: dict[str, list[str]]
-    headers: dict[str, str]  # lower-case names
-    body: bytes
-    at: float
-
-    @property
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body else None
-
-    def raw(self) -> str:
-        """Everything sent, as text: for "the key appears nowhere else" checks."""
-        head = "".join(f"{k}: {v}\n" for k, v in self.headers.items())
-        return f"{self.method} {self.path}?{self.query}\n{head}\n{self.body.decode('latin-1')}"
 
 
 @dataclass
@@ -117,8 +94,10 @@ def _jellyfin_date(value: str) -> float:
     return parsed.timestamp()
 
 
-class StandinJellyfin:
+class StandinJellyfin(StandinServer):
     """The server. ``start()`` binds 127.0.0.1 on a free port; ``url`` is where it listens."""
+
+    http_methods = ("GET", "POST", "DELETE")
 
     def __init__(
         self,
@@ -130,6 +109,7 @@ class StandinJellyfin:
         path_map: dict[str, str] | None = None,
         server_name: str = "standin",
     ) -> None:
+        super().__init__()
         self.version = version
         self.api_key = api_key or uuid.uuid4().hex
         self.keys = {self.api_key}
@@ -158,40 +138,8 @@ class StandinJellyfin:
         self._cond = threading.Condition()
         self._pending: dict[str, None] = {}  # paths awaiting the monitor delay
         self._timer: threading.Timer | None = None
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
 
     # --- life cycle ----------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> StandinJellyfin:
-        self.up()
-        return self
-
-    def up(self) -> None:
-        """Listen (again, on the same port after :meth:`down`)."""
-        if self._server is not None:
-            return
-        server = ThreadingHTTPServer(("127.0.0.1", self.port), _handler_for(self))
-        server.daemon_threads = True
-        self.port = server.server_address[1]
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def down(self) -> None:
-        """Stop listening: new connections are refused (like a stopped Jellyfin)."""
-        server, self._server = self._server, None
-        if server is not None:
-            server.shutdown()
-            server.server_close()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     def stop(self) -> None:
         self.down()
@@ -597,42 +545,3 @@ def _version_at_least(version: str, wanted: tuple[int, int]) -> bool:
 def _problem(status: int, detail: str | None = None) -> dict[str, Any]:
     titles = {400: "One or more validation errors occurred.", 500: "An error occurred."}
     return {"title": detail or titles.get(status, "Error"), "status": status}
-
-
-def _handler_for(standin: StandinJellyfin) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        # HTTP/1.0: one request per connection, so down() really refuses the next request
-        # instead of a kept-alive connection still being served.
-        protocol_version = "HTTP/1.0"
-
-        def _serve(self) -> None:
-            split = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            rec = Recorded(
-                method=self.command,
-                path=split.path,
-                query=parse_qs(split.query, keep_blank_values=True),
-                headers={k.lower(): v for k, v in self.headers.items()},
-                body=body,
-                at=time.time(),
-            )
-            status, payload = standin.handle(rec)
-            data = b"" if payload is None else json.dumps(payload).encode()
-            try:
-                self.send_response(status)
-                if data:
-                    self.send_header("Content-Type", "application/json; charset=utf-8")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                if data:
-                    self.wfile.write(data)
-            except OSError:
-                pass  # the client gave up (timeout); nothing to answer
-
-        do_GET = do_POST = do_DELETE = _serve
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    return Handler
