@@ -33,12 +33,17 @@ operational:
 """
 
 
+def write_settings(root: Path) -> Path:
+    """A one-library settings file under ``root`` (also used by tests/test_engine_api.py)."""
+    (root / "lib").mkdir()
+    path = root / "settings.yaml"
+    path.write_text(SETTINGS.format(db=root / "data" / "castui.db", lib=root / "lib"))
+    return path
+
+
 @pytest.fixture
 def settings_file(tmp_path: Path) -> Path:
-    (tmp_path / "lib").mkdir()
-    path = tmp_path / "settings.yaml"
-    path.write_text(SETTINGS.format(db=tmp_path / "data" / "castui.db", lib=tmp_path / "lib"))
-    return path
+    return write_settings(tmp_path)
 
 
 def _engine(settings: Settings) -> Engine:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_control import write_settings
 from textual.binding import Binding
 
 import castui.tui
@@ -31,18 +32,6 @@ from castui_core.settings import Settings, load_settings
 from castui_core.store import JobState
 from castui_core.tools import Tools
 
-SETTINGS = """\
-database: {db}
-libraries:
-  - name: media
-    path: {lib}
-    watch: off
-scan:
-  settle_seconds: 0
-operational:
-  encoder: cpu
-"""
-
 SHIM = Path(__file__).parent / "nvenc_shim.py"
 
 
@@ -55,10 +44,7 @@ class Attached:
 
 
 def _settings(tmp_path: Path) -> Settings:
-    (tmp_path / "lib").mkdir()
-    path = tmp_path / "settings.yaml"
-    path.write_text(SETTINGS.format(db=tmp_path / "data" / "castui.db", lib=tmp_path / "lib"))
-    return load_settings(path)
+    return load_settings(write_settings(tmp_path))
 
 
 def _engine(settings: Settings, tmp_path: Path) -> Engine:
