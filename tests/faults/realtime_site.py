@@ -37,6 +37,20 @@ def clip(path: Path, seconds: float, *, size: str = "320x240") -> Path:
     return path
 
 
+def tiny_clip(path: Path) -> Path:
+    """One second of 160x120 MPEG-4 video, no audio: the smallest file castui must transcode,
+    for tests about what happens around a conversion rather than during it."""
+    subprocess.run(
+        [
+            FFMPEG, "-nostdin", "-v", "error", "-y",
+            "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=1",
+            "-c:v", "mpeg4", str(path),
+        ],
+        check=True,
+    )  # fmt: skip
+    return path
+
+
 def make_site(root: Path, *, extra_yaml: str = "") -> dict[str, Path]:
     """``lib/`` (the library), ``elsewhere/`` (outside it) and ``settings.yaml``."""
     lib = root / "lib"

@@ -7,30 +7,15 @@ the ``config check`` half of #8 (a library path that is a file).
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 from cli_helpers import run_castui
-
-FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
+from realtime_site import tiny_clip
 
 
 def _write(path: Path, text: str) -> Path:
     path.write_text(text, encoding="utf-8")
-    return path
-
-
-def _clip(path: Path) -> Path:
-    subprocess.run(
-        [
-            FFMPEG, "-nostdin", "-v", "error", "-y",
-            "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=1",
-            "-c:v", "mpeg4", str(path),
-        ],
-        check=True,
-    )  # fmt: skip
     return path
 
 
@@ -115,7 +100,7 @@ def test_overlapping_libraries_are_refused_naming_both(tmp_path: Path, how: str)
     assert "remove one of them" in result.stderr
 
     # scan loads the settings the same way: it refuses rather than list a file twice.
-    _clip(kids / "film.avi")
+    tiny_clip(kids / "film.avi")
     result = run_castui("scan", "--json", "--config", str(settings), home=tmp_path)
     assert result.returncode == 2, result.stdout + result.stderr
     assert "inside library 'Movies'" in result.stderr
@@ -128,8 +113,8 @@ def test_separate_libraries_still_pass_and_scan_lists_each_file_once(tmp_path: P
     movies4k = tmp_path / "media" / "movies-4k"
     movies.mkdir(parents=True)
     movies4k.mkdir()
-    _clip(movies / "a.avi")
-    _clip(movies4k / "b.avi")
+    tiny_clip(movies / "a.avi")
+    tiny_clip(movies4k / "b.avi")
     settings = _write(
         tmp_path / "settings.yaml",
         f"database: {tmp_path}/state/castui.db\n"

@@ -15,8 +15,7 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_castui
-
-FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
+from realtime_site import tiny_clip
 
 
 def _settings(root: Path, database: Path) -> Path:
@@ -32,18 +31,6 @@ def _settings(root: Path, database: Path) -> Path:
         encoding="utf-8",
     )
     return settings
-
-
-def _clip(path: Path) -> Path:
-    subprocess.run(
-        [
-            FFMPEG, "-nostdin", "-v", "error", "-y",
-            "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25:duration=1",
-            "-c:v", "mpeg4", str(path),
-        ],
-        check=True,
-    )  # fmt: skip
-    return path
 
 
 @pytest.fixture
@@ -92,7 +79,7 @@ def test_database_folder_under_a_file(tmp_path: Path, argv: list[str]) -> None:
     blocker = tmp_path / "state"
     blocker.write_text("a file where castui's folder should be\n")
     settings = _settings(tmp_path, blocker / "castui" / "castui.db")
-    _clip(tmp_path / "lib" / "a.avi")
+    tiny_clip(tmp_path / "lib" / "a.avi")
     args = [a.format(lib=tmp_path / "lib") for a in argv]
     config = ["--config", str(settings)]
     result = run_castui(*args, *config, home=tmp_path, timeout=60)
@@ -111,7 +98,7 @@ def test_read_only_folder_is_named_not_the_library(
     name that folder (not "cannot prepare <library>", not a traceback from the log set-up)."""
     database = tmp_path / "state" / "castui.db"
     settings = _settings(tmp_path, database)
-    source = _clip(tmp_path / "lib" / "a.avi")
+    source = tiny_clip(tmp_path / "lib" / "a.avi")
     frozen = database.parent / sub if sub else database.parent
     _freeze(frozen, immutable)
     config = ["--config", str(settings)]
