@@ -123,6 +123,21 @@ class ConvertOutcome:
     def ok(self) -> bool:
         return self.status in ("done", "skipped")
 
+    def finished_event(self) -> JobFinished:
+        """The ``JobFinished`` the dashboard and logs see for this outcome: built here once,
+        since both ``castui convert`` and the engine (after its commit) publish it."""
+        return JobFinished(
+            path=self.path,
+            status=self.status,
+            action=self.action.value,
+            reason=self.reason,
+            output_path=self.output_path,
+            bytes_before=self.bytes_before,
+            bytes_after=self.bytes_after,
+            seconds=self.seconds,
+            encoder=self.encoder,
+        )
+
 
 def options_for(
     settings: Settings,
@@ -795,19 +810,7 @@ class Converter:
         )
 
     def _finished(self, outcome: ConvertOutcome) -> None:
-        self.bus.publish(
-            JobFinished(
-                path=outcome.path,
-                status=outcome.status,
-                action=outcome.action.value,
-                reason=outcome.reason,
-                output_path=outcome.output_path,
-                bytes_before=outcome.bytes_before,
-                bytes_after=outcome.bytes_after,
-                seconds=outcome.seconds,
-                encoder=outcome.encoder,
-            )
-        )
+        self.bus.publish(outcome.finished_event())
 
 
 def _taken_by_another(placement: Placement) -> bool:

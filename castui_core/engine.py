@@ -32,7 +32,6 @@ from castui_core.errors import CastuiError, LeaseLostError
 from castui_core.events import (
     GuardrailCleared,
     GuardrailTripped,
-    JobFinished,
     JobNote,
     JobProgress,
     JobStarted,
@@ -609,19 +608,7 @@ class Engine(StoreReads):
 
     def _publish_finished(self, outcome: ConvertOutcome) -> None:
         """``JobFinished`` for the dashboard and logs, after ``_record`` committed the state."""
-        self.bus.publish(
-            JobFinished(
-                path=outcome.path,
-                status=outcome.status,
-                action=outcome.action.value,
-                reason=outcome.reason,
-                output_path=outcome.output_path,
-                bytes_before=outcome.bytes_before,
-                bytes_after=outcome.bytes_after,
-                seconds=outcome.seconds,
-                encoder=outcome.encoder,
-            )
-        )
+        self.bus.publish(outcome.finished_event())
 
     async def _record(self, running: RunningJob, outcome: ConvertOutcome, library: str) -> None:
         claimed = running.claimed
