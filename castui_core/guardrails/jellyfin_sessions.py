@@ -15,7 +15,6 @@ and castui must not stop for good because a URL is wrong (the failure is logged 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ from typing import Any, Literal
 from castui_core.bus import EventBus
 from castui_core.events import LogLine
 from castui_core.guardrails.monitor import Guardrails
+from castui_core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -159,7 +159,4 @@ class SessionsPoller:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)

@@ -50,6 +50,7 @@ from castui_core.guardrails.gpu import (
 from castui_core.guardrails.load import LoadLimits, LoadReading, PsutilLoad, load_reason
 from castui_core.guardrails.schedule import Window, in_window, parse_window, schedule_reason
 from castui_core.settings import GuardrailSettings
+from castui_core.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -208,10 +209,7 @@ class Guardrails:
     async def stop(self) -> None:
         """Stop sampling, let queued ``on_change`` calls finish, close a GPU opened here."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         await self.flush()
         hooks, self._hook_task = self._hook_task, None
         if hooks is not None:

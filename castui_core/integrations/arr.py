@@ -38,6 +38,7 @@ from castui_core.integrations.jellyfin.paths import to_jellyfin, under
 from castui_core.integrations.jellyfin.sender import BACKOFF_BASE_S, backoff_s
 from castui_core.settings import ArrSettings, Settings
 from castui_core.store.outbox import OutboxEntry, OutboxRow, arr_target
+from castui_core.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     import httpx
@@ -284,10 +285,7 @@ class ArrSender:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         client, self._client = self._client, None
         if client is not None:
             await client.aclose()

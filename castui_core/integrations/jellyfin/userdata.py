@@ -25,7 +25,6 @@ conversion: any error becomes an "unknown" result with the reason. The pure part
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import json
 import logging
@@ -46,6 +45,7 @@ from castui_core.events import JellyfinConfirmed, LogLine
 from castui_core.integrations.jellyfin.connect import client_for
 from castui_core.integrations.jellyfin.paths import to_jellyfin
 from castui_core.settings import Settings
+from castui_core.tasks import cancel_and_wait
 
 log = logging.getLogger("castui.jellyfin")
 
@@ -352,12 +352,7 @@ class WatchHistoryKeeper:
 
     async def stop(self) -> None:
         follow, self._follow = self._follow, None
-        tasks = [*self._tasks, *([follow] if follow else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks, follow)
         close, self._close = self._close, None
         if close is not None:
             await close()

@@ -11,7 +11,6 @@ confirmation needs ``jellyfin.user`` (without it each finished job is recorded a
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Callable
 from typing import Protocol
@@ -34,6 +33,7 @@ from castui_core.integrations.jellyfin.paths import to_jellyfin
 from castui_core.profiles import Profile
 from castui_core.settings import Settings
 from castui_core.store import Store
+from castui_core.tasks import cancel_and_wait
 
 # --- the service: one confirmation per committed "done" -----------------------------------------
 
@@ -102,12 +102,7 @@ class Confirmer:
 
     async def stop(self) -> None:
         follow, self._follow = self._follow, None
-        tasks = [*self._tasks, *([follow] if follow else [])]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks, follow)
 
     async def wait_idle(self) -> None:
         """Wait until every confirmation started so far has its answer stored."""
