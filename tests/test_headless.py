@@ -15,10 +15,10 @@ from pathlib import Path
 import psutil
 import pytest
 from cli_helpers import castui_env, run_castui
+from faults.realtime_site import make_site
 
 from castui_core.layout import archive_path
 
-SHIM = Path(__file__).with_name("nvenc_shim.py")
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 
 
@@ -48,25 +48,9 @@ def _clip(path: Path, seconds: float) -> Path:
 
 @pytest.fixture
 def site(tmp_path: Path) -> dict[str, Path]:
-    """A library, a settings file, and an ffmpeg that reads input in real time (slow encodes)."""
-    lib = tmp_path / "lib"
-    lib.mkdir()
-    wrapper = tmp_path / "ffmpeg-realtime"
-    wrapper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{SHIM}" "$@"\n')
-    wrapper.chmod(0o755)
-    settings = tmp_path / "settings.yaml"
-    settings.write_text(
-        f"database: {tmp_path}/state/castui.db\n"
-        f"ffmpeg: {wrapper}\n"
-        "libraries:\n"
-        "  - name: Movies\n"
-        f"    path: {lib}\n"
-        "    watch: false\n"
-        "operational: {encoder: cpu, min_free_gb: 0}\n"
-        "scan: {settle_seconds: 0.2}\n"
-        "service: {shutdown_grace_s: 0, lease_seconds: 3}\n"
-    )
-    return {"root": tmp_path, "lib": lib, "settings": settings}
+    """A library, a settings file, and an ffmpeg that reads input in real time (slow encodes):
+    the fault tests' site (tests/faults/realtime_site.py)."""
+    return make_site(tmp_path)
 
 
 def _env(root: Path, *, realtime: bool) -> dict[str, str]:
