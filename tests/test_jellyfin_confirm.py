@@ -21,9 +21,10 @@ from cli_helpers import run_castui
 from engine_helpers import cpu_engine, place_settled, wait_event
 from jellyfin_fixtures import jellyfin  # noqa: F401
 from jellyfin_standin import StandinJellyfin
+from textual.pilot import Pilot
 from tui.tui_helpers import wait_until
 
-from castui.tui.app import make_app
+from castui.tui.app import CastuiApp, make_app
 from castui.tui.screens.job_detail import JobDetailScreen
 from castui_core.bus import EventBus
 from castui_core.events import JellyfinConfirmed, JobStateChanged
@@ -175,6 +176,24 @@ def jellyfin_settings(
     }
     (tmp_path / "lib").mkdir(parents=True, exist_ok=True)
     return parse_settings(yaml.safe_dump(data))
+
+
+async def expect_in_job_detail(
+    app: CastuiApp, pilot: Pilot[object], job_id: int, text: str, *, what: str
+) -> None:
+    """Open the job's detail screen, wait until its head shows ``text``, then leave the
+    dashboard (also used by tests/test_watch_history.py)."""
+    app.open_job(job_id)
+    await wait_until(pilot, lambda: isinstance(app.screen, JobDetailScreen))
+    screen = app.screen
+    await wait_until(pilot, lambda: screen.job is not None)  # type: ignore[attr-defined]
+
+    def shown() -> bool:
+        return text in str(screen.query_one("#detail-head").render())
+
+    await wait_until(pilot, shown, what=what)
+    await pilot.press("escape")
+    await pilot.press("q")
 
 
 async def test_engine_done_is_confirmed_as_direct_play_and_shown_in_history(
@@ -360,15 +379,10 @@ async def test_job_detail_shows_jellyfins_verdict(
         jellyfin.scan()
         confirmed = await wait_event(sub, lambda e: isinstance(e, JellyfinConfirmed))
         assert isinstance(confirmed, JellyfinConfirmed)
-        app.open_job(confirmed.job_id)
-        await wait_until(pilot, lambda: isinstance(app.screen, JobDetailScreen))
-        screen = app.screen
-        await wait_until(pilot, lambda: screen.job is not None)  # type: ignore[attr-defined]
-
-        def shown() -> bool:
-            head = str(screen.query_one("#detail-head").render())
-            return "Jellyfin: direct play on Chromecast (gen 1/2)" in head
-
-        await wait_until(pilot, shown, what="Jellyfin's verdict in the job detail")
-        await pilot.press("escape")
-        await pilot.press("q")
+        await expect_in_job_detail(
+            app,
+            pilot,
+            confirmed.job_id,
+            "Jellyfin: direct play on Chromecast (gen 1/2)",
+            what="Jellyfin's verdict in the job detail",
+        )

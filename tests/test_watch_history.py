@@ -19,11 +19,9 @@ from cli_helpers import run_castui
 from engine_helpers import cpu_engine, place_settled, wait_event
 from jellyfin_fixtures import jellyfin  # noqa: F401
 from jellyfin_standin import StandinJellyfin
-from test_jellyfin_confirm import jellyfin_settings
-from tui.tui_helpers import wait_until
+from test_jellyfin_confirm import expect_in_job_detail, jellyfin_settings
 
 from castui.tui.app import make_app
-from castui.tui.screens.job_detail import JobDetailScreen
 from castui_core.bus import EventBus
 from castui_core.events import JobStateChanged, LogLine
 from castui_core.integrations.jellyfin.client import JellyfinClient
@@ -316,15 +314,10 @@ async def test_job_detail_shows_the_watch_history(
         assert isinstance(done, JobStateChanged)
         jellyfin.scan()
         await wait_event(sub, lambda e: isinstance(e, LogLine) and "watch history:" in e.message)
-        app.open_job(done.job_id)
-        await wait_until(pilot, lambda: isinstance(app.screen, JobDetailScreen))
-        screen = app.screen
-        await wait_until(pilot, lambda: screen.job is not None)  # type: ignore[attr-defined]
-
-        def shown() -> bool:
-            head = str(screen.query_one("#detail-head").render())
-            return "watch history: restored for 1 user" in head
-
-        await wait_until(pilot, shown, what="the watch history in the job detail")
-        await pilot.press("escape")
-        await pilot.press("q")
+        await expect_in_job_detail(
+            app,
+            pilot,
+            done.job_id,
+            "watch history: restored for 1 user",
+            what="the watch history in the job detail",
+        )
