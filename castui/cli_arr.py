@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
+from castui.cli_args import add_config
 from castui_core.errors import ConfigError
 from castui_core.settings import Settings, load_settings
 
@@ -22,11 +23,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     check = actions.add_parser(
         "check", help="check each Sonarr/Radarr entry: reachable, key valid, libraries seen"
     )
-    check.add_argument(
-        "--config",
-        metavar="PATH",
-        help="settings file (default: $CASTUI_CONFIG, ./settings.yaml, ~/.config/castui/)",
-    )
+    add_config(check)
     check.set_defaults(handler=run_check)
 
 

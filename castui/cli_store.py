@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from castui.cli_args import add_config
 from castui_core.datadir import data_dir_problems
 from castui_core.errors import CastuiError, ConfigError
 from castui_core.paths import display_path, display_text, json_safe, path_json
@@ -28,28 +29,20 @@ from castui_core.store.confirmations import StoredConfirmation
 from castui_core.store.watch_history import StoredWatchHistory
 
 
-def _add_config(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--config",
-        metavar="PATH",
-        help="settings file (default: $CASTUI_CONFIG, ./settings.yaml, ~/.config/castui/)",
-    )
-
-
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the store subcommands to the main ``castui`` parser."""
     queue = subparsers.add_parser(
         "queue",
         help="list queued and running conversion jobs, and dead ones (they wait for you)",
     )
-    _add_config(queue)
+    add_config(queue)
     queue.add_argument("--json", action="store_true", help="print a JSON array")
     queue.set_defaults(handler=run_queue, func=run_queue)
 
     history = subparsers.add_parser(
         "history", help="list finished jobs: done, failed, dead, cancelled (newest first)"
     )
-    _add_config(history)
+    add_config(history)
     history.add_argument("--json", action="store_true", help="print a JSON array")
     history.add_argument(
         "--state",
@@ -70,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         " job with --dead. A running service picks them up within seconds. Audit-logged with"
         " actor 'cli'.",
     )
-    _add_config(retry)
+    add_config(retry)
     retry.add_argument("ids", nargs="*", type=int, metavar="ID", help="job ids to retry")
     retry.add_argument("--dead", action="store_true", help="retry every dead job")
     retry.set_defaults(handler=run_retry, func=run_retry)
@@ -81,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "backup",
         help="copy the live database to PATH (safe while castui is running)",
     )
-    _add_config(backup)
+    add_config(backup)
     backup.add_argument("path", metavar="PATH", help="where to write the copy")
     backup.add_argument("--force", action="store_true", help="overwrite PATH if it exists")
     backup.set_defaults(handler=run_db_backup, func=run_db_backup)

@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 
+from castui.cli_args import add_config
 from castui_core.doctor import as_json, exit_code, run_doctor
 from castui_core.settings import load_settings
 
@@ -28,11 +29,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
             " ok, warning or error with what to do. Exit 0 all ok, 1 a warning, 2 an error."
         ),
     )
-    doctor.add_argument(
-        "--config",
-        metavar="PATH",
-        help="settings file (default: $CASTUI_CONFIG, ./settings.yaml, ~/.config/castui/)",
-    )
+    add_config(doctor)
     doctor.add_argument("--json", action="store_true", help="print one JSON object instead")
     doctor.set_defaults(handler=run_doctor_command)
 
