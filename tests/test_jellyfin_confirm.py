@@ -178,6 +178,17 @@ def jellyfin_settings(
     return parse_settings(yaml.safe_dump(data))
 
 
+def film_in_library(
+    tmp_path: Path, standin: StandinJellyfin, samples: dict[str, Path]
+) -> tuple[Settings, Path]:
+    """Settings for ``standin``, its Movies library on ``tmp_path/lib`` and a settled
+    ``film.mkv`` (the compliant sample) there for the engine's first scan (also used by
+    tests/test_watch_history.py)."""
+    settings = jellyfin_settings(tmp_path, standin)
+    standin.add_library("Movies", [str(tmp_path / "lib")])
+    return settings, place_settled(samples["compliant.mkv"], tmp_path / "lib" / "film.mkv")
+
+
 async def expect_in_job_detail(
     app: CastuiApp, pilot: Pilot[object], job_id: int, text: str, *, what: str
 ) -> None:
@@ -201,10 +212,7 @@ async def test_engine_done_is_confirmed_as_direct_play_and_shown_in_history(
     samples: dict[str, Path],
     tmp_path: Path,
 ) -> None:
-    settings = jellyfin_settings(tmp_path, jellyfin)
-    jellyfin.add_library("Movies", [str(tmp_path / "lib")])
-    source = tmp_path / "lib" / "film.mkv"
-    place_settled(samples["compliant.mkv"], source)
+    settings, _ = film_in_library(tmp_path, jellyfin, samples)
     engine = cpu_engine(settings)
     sub = engine.bus.subscribe()
     await engine.start()
@@ -367,10 +375,7 @@ async def test_job_detail_shows_jellyfins_verdict(
     samples: dict[str, Path],
     tmp_path: Path,
 ) -> None:
-    settings = jellyfin_settings(tmp_path, jellyfin)
-    jellyfin.add_library("Movies", [str(tmp_path / "lib")])
-    source = tmp_path / "lib" / "film.mkv"
-    place_settled(samples["compliant.mkv"], source)
+    settings, _ = film_in_library(tmp_path, jellyfin, samples)
     engine = cpu_engine(settings)
     sub = engine.bus.subscribe()
     app = make_app(engine)  # the dashboard starts the engine itself

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 import yaml
 from cli_helpers import run_castui
-from engine_helpers import cpu_engine, place_settled, wait_event
+from engine_helpers import cpu_engine, wait_event
 from jellyfin_fixtures import jellyfin  # noqa: F401
 from jellyfin_standin import StandinJellyfin
-from test_jellyfin_confirm import expect_in_job_detail, jellyfin_settings
+from test_jellyfin_confirm import expect_in_job_detail, film_in_library
 
 from castui.tui.app import make_app
 from castui_core.bus import EventBus
@@ -246,10 +246,7 @@ async def test_engine_restores_what_jellyfin_lost_and_records_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    settings = jellyfin_settings(tmp_path, jellyfin)
-    jellyfin.add_library("Movies", [str(tmp_path / "lib")])
-    source = tmp_path / "lib" / "film.mkv"
-    place_settled(samples["compliant.mkv"], source)
+    settings, source = film_in_library(tmp_path, jellyfin, samples)
     jellyfin.scan()  # the old item exists in Jellyfin with the users' state
     jellyfin.playback.users.append({"Name": "dave", "Id": "d" * 32})
     jellyfin.set_user_data("dave", str(source), Played=True, PlayCount=3)
@@ -300,10 +297,7 @@ async def test_job_detail_shows_the_watch_history(
     samples: dict[str, Path],
     tmp_path: Path,
 ) -> None:
-    settings = jellyfin_settings(tmp_path, jellyfin)
-    jellyfin.add_library("Movies", [str(tmp_path / "lib")])
-    source = tmp_path / "lib" / "film.mkv"
-    place_settled(samples["compliant.mkv"], source)
+    settings, source = film_in_library(tmp_path, jellyfin, samples)
     jellyfin.scan()
     jellyfin.set_user_data("castui-test", str(source), Played=True, PlayCount=1)
     engine = cpu_engine(settings)
