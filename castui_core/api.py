@@ -26,6 +26,7 @@ from castui_core.settings import Settings
 from castui_core.store import Event as AuditEvent
 from castui_core.store import HistoryTotals, Job, JobState, Store
 from castui_core.store.confirmations import StoredConfirmation
+from castui_core.store.originals import OriginalRecord
 from castui_core.store.watch_history import StoredWatchHistory
 
 
@@ -52,6 +53,12 @@ class EngineAPI(Protocol):
     async def set_priority(self, job_id: int, priority: int, *, actor: str = ...) -> Job: ...
     async def scan(self, library: str | None = ...) -> None: ...
     async def reload(self, settings: Settings) -> None: ...
+
+    async def restore_original(self, target: int | str, *, actor: str = ...) -> str:
+        """Put back the archived original of a done job (``target``: its id, or a path: the
+        original's home, castui's output or the archive file) and remove castui's output;
+        the line saying what happened, or a CastuiError saying why not and what to do. The
+        process that owns the queue does it (the service, when attached)."""
 
     async def record_event(
         self,
@@ -87,6 +94,10 @@ class EngineAPI(Protocol):
 
     async def watch_history(self, job_ids: Sequence[int]) -> dict[int, StoredWatchHistory]:
         """What became of the users' Jellyfin watch state across each job's swap."""
+
+    async def originals_for(self, job_ids: Sequence[int]) -> dict[int, OriginalRecord]:
+        """Where each job's original is (the newest record: archived with its archive path
+        and size, restored or purged); jobs whose original was never archived are absent."""
 
     async def history(
         self,
@@ -126,6 +137,9 @@ class StoreReads:
     async def watch_history(self, job_ids: Sequence[int]) -> dict[int, StoredWatchHistory]:
         return await self.store.watch_history(job_ids)
 
+    async def originals_for(self, job_ids: Sequence[int]) -> dict[int, OriginalRecord]:
+        return await self.store.originals_of_jobs(job_ids)
+
     async def history(
         self,
         *,
@@ -143,6 +157,7 @@ __all__ = [
     "AuditEvent",
     "EngineAPI",
     "HistoryTotals",
+    "OriginalRecord",
     "StoreReads",
     "StoredConfirmation",
     "StoredWatchHistory",

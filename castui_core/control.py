@@ -494,6 +494,8 @@ class ControlServer:
                 return await engine.running_ids()
             case msg.RecordEvent(kind=kind, actor=actor, reason=reason, details=details):
                 await engine.record_event(kind, actor=actor, reason=reason, details=details)
+            case msg.RestoreOriginal(target=target, actor=actor):
+                return await engine.restore_original(target, actor=actor)
             case msg.Subscribe():  # handled by _serve before it gets here
                 raise CastuiError("subscribe opens an event stream; send it first on a connection")
             case _:
@@ -791,6 +793,10 @@ class RemoteEngine(StoreReads):
                 details=dict(details) if details is not None else None,
             )
         )
+
+    async def restore_original(self, target: int | str, *, actor: str = "operator") -> str:
+        """Done by the service (its journal and database), never by this dashboard."""
+        return str(await self._call(msg.RestoreOriginal(target=target, actor=actor)))
 
     async def running_ids(self) -> list[int]:
         return list(TypeAdapter(list[int]).validate_python(await self._call(msg.Running())))

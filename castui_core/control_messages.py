@@ -100,6 +100,15 @@ class RecordEvent(_Request):
     details: dict[str, Any] | None = None
 
 
+class RestoreOriginal(_Request):
+    """Put a done job's archived original back; the service does it (its journal, its
+    database) and answers the line saying what happened."""
+
+    op: Literal["restore_original"] = "restore_original"
+    target: int | str
+    actor: str = "operator"
+
+
 Request = Annotated[
     Ping
     | Subscribe
@@ -111,7 +120,8 @@ Request = Annotated[
     | Scan
     | Reload
     | Running
-    | RecordEvent,
+    | RecordEvent
+    | RestoreOriginal,
     Field(discriminator="op"),
 ]
 REQUEST: TypeAdapter[Request] = TypeAdapter(Request)

@@ -57,6 +57,7 @@ from castui_core.integrations.jellyfin.sender import (
 from castui_core.integrations.jellyfin.userdata import WatchHistoryKeeper, start_keeper
 from castui_core.integrations.jellyfin.watchers import JellyfinWatchers
 from castui_core.originals import at_start as originals_at_start
+from castui_core.originals import restore_job
 from castui_core.probe import ProbePool
 from castui_core.profiles import DEFAULT_PROFILE
 from castui_core.settings import Settings
@@ -167,6 +168,7 @@ class Engine(StoreReads):
         self.store: Store
         self.pool: ProbePool
         self.converter: Converter
+        self.journal: Journal
         self.guardrails: Guardrails
         self.ingest: Ingest | None = None
         self.jellyfin_watchers: JellyfinWatchers | None = None  # confirmations, sessions guard
@@ -201,6 +203,7 @@ class Engine(StoreReads):
             stack.push_async_callback(self._stop_arr)  # Sonarr/Radarr rescans, same outbox
             journal = Journal(settings.database.parent / "journal")
             stack.callback(journal.close)  # after the workers: their entries are finished
+            self.journal = journal  # restores from the dashboard journal here too
             for line in await asyncio.to_thread(recover, journal):
                 self._log("warning", line)
             for line in await originals_at_start(settings, self.store, self.bus):
@@ -782,6 +785,13 @@ class Engine(StoreReads):
         if self.jellyfin is not None and self.settings.jellyfin is not None:
             found.append(await self.jellyfin.current_state())  # a switched-off one: not shown
         return found
+
+    async def restore_original(self, target: int | str, *, actor: str = "operator") -> str:
+        """Put a done job's archived original back (``castui_core.originals.restore_job``:
+        file work in threads, journaled, recorded and told to Jellyfin in one transaction)."""
+        return await restore_job(
+            self.settings, self.store, self.journal, target, bus=self.bus, actor=actor
+        )
 
     async def record_event(
         self,

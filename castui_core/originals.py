@@ -32,7 +32,7 @@ from castui_core.errors import CastuiError, SwapError
 from castui_core.events import OriginalChanged
 from castui_core.layout import CASTUI_DIR, ORIGINALS_DIR, archive_root
 from castui_core.settings import DEFAULT_EXTENSIONS, Settings
-from castui_core.store import Store
+from castui_core.store import JobState, Store
 from castui_core.store.originals import OriginalRecord
 from castui_core.store.outbox import OutboxEntry
 from castui_core.swap import Journal, _archive_bytes, plan_restore
@@ -196,6 +196,45 @@ async def restore(
         if bus is not None:
             bus.publish(OriginalChanged("restored", record.path, record.archive, line))
     return summary
+
+
+async def restore_job(
+    settings: Settings,
+    store: Store,
+    journal: Journal,
+    target: int | str,
+    *,
+    bus: EventBus | None = None,
+    actor: str = "operator",
+) -> str:
+    """Restore the original of one done job (``target``: its id, or any path :func:`restore`
+    takes) for the dashboard: the line saying what happened, or a CastuiError saying why not.
+
+    Why a job must be done: a queued or running job's original is not archived yet, and an
+    encode finishing after the restore would archive it again behind the person's back.
+    """
+    if isinstance(target, int):
+        job = await store.get_job(target)
+        if job.state is not JobState.DONE:
+            raise CastuiError(
+                f"job #{job.id} is {job.state.value}: only a done job's original can be"
+                " restored (cancel it instead if it has not finished)"
+            )
+        record = await store.archived_original(job.path)
+        if record is None and job.result.output_path:
+            record = await store.archived_original(job.result.output_path)
+        if record is None:
+            raise CastuiError(
+                f"job #{job.id} has no archived original (the library's layout is not replace,"
+                " or it was already restored or purged: see `castui originals list`)"
+            )
+        path = record.path
+    else:
+        path = target
+    summary = await restore(settings, store, journal, [path], bus=bus, actor=actor)
+    if summary.done == 0:
+        raise CastuiError("; ".join(summary.lines) or f"{path}: not restored")
+    return "; ".join(summary.lines)
 
 
 def _remove_archived(record: OriginalRecord) -> str | None:

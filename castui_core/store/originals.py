@@ -11,6 +11,7 @@ a transaction.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -100,6 +101,30 @@ async def archived_at_path(conn: aiosqlite.Connection, path: str) -> OriginalRec
         (path, path, path),
     )
     return None if row is None else _record(row)
+
+
+async def latest_for_jobs(
+    conn: aiosqlite.Connection, job_ids: Sequence[int]
+) -> dict[int, OriginalRecord]:
+    """Per job, the newest row (any state) whose home is the job's path or whose output is
+    the job's output: where that job's original is now (archived, restored or purged).
+
+    One query for a whole history page, so the dashboard's refresh stays one read."""
+    found: dict[int, OriginalRecord] = {}
+    ids = list(dict.fromkeys(job_ids))
+    for start in range(0, len(ids), 500):  # well under SQLite's bound-parameter limit
+        chunk = ids[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        rows = await fetchall(
+            conn,
+            f"SELECT j.id AS job_id, {', '.join('o.' + c for c in _COLUMNS.split(', '))}"
+            " FROM jobs j JOIN originals o ON o.path = j.path OR o.output = j.output_path"
+            f" WHERE j.id IN ({marks}) ORDER BY o.id",
+            chunk,
+        )
+        for row in rows:  # ascending ids: the newest row of each job wins
+            found[int(row["job_id"])] = _record(row)
+    return found
 
 
 async def restored_marker(conn: aiosqlite.Connection, path: str) -> OriginalRecord | None:

@@ -500,6 +500,11 @@ class Store:
         async with self._read("reading the archived originals") as conn:
             return await originals_db.archived_at_path(conn, path)
 
+    async def originals_of_jobs(self, job_ids: Sequence[int]) -> dict[int, OriginalRecord]:
+        """Where each job's original is now (the newest originals row of its path)."""
+        async with self._read("reading the archived originals") as conn:
+            return await originals_db.latest_for_jobs(conn, job_ids)
+
     async def restored_marker(self, path: str) -> OriginalRecord | None:
         """Whether ``path`` was restored from the archive on purpose (and not asked since)."""
         async with self._read("reading the archived originals") as conn:

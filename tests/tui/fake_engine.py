@@ -19,8 +19,10 @@ from castui_core.events import (
     ScanFinished,
 )
 from castui_core.guardrails.disk import FreeSpace
+from castui_core.originals import restore_job
 from castui_core.settings import Settings, parse_settings
 from castui_core.store import Job, JobResult, Store
+from castui_core.swap import Journal
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00:00 UTC
 NOW = T0 + 3600.0
@@ -183,6 +185,16 @@ class FakeEngine(StoreReads):
         details: Mapping[str, Any] | None = None,
     ) -> None:
         await self.store.record_event(kind, actor=actor, reason=reason, details=details)
+
+    async def restore_original(self, target: int | str, *, actor: str = "operator") -> str:
+        """The real restore, on this store and a journal beside its database."""
+        journal = Journal(self.settings.database.parent / "journal")
+        try:
+            return await restore_job(
+                self.settings, self.store, journal, target, bus=self.bus, actor=actor
+            )
+        finally:
+            journal.close()
 
     async def running_ids(self) -> list[int]:
         return []  # the "running" job is a row in the store: nothing encodes in this process

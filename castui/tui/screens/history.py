@@ -13,7 +13,9 @@ from textual.widgets import DataTable, Footer, Header, Label, Select
 from castui.tui.format import ago, duration, format_bytes, name_of
 from castui.tui.screens.base import LiveScreen
 from castui_core.errors import CastuiError
+from castui_core.paths import display_path
 from castui_core.store import FINISHED_STATES, HistoryTotals, Job
+from castui_core.store.originals import OriginalRecord
 
 PAGE = 500
 ALL = "all"
@@ -26,6 +28,15 @@ def totals_text(totals: HistoryTotals) -> str:
         f" · failed {totals.failed} · dead {totals.dead} · cancelled {totals.cancelled}"
         + (f"\nfailures by reason: {failures}" if failures else "")
     )
+
+
+def original_cell(record: OriginalRecord | None) -> str:
+    """Where a job's original is, short: the archive path (the job detail adds its size)."""
+    if record is None:
+        return ""
+    if record.state == "archived":
+        return f"archived: {display_path(record.archive)}"
+    return record.state  # restored / purged
 
 
 class HistoryScreen(LiveScreen):
@@ -65,6 +76,7 @@ class HistoryScreen(LiveScreen):
             "time",
             "finished",
             "library",
+            "original",
         ):
             table.add_column(column, key=column)
         self.reload()
@@ -94,12 +106,15 @@ class HistoryScreen(LiveScreen):
                 engine.history(states=[state] if state else None, library=library, limit=PAGE)
             )
             totals = await asyncio.shield(engine.totals(library=library))
+            originals = await asyncio.shield(engine.originals_for([j.id for j in jobs]))
         except CastuiError as exc:
             self.notify(f"history: {exc}", severity="error")
             return
-        self._show(jobs, totals)
+        self._show(jobs, totals, originals)
 
-    def _show(self, jobs: list[Job], totals: HistoryTotals) -> None:
+    def _show(
+        self, jobs: list[Job], totals: HistoryTotals, originals: dict[int, OriginalRecord]
+    ) -> None:
         now = self.castui.clock()
         table = self.query_one("#history", DataTable)
         table.clear()
@@ -115,6 +130,7 @@ class HistoryScreen(LiveScreen):
                 duration(result.duration_s),
                 ago(job.finished_at, now),
                 job.library,
+                Text(original_cell(originals.get(job.id))),
                 key=str(job.id),
             )
         self.query_one("#totals", Label).update(totals_text(totals))

@@ -15,9 +15,11 @@ from textual.widgets import Footer, Header, Static
 
 from castui.tui.format import ago, duration, format_bytes
 from castui.tui.screens.base import LiveScreen
+from castui.tui.screens.restore import RestoreScreen
 from castui_core.errors import CastuiError
 from castui_core.paths import display_path
 from castui_core.store import Event, Job, JobState
+from castui_core.store.originals import OriginalRecord
 
 
 def _attempt_line(event: Event) -> str:
@@ -26,6 +28,15 @@ def _attempt_line(event: Event) -> str:
     who = f" by {event.actor}" if event.actor else ""
     why = f": {event.reason}" if event.reason else ""
     return f"{stamp} {move}{who}{why}"
+
+
+def original_line(record: OriginalRecord) -> str:
+    """Where a job's original is: the archive and its size, or what became of it."""
+    if record.state == "archived":
+        return f"original: {display_path(record.archive)} ({format_bytes(record.size)})"
+    if record.state == "restored":
+        return f"original: restored to {display_path(record.path)}"
+    return f"original: purged from the archive ({format_bytes(record.size)} freed)"
 
 
 class JobDetailScreen(LiveScreen):
@@ -42,6 +53,7 @@ class JobDetailScreen(LiveScreen):
             key_display="+",
             id="castui.job.raise_priority",
         ),
+        Binding("o", "restore_original", "Restore original", id="castui.job.restore_original"),
     ]
 
     def __init__(self, job_id: int) -> None:
@@ -50,6 +62,8 @@ class JobDetailScreen(LiveScreen):
         self.job: Job | None = None
         self._events: list[Event] = []
         self._jellyfin = ""  # Jellyfin's verdict on the output, once it answered
+        self.original: OriginalRecord | None = None  # where the original is (replace layout)
+        self._restored = ""  # what the last restore from here said (or why it failed)
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -84,6 +98,8 @@ class JobDetailScreen(LiveScreen):
             kept = watched.get(self.job_id)
             if kept is not None:  # "watch history: restored for 2 users", "lost: ..."
                 self._jellyfin = "\n".join(filter(None, (self._jellyfin, kept.message)))
+            originals = await asyncio.shield(engine.originals_for([self.job_id]))
+            self.original = originals.get(self.job_id)
         except CastuiError as exc:
             self.query_one("#detail-head", Static).update(f"job #{self.job_id}: {exc}")
             return
@@ -106,6 +122,10 @@ class JobDetailScreen(LiveScreen):
             head.append(f"reason: {job.reason}")
         if self._jellyfin:
             head.append(self._jellyfin)
+        if self.original is not None:
+            head.append(original_line(self.original))
+        if self._restored:
+            head.append(self._restored)
         if result.source_size is not None:
             after = format_bytes(result.output_size) if result.output_size is not None else "—"
             head.append(
@@ -167,3 +187,36 @@ class JobDetailScreen(LiveScreen):
         self.castui.run_command(
             f"job #{job_id} priority {priority}", lambda: engine.set_priority(job_id, priority)
         )
+
+    def action_restore_original(self) -> None:
+        original = self.original
+        if self.job is None or self.job.state is not JobState.DONE:
+            self.notify("only a done job's original can be restored", severity="warning")
+            return
+        if original is None or original.state != "archived":
+            self.notify(
+                "this job has no archived original to restore (see `castui originals list`)",
+                severity="warning",
+            )
+            return
+
+        def chosen(restore: bool | None) -> None:
+            if restore:
+                self._restore()
+
+        self.app.push_screen(
+            RestoreScreen(original.path, original.archive, original.output), chosen
+        )
+
+    @work(exclusive=True, group="restore")
+    async def _restore(self) -> None:
+        """Restore through the API (the service does it when attached); say what happened."""
+        try:
+            line = await self.castui.engine.restore_original(self.job_id, actor="dashboard")
+        except CastuiError as exc:
+            self._restored = f"restore failed: {exc}"
+            self.notify(self._restored, severity="error", timeout=10)
+        else:
+            self._restored = line
+            self.notify(line, timeout=5)
+        self.reload()
