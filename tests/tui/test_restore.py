@@ -18,6 +18,7 @@ from textual.pilot import Pilot
 from tui_helpers import make_engine, wait_until
 
 from castui.tui.app import CastuiApp, make_app
+from castui.tui.format import format_bytes
 from castui.tui.screens.history import HistoryScreen
 from castui.tui.screens.job_detail import JobDetailScreen
 from castui.tui.screens.restore import RestoreScreen
@@ -97,7 +98,8 @@ async def test_restore_from_the_job_detail(settings: Settings, samples: dict[str
         # The job detail shows the archive and its size, asks, and restores.
         app.open_job(job_id)
         await wait_until(pilot, lambda: isinstance(app.screen, JobDetailScreen), what="detail")
-        await wait_until(pilot, lambda: f"original: {archived}" in _head(app), what="archive")
+        shown = f"original: {archived} ({format_bytes(before.st_size)})"
+        await wait_until(pilot, lambda: shown in _head(app), what="the archive and its size")
         await pilot.press("o")
         await wait_until(pilot, lambda: isinstance(app.screen, RestoreScreen), what="question")
         await pilot.press("escape")  # no: nothing happens
