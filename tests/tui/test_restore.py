@@ -154,3 +154,28 @@ async def test_an_attached_dashboard_has_the_service_restore(
         assert [e.actor for e in events] == ["dashboard"]
     finally:
         await engine.stop(0.0)
+
+
+async def test_a_restore_that_cannot_be_done_is_said_plainly(
+    settings: Settings, samples: dict[str, Path]
+) -> None:
+    """The archived file went missing behind castui's back: the detail says the restore
+    failed and why, and castui's output (the only copy left) stays."""
+    source, _digest_before, _before = _place(settings, samples)
+    root = settings.libraries[0].path
+    engine = make_engine(settings)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        job_id = await _converted(engine, pilot)
+        archived = archive_path(root, source)
+        app.open_job(job_id)
+        await wait_until(pilot, lambda: f"original: {archived}" in _head(app), what="archive")
+        archived.unlink()
+        await pilot.press("o")
+        await wait_until(pilot, lambda: isinstance(app.screen, RestoreScreen), what="question")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: "restore failed: " in _head(app), what="the failure")
+        assert "the archived original is missing; nothing was changed" in _head(app)
+        assert source.with_suffix(".mp4").exists() and not source.exists()
+        await pilot.press("escape")
+        await pilot.press("q")
