@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import socket
 from pathlib import Path
 
@@ -39,14 +40,24 @@ async def logged(tmp_path: Path, fmt: str) -> list[str]:
         f"database: {tmp_path}/state/c.db\nlibraries: [{{name: Movies, path: {tmp_path}/lib}}]\n"
     )
     stream = io.StringIO()
+    # setup_logging configures the process-wide "castui" logger (as the service wants): put it
+    # back afterwards so later tests in this process still see castui's records.
+    castui_log = logging.getLogger("castui")
+    saved = (list(castui_log.handlers), castui_log.propagate, castui_log.level)
     setup_logging(settings, fmt, stream)
-    bus = EventBus()
-    task = asyncio.create_task(_log_events(bus.subscribe(), EventFormatter()))
-    for event in job_events():
-        bus.publish(event)
-    bus.close()
-    async with asyncio.timeout(10):
-        await task
+    try:
+        bus = EventBus()
+        task = asyncio.create_task(_log_events(bus.subscribe(), EventFormatter()))
+        for event in job_events():
+            bus.publish(event)
+        bus.close()
+        async with asyncio.timeout(10):
+            await task
+    finally:
+        for handler in castui_log.handlers:
+            handler.close()
+        castui_log.handlers[:] = saved[0]
+        castui_log.propagate, castui_log.level = saved[1], saved[2]
     return stream.getvalue().splitlines()
 
 

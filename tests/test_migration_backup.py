@@ -58,9 +58,16 @@ async def test_upgrade_backs_up_first_and_keeps_every_job(
     before = jobs_in(database)
     assert len(before) == len(STATES)
     caplog.set_level(logging.WARNING, logger="castui.store")
-    async with Store.open(database) as store:
-        history = await store.history(limit=100)
-        active = await store.active_jobs()
+    # Listen on the store's logger itself: an in-process headless run earlier in the session
+    # stops "castui" from propagating to the root logger, where caplog listens by default.
+    store_log = logging.getLogger("castui.store")
+    store_log.addHandler(caplog.handler)
+    try:
+        async with Store.open(database) as store:
+            history = await store.history(limit=100)
+            active = await store.active_jobs()
+    finally:
+        store_log.removeHandler(caplog.handler)
     backup = migration_backup_path(database, PREVIOUS, SCHEMA_VERSION)
     assert backup.name == f"castui.db.v{PREVIOUS}-to-v{SCHEMA_VERSION}.backup"
     assert backup.is_file() and not list(tmp_path.glob("*.partial"))
