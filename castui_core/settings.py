@@ -336,6 +336,23 @@ class ServiceSettings(_Strict):
 ENV_JELLYFIN_KEY = "CASTUI_JELLYFIN_API_KEY"
 
 
+def _read_key(api_key: SecretStr | None, api_key_file: Path | None, env: str, where: str) -> str:
+    """An API key from the settings, its file (read now: a rotated file is picked up on
+    reload) or the environment, in that order; "" when none is set. ``where`` prefixes the
+    message of a file that cannot be read ("jellyfin.", "arr sonarr: ")."""
+    if api_key is not None:
+        return api_key.get_secret_value().strip()
+    if api_key_file is not None:
+        try:
+            return api_key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"{where}api_key_file {api_key_file} cannot be read"
+                f" ({exc.strerror}); check the path and that castui's user may read it"
+            ) from exc
+    return os.environ.get(env, "").strip()
+
+
 class JellyfinSettings(_Strict):
     """The Jellyfin server castui tells about every change and asks about direct play.
 
@@ -424,18 +441,7 @@ class JellyfinSettings(_Strict):
     def api_key_value(self) -> str:
         """The key, read now (a rotated key file is picked up on reload); ConfigError says
         where to put it when there is none."""
-        if self.api_key is not None:
-            key = self.api_key.get_secret_value().strip()
-        elif self.api_key_file is not None:
-            try:
-                key = self.api_key_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"jellyfin.api_key_file {self.api_key_file} cannot be read"
-                    f" ({exc.strerror}); check the path and that castui's user may read it"
-                ) from exc
-        else:
-            key = os.environ.get(ENV_JELLYFIN_KEY, "").strip()
+        key = _read_key(self.api_key, self.api_key_file, ENV_JELLYFIN_KEY, "jellyfin.")
         if not key:
             raise ConfigError(
                 "jellyfin: no API key; create one in Jellyfin's Dashboard > API Keys and put it"
@@ -493,18 +499,7 @@ class ArrSettings(_Strict):
 
     def api_key_value(self) -> str:
         """The key, read now; ConfigError says where to put it when there is none."""
-        if self.api_key is not None:
-            key = self.api_key.get_secret_value().strip()
-        elif self.api_key_file is not None:
-            try:
-                key = self.api_key_file.read_text(encoding="utf-8").strip()
-            except OSError as exc:
-                raise ConfigError(
-                    f"arr {self.name}: api_key_file {self.api_key_file} cannot be read"
-                    f" ({exc.strerror}); check the path and that castui's user may read it"
-                ) from exc
-        else:
-            key = os.environ.get(self.key_env, "").strip()
+        key = _read_key(self.api_key, self.api_key_file, self.key_env, f"arr {self.name}: ")
         if not key:
             raise ConfigError(
                 f"arr {self.name}: no API key; copy it from {self.kind.title()}'s Settings >"

@@ -8,6 +8,7 @@ into a :class:`Recorded` live here once.
 
 from __future__ import annotations
 
+import abc
 import json
 import threading
 import time
@@ -38,7 +39,7 @@ class Recorded:
         return f"{self.method} {self.path}?{self.query}\n{head}\n{self.body.decode('latin-1')}"
 
 
-class StandinServer:
+class StandinServer(abc.ABC):
     """A server that answers each request with :meth:`handle`; ``url`` is where it listens.
 
     ``http_methods``: the methods it serves (any other is answered 501 by the standard
@@ -85,9 +86,9 @@ class StandinServer:
         """The end of a test: stop listening (a subclass also cancels its own timers)."""
         self.down()
 
+    @abc.abstractmethod
     def handle(self, rec: Recorded) -> tuple[int, Any]:
         """The status and JSON payload (None: no body) to answer ``rec`` with."""
-        raise NotImplementedError(f"{type(self).__name__} must say how it answers")
 
 
 def _handler_for(standin: StandinServer) -> type[BaseHTTPRequestHandler]:
