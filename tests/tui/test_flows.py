@@ -87,9 +87,12 @@ async def test_failed_job_shows_reason_and_retry_works(
         app.open_job(job_id)
         await wait_until(pilot, lambda: isinstance(app.screen, JobDetailScreen))
         screen = app.screen
-        await wait_until(pilot, lambda: screen.job is not None)  # type: ignore[attr-defined]
-        head = str(screen.query_one("#detail-head").render())
-        assert job.reason.split(":")[0][:20] in head
+        head = screen.query_one("#detail-head")
+        # ``screen.job`` is set a moment before the head is redrawn: wait on what is shown.
+        await wait_until(
+            pilot, lambda: "loading" not in str(head.render()), what="the detail head"
+        )
+        assert job.reason.split(":")[0][:20] in str(head.render())
         await pilot.press("p")  # pause so the retried job stays queued for the check
         await wait_until(pilot, lambda: app.state.paused)
         await pilot.press("r")
