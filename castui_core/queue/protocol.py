@@ -24,6 +24,7 @@ The contract every backend keeps:
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 from castui_core.store.jobs import NewJob
@@ -39,6 +40,26 @@ from castui_core.store.models import (
     Progress,
 )
 from castui_core.store.outbox import JELLYFIN, OutboxEntry, OutboxRow
+
+
+@dataclass(frozen=True, slots=True)
+class NodeStatus:
+    """One castui engine's heartbeat as the queue keeps it (the dashboard's nodes table).
+
+    ``last_seen`` is stamped by the backend with its own clock when the heartbeat is stored
+    (the value a node sends is ignored), so "offline" is judged on one clock.
+    """
+
+    name: str
+    role: str  # "all" (ingest + sender + workers) or "worker"
+    pid: int
+    started_at: float
+    version: str
+    current_jobs: tuple[int, ...] = ()
+    encoder: str | None = None
+    gpu_temp_c: float | None = None
+    guard: str | None = None  # why it is not claiming now ("GPU at 87 °C"), or None
+    last_seen: float = 0.0
 
 
 @runtime_checkable
@@ -109,9 +130,7 @@ class JobQueue(Protocol):
 
     async def retry(self, job_id: int, *, actor: str = "operator") -> Job: ...
 
-    async def set_priority(
-        self, job_id: int, priority: int, *, actor: str = "operator"
-    ) -> Job: ...
+    async def set_priority(self, job_id: int, priority: int, *, actor: str = "operator") -> Job: ...
 
     async def clear_history(
         self,
@@ -179,9 +198,7 @@ class JobQueue(Protocol):
     async def outbox_due(self, limit: int, target: str = JELLYFIN) -> list[OutboxRow]: ...
     async def outbox_next_due(self, target: str = JELLYFIN) -> float | None: ...
     async def outbox_delivered(self, ids: Sequence[int]) -> None: ...
-    async def outbox_retry_later(
-        self, ids: Sequence[int], next_at: float, error: str
-    ) -> None: ...
+    async def outbox_retry_later(self, ids: Sequence[int], next_at: float, error: str) -> None: ...
     async def outbox_stop(self, ids: Sequence[int], error: str) -> None: ...
     async def outbox_resume(self, target: str = JELLYFIN) -> int: ...
     async def outbox_counts(self, target: str = JELLYFIN) -> dict[str, int]: ...
