@@ -87,12 +87,13 @@ async def test_failed_job_shows_reason_and_retry_works(
         app.open_job(job_id)
         await wait_until(pilot, lambda: isinstance(app.screen, JobDetailScreen))
         screen = app.screen
-        head = screen.query_one("#detail-head")
-        # ``screen.job`` is set a moment before the head is redrawn: wait on what is shown.
-        await wait_until(
-            pilot, lambda: "loading" not in str(head.render()), what="the detail head"
-        )
-        assert job.reason.split(":")[0][:20] in str(head.render())
+        expected = job.reason.split(":")[0][:20]
+
+        def shown() -> bool:
+            # The screen is composed, then loads the job: wait on what is shown.
+            return expected in str(screen.query_one("#detail-head").render())
+
+        await wait_until(pilot, shown, what=f"the detail head to show {expected!r}")
         await pilot.press("p")  # pause so the retried job stays queued for the check
         await wait_until(pilot, lambda: app.state.paused)
         await pilot.press("r")

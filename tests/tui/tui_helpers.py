@@ -8,6 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
+from textual.css.query import NoMatches
 from textual.pilot import Pilot
 
 from castui_core.engine import Engine
@@ -73,9 +74,14 @@ async def wait_until(
 ) -> None:
     deadline = time.monotonic() + timeout
     while True:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
+        try:
+            result = condition()
+            if not isinstance(result, bool):
+                result = await result
+        except NoMatches:
+            # A screen is current a moment before its widgets are composed (more so on a
+            # loaded machine): a condition on a widget that is not there yet is not met yet.
+            result = False
         if result:
             return
         if time.monotonic() > deadline:
