@@ -84,6 +84,26 @@ class JobNotFoundError(StoreError):
     """An operator action named a job that does not exist (or is not in a state that allows it)."""
 
 
+# The shared queue (castui_core.queue.redis) adds two StoreErrors:
+#
+#   StoreError
+#   ├── QueueUnreachableError  "queue unreachable: <why>": Redis down, refused, timed out, auth
+#   └── QueueUnsafeError       Redis would lose acknowledged changes (AOF off, evicting keys)
+#
+# Neither message ever contains a password: URLs are shown without their credentials.
+
+
+class QueueUnreachableError(StoreError):
+    """The shared queue (Redis) did not answer; workers stop claiming until it is back."""
+
+
+class QueueUnsafeError(StoreError):
+    """The shared queue's server could lose acknowledged transitions; castui refuses to use it
+    (unless the operator explicitly allows unsafe persistence)."""
+
+    exit_code = 2
+
+
 class ValidationError(ProblemsError):
     """A converted file failed validation; the source was not touched.
 
