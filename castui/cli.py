@@ -156,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     from castui import originals_view
 
     originals_view.register(sub)
+
+    # `castui serve` (castui/serve.py): the dashboard in a web browser.
+    from castui import serve
+
+    serve.register(sub)
     return parser
 
 

@@ -1,0 +1,288 @@
+"""``castui serve`` in a real headless Chromium (Debian's, driven by Playwright).
+
+One end-to-end run: ``castui serve`` as a real subprocess on a free loopback port with a
+temp settings file; Chromium loads the page; the dashboard renders in the terminal (xterm.js);
+``?`` opens the help; a screenshot is saved; SIGINT stops serve, its service and every
+browser session's dashboard. The page's text is read from xterm.js's own screen buffer: the
+terminal draws on a canvas, so there is no DOM text to look at. The terminal object is caught
+by an init script when textual-serve's client stores it (``this.terminal = new Terminal()``).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from castui.serve import is_loopback, parse_listen, session_command
+from castui_core.control import find_live_socket
+from castui_core.errors import ConfigError
+from castui_core.settings import load_settings
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+SETTINGS = """\
+database: {db}
+libraries:
+  - name: media
+    path: {lib}
+    watch: off
+scan:
+  settle_seconds: 0
+operational:
+  encoder: cpu
+"""
+
+# Catch the xterm.js Terminal when textual-serve's client assigns it, and expose its screen.
+CATCH_TERMINAL = """
+Object.defineProperty(Object.prototype, "terminal", {
+  configurable: true,
+  get() { return undefined; },
+  set(value) {
+    Object.defineProperty(this, "terminal", {
+      value, writable: true, configurable: true, enumerable: true,
+    });
+    if (value && typeof value.write === "function" && value.buffer) {
+      window.__castuiTerminal = value;
+      delete Object.prototype.terminal;
+    }
+  },
+});
+window.__castuiScreen = () => {
+  const term = window.__castuiTerminal;
+  if (!term) return "";
+  const buffer = term.buffer.active;
+  const rows = [];
+  for (let i = 0; i < term.rows; i++) {
+    const line = buffer.getLine(buffer.viewportY + i);
+    rows.push(line ? line.translateToString(true) : "");
+  }
+  return rows.join("\\n");
+};
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Lines:
+    """serve's output, read by a daemon thread, waited on line by line with a deadline."""
+
+    def __init__(self, stream: object) -> None:
+        self.seen: list[str] = []
+        self._queue: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
+
+    def _read(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            self._queue.put(line)
+        self._queue.put(None)
+
+    def wait_for(self, text: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not any(text in line for line in self.seen):
+            left = deadline - time.monotonic()
+            try:
+                line = self._queue.get(timeout=max(left, 0.0))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+        if not any(text in line for line in self.seen):
+            raise AssertionError(f"serve never said {text!r}; it said:\n{''.join(self.seen)}")
+
+    def rest(self) -> str:
+        while True:
+            try:
+                line = self._queue.get(timeout=5)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.seen.append(line)
+        return "".join(self.seen)
+
+
+def _wait_listening(port: int, proc: subprocess.Popen[str], timeout: float) -> None:
+    """serve prints its address as aiohttp starts; the socket listens a moment after."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise
+        threading.Event().wait(0.05)  # retry interval of a condition wait, not a guess
+
+
+@pytest.fixture
+def settings_file(tmp_path: Path) -> Path:
+    (tmp_path / "my lib").mkdir()  # a space in the paths: the session command must quote
+    path = tmp_path / "settings 'castui'.yaml"
+    path.write_text(SETTINGS.format(db=tmp_path / "data" / "castui.db", lib=tmp_path / "my lib"))
+    return path
+
+
+@pytest.fixture
+def serve(settings_file: Path, isolated_home: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "castui",
+            "serve",
+            "--config",
+            str(settings_file),
+            "--listen",
+            f"127.0.0.1:{port}",
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # SIGINT below reaches serve alone, as `kill -INT` would
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    try:
+        yield proc, port
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def test_dashboard_in_headless_chromium(
+    serve: tuple[subprocess.Popen[str], int], settings_file: Path, tmp_path: Path
+) -> None:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian's chromium is not installed: scripts/test installs it (apt-get)")
+    from playwright.sync_api import Route, sync_playwright
+
+    proc, port = serve
+    assert proc.stdout is not None
+    lines = Lines(proc.stdout)
+    lines.wait_for("started the castui service", timeout=30)
+    lines.wait_for(f"castui dashboard on http://127.0.0.1:{port}", timeout=10)
+    _wait_listening(port, proc, timeout=10)
+    base = f"http://127.0.0.1:{port}"
+    settings = load_settings(settings_file)
+    assert find_live_socket(settings.database) is not None  # the service serve started
+
+    def only_loopback(route: Route) -> None:
+        # The page asks for a web font; nothing leaves this machine in a test.
+        if route.request.url.startswith(base):
+            route.continue_()
+        else:
+            route.abort()
+
+    shot = tmp_path / "castui-serve-help.png"
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"),  # a fresh user-data-dir
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 800},
+        )
+        try:
+            context.route("**/*", only_loopback)
+            context.add_init_script(CATCH_TERMINAL)
+            page = context.new_page()
+            page.goto(base)
+            screen = "window.__castuiScreen()"
+            # The dashboard, attached to the service serve started (not an engine of its own).
+            page.wait_for_function(
+                f"{screen}.includes('Guardrails') && {screen}.includes('Queue: empty')"
+                f" && {screen}.includes('attached to the castui service')",
+                timeout=30_000,
+            )
+            sessions = [p for p in psutil.Process(proc.pid).children(recursive=True)]
+            before = page.evaluate(screen)
+            assert "keeps every file in the libraries" not in before
+            page.locator(".xterm-helper-textarea").focus()
+            page.keyboard.type("?")
+            page.wait_for_function(
+                f"{screen}.includes('keeps every file in the libraries playable')",
+                timeout=10_000,
+            )
+            page.screenshot(path=str(shot))
+        finally:
+            context.close()
+
+    assert shot.stat().st_size > 10_000  # a rendered page, not an empty one
+    artifacts = os.environ.get("CASTUI_ARTIFACTS")
+    if artifacts:
+        Path(artifacts).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(shot, Path(artifacts) / shot.name)
+
+    # Ctrl-C (SIGINT to serve alone): serve stops its sessions and its service, exits 0.
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0, lines.rest()
+    assert "stopping the castui service" in lines.rest()
+    assert find_live_socket(settings.database) is None
+    assert len(sessions) >= 2  # the service and the browser session's dashboard
+    left = [p for p in sessions if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert not left, f"still running after serve stopped: {[p.cmdline() for p in left]}"
+
+
+def test_listen_is_loopback_unless_allowed(settings_file: Path, isolated_home: Path) -> None:
+    """A non-loopback address is refused before anything starts, with what to do instead."""
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "castui",
+            "serve",
+            "--config",
+            str(settings_file),
+            "--listen",
+            "0.0.0.0:8765",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode != 0
+    assert "ssh -L 8765:127.0.0.1:8765" in result.stderr
+    assert "--allow-remote" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("0.0.0.0") and not is_loopback("192.0.2.1")
+    assert parse_listen("[::1]:9000").url == "http://[::1]:9000"
+    with pytest.raises(ConfigError):
+        parse_listen("127.0.0.1:99999")
+
+
+def test_session_command_quotes_the_settings_path(settings_file: Path) -> None:
+    """textual-serve runs its command through a shell: the path must stay one word."""
+    import shlex
+
+    argv = shlex.split(session_command(load_settings(settings_file)))
+    assert argv == [sys.executable, "-m", "castui", "--config", str(settings_file.resolve())]
