@@ -145,6 +145,27 @@ def check_listen(listen: Listen, allow_remote: bool) -> None:
     )
 
 
+def check_port_free(listen: Listen) -> None:
+    """Bind once before anything starts: a taken port is said before a service is started
+    for nothing (aiohttp would only find out after the start-up hooks ran)."""
+    try:
+        infos = socket.getaddrinfo(listen.host, listen.port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise CastuiError(
+            f"cannot serve on {listen.host}:{listen.port}: {exc.strerror or exc}"
+        ) from exc
+    for fam, kind, proto, _name, address in infos:
+        with socket.socket(fam, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp does
+            try:
+                sock.bind(address)
+            except OSError as exc:
+                raise CastuiError(
+                    f"cannot serve on {listen.host}:{listen.port}: {exc.strerror or exc};"
+                    " pick another port with --listen"
+                ) from exc
+
+
 def castui_argv(settings: Settings, *extra: str) -> list[str]:
     """``castui`` run by this very interpreter (no PATH lookup), on the same settings file."""
     argv = [sys.executable, "-m", "castui", *extra]
@@ -269,6 +290,7 @@ def run_serve(args: argparse.Namespace) -> int:
     """``castui serve``: check the address and settings, then serve until Ctrl-C."""
     listen = parse_listen(args.listen)
     check_listen(listen, args.allow_remote)
+    check_port_free(listen)
     settings = load_settings(args.config)
     prepare_data_dir(settings.database)  # an unwritable folder: one sentence, before serving
     server = _server_class()(settings, listen, args.public_url)

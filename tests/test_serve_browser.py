@@ -193,7 +193,6 @@ def test_dashboard_in_headless_chromium(
     _wait_listening(port, proc, timeout=10)
     base = f"http://127.0.0.1:{port}"
     settings = load_settings(settings_file)
-    assert find_live_socket(settings.database) is not None  # the service serve started
 
     def only_loopback(route: Route) -> None:
         # The page asks for a web font; nothing leaves this machine in a test.
@@ -223,7 +222,8 @@ def test_dashboard_in_headless_chromium(
                 f" && {screen}.includes('attached to the castui service')",
                 timeout=30_000,
             )
-            sessions = [p for p in psutil.Process(proc.pid).children(recursive=True)]
+            assert find_live_socket(settings.database) is not None  # the service serve started
+            sessions = list(psutil.Process(proc.pid).children(recursive=True))
             before = page.evaluate(screen)
             assert "keeps every file in the libraries" not in before
             page.locator(".xterm-helper-textarea").focus()
@@ -286,3 +286,94 @@ def test_session_command_quotes_the_settings_path(settings_file: Path) -> None:
 
     argv = shlex.split(session_command(load_settings(settings_file)))
     assert argv == [sys.executable, "-m", "castui", "--config", str(settings_file.resolve())]
+
+
+def _wait_service(settings_file: Path, proc: subprocess.Popen[str], timeout: float) -> None:
+    database = load_settings(settings_file).database
+    deadline = time.monotonic() + timeout
+    while find_live_socket(database) is None:
+        assert proc.poll() is None, "the service exited at start"
+        assert time.monotonic() < deadline, "the service never listened"
+        threading.Event().wait(0.05)  # retry interval of a condition wait
+
+
+def test_serve_uses_the_running_service_and_leaves_it_running(
+    settings_file: Path, isolated_home: Path
+) -> None:
+    """A service already runs: serve starts none, sessions attach, Ctrl-C leaves it alone."""
+    import urllib.request
+
+    service = subprocess.Popen(
+        [sys.executable, "-m", "castui", "--no-ui", "--config", str(settings_file)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    port = _free_port()
+    serve: subprocess.Popen[str] | None = None
+    try:
+        _wait_service(settings_file, service, timeout=30)  # first: serve must find it
+        serve = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "castui",
+                "serve",
+                "--config",
+                str(settings_file),
+                "--listen",
+                f"localhost:{port}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+        )
+        assert serve.stdout is not None
+        lines = Lines(serve.stdout)
+        lines.wait_for("attaching browser sessions to the running castui service", timeout=30)
+        _wait_listening(port, serve, timeout=10)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
+            html = page.read().decode()
+        assert f"ws://localhost:{port}/ws" in html  # the page's websocket: serve's address
+        serve.send_signal(signal.SIGINT)
+        assert serve.wait(timeout=30) == 0, lines.rest()
+        assert "stopping the castui service" not in lines.rest()
+        assert service.poll() is None
+        assert find_live_socket(load_settings(settings_file).database) is not None
+    finally:
+        for proc in (serve, service):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(timeout=60)
+
+
+def test_a_taken_port_is_said_before_a_service_starts(
+    settings_file: Path, isolated_home: Path
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "castui",
+                "serve",
+                "--config",
+                str(settings_file),
+                "--listen",
+                f"127.0.0.1:{port}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert result.returncode == 1
+    assert f"cannot serve on 127.0.0.1:{port}" in result.stderr
+    assert "pick another port with --listen" in result.stderr
+    assert "started the castui service" not in result.stdout
+    assert find_live_socket(load_settings(settings_file).database) is None
