@@ -206,7 +206,10 @@ def _server_class() -> type[Any]:
             )
             self.settings = settings
             self.service: asyncio.subprocess.Process | None = None
+            self.service_lost: int | None = None  # its exit code, when it died under us
             self.sessions: set[asyncio.Task[Any]] = set()
+            self._stopping = False
+            self._watch: asyncio.Task[None] | None = None
 
         async def on_startup(self, app: web.Application) -> None:
             self.service = await start_service(self.settings)
@@ -216,6 +219,7 @@ def _server_class() -> type[Any]:
                 self.console.print(
                     f"started the castui service (pid {self.service.pid}); it stops with serve"
                 )
+                self._watch = asyncio.create_task(self._watch_service(self.service))
             self.console.print(
                 f"castui dashboard on {self.public_url} — Ctrl-C stops it", highlight=False
             )
@@ -230,7 +234,21 @@ def _server_class() -> type[Any]:
             finally:
                 self.sessions.discard(task)
 
+        async def _watch_service(self, service: asyncio.subprocess.Process) -> None:
+            """The service serve started died (killed, crashed): every session would only
+            say "service lost" from now on, so serve says why and stops (exit 1)."""
+            code = await service.wait()
+            if self._stopping:
+                return
+            self.service_lost = code
+            self.console.print(
+                f"the castui service (pid {service.pid}) exited with code {code}; stopping",
+                highlight=False,
+            )
+            asyncio.get_running_loop().call_soon(self.request_exit)
+
         async def on_shutdown(self, app: web.Application) -> None:
+            self._stopping = True
             # Cancelling a session makes textual-serve send its dashboard "quit" and wait for
             # it: each dashboard disconnects (an attached one leaves the service's jobs alone).
             sessions = list(self.sessions)
@@ -240,6 +258,8 @@ def _server_class() -> type[Any]:
             if self.service is not None:
                 self.console.print("stopping the castui service (running jobs get its grace)")
                 await stop_service(self.service)
+            if self._watch is not None:
+                await self._watch  # ends with the service's exit
 
     return CastuiServer
 
@@ -296,6 +316,11 @@ def run_serve(args: argparse.Namespace) -> int:
     server = _server_class()(settings, listen, args.public_url)
     try:
         server.serve()
+        if server.service_lost is not None:
+            raise CastuiError(
+                f"the castui service that serve started exited (code {server.service_lost});"
+                " see its lines above, or run `castui --no-ui` on its own to see why"
+            )
     except OSError as exc:  # the port is taken, the address is not this machine's
         raise CastuiError(
             f"cannot serve on {listen.host}:{listen.port}: {exc.strerror or exc}; pick another"

@@ -83,6 +83,19 @@ window.__castuiScreen = () => {
 """
 
 
+def _serve_argv(settings_file: Path, listen: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "castui",
+        "serve",
+        "--config",
+        str(settings_file),
+        "--listen",
+        listen,
+    ]
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -94,6 +107,7 @@ class Lines:
 
     def __init__(self, stream: object) -> None:
         self.seen: list[str] = []
+        self.ended = False
         self._queue: queue.Queue[str | None] = queue.Queue()
         threading.Thread(target=self._read, args=(stream,), daemon=True).start()
 
@@ -111,18 +125,21 @@ class Lines:
             except queue.Empty:
                 break
             if line is None:
+                self.ended = True
                 break
             self.seen.append(line)
         if not any(text in line for line in self.seen):
             raise AssertionError(f"serve never said {text!r}; it said:\n{''.join(self.seen)}")
 
     def rest(self) -> str:
-        while True:
+        """Everything serve said, up to its end (called once it has exited)."""
+        while not self.ended:
             try:
-                line = self._queue.get(timeout=5)
+                line = self._queue.get(timeout=10)
             except queue.Empty:
                 break
             if line is None:
+                self.ended = True
                 break
             self.seen.append(line)
         return "".join(self.seen)
@@ -153,22 +170,12 @@ def settings_file(tmp_path: Path) -> Path:
 def serve(settings_file: Path, isolated_home: Path) -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = _free_port()
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "castui",
-            "serve",
-            "--config",
-            str(settings_file),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
+        _serve_argv(settings_file, f"127.0.0.1:{port}"),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,  # SIGINT below reaches serve alone, as `kill -INT` would
-        env={**os.environ, "COLUMNS": "200"},
+        start_new_session=True,  # its own process group: Ctrl-C below never reaches pytest
     )
     try:
         yield proc, port
@@ -178,9 +185,12 @@ def serve(settings_file: Path, isolated_home: Path) -> Iterator[tuple[subprocess
             proc.wait()
 
 
+@pytest.mark.parametrize("ctrl_c", ["serve alone", "process group"])
 def test_dashboard_in_headless_chromium(
-    serve: tuple[subprocess.Popen[str], int], settings_file: Path, tmp_path: Path
+    serve: tuple[subprocess.Popen[str], int], settings_file: Path, tmp_path: Path, ctrl_c: str
 ) -> None:
+    """``ctrl_c``: SIGINT to serve alone (``kill -INT``: serve must stop its sessions and its
+    service itself), or to its whole process group, as a terminal's Ctrl-C does."""
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is not installed: scripts/test installs it (apt-get)")
     from playwright.sync_api import Route, sync_playwright
@@ -201,7 +211,7 @@ def test_dashboard_in_headless_chromium(
         else:
             route.abort()
 
-    shot = tmp_path / "castui-serve-help.png"
+    shot = tmp_path / "castui-serve-help.png"  # the same picture in both runs
     with sync_playwright() as pw:
         context = pw.chromium.launch_persistent_context(
             str(tmp_path / "chromium-profile"),  # a fresh user-data-dir
@@ -242,8 +252,11 @@ def test_dashboard_in_headless_chromium(
         Path(artifacts).mkdir(parents=True, exist_ok=True)
         shutil.copy2(shot, Path(artifacts) / shot.name)
 
-    # Ctrl-C (SIGINT to serve alone): serve stops its sessions and its service, exits 0.
-    proc.send_signal(signal.SIGINT)
+    # Ctrl-C: serve stops its sessions and its service, and exits 0.
+    if ctrl_c == "serve alone":
+        proc.send_signal(signal.SIGINT)
+    else:
+        os.killpg(proc.pid, signal.SIGINT)
     assert proc.wait(timeout=30) == 0, lines.rest()
     assert "stopping the castui service" in lines.rest()
     assert find_live_socket(settings.database) is None
@@ -255,16 +268,7 @@ def test_dashboard_in_headless_chromium(
 def test_listen_is_loopback_unless_allowed(settings_file: Path, isolated_home: Path) -> None:
     """A non-loopback address is refused before anything starts, with what to do instead."""
     result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "castui",
-            "serve",
-            "--config",
-            str(settings_file),
-            "--listen",
-            "0.0.0.0:8765",
-        ],
+        _serve_argv(settings_file, "0.0.0.0:8765"),
         capture_output=True,
         text=True,
         timeout=30,
@@ -315,16 +319,7 @@ def test_serve_uses_the_running_service_and_leaves_it_running(
     try:
         _wait_service(settings_file, service, timeout=30)  # first: serve must find it
         serve = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "castui",
-                "serve",
-                "--config",
-                str(settings_file),
-                "--listen",
-                f"localhost:{port}",
-            ],
+            _serve_argv(settings_file, f"localhost:{port}"),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -358,16 +353,7 @@ def test_a_taken_port_is_said_before_a_service_starts(
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "castui",
-                "serve",
-                "--config",
-                str(settings_file),
-                "--listen",
-                f"127.0.0.1:{port}",
-            ],
+            _serve_argv(settings_file, f"127.0.0.1:{port}"),
             capture_output=True,
             text=True,
             timeout=30,
@@ -377,3 +363,36 @@ def test_a_taken_port_is_said_before_a_service_starts(
     assert "pick another port with --listen" in result.stderr
     assert "started the castui service" not in result.stdout
     assert find_live_socket(load_settings(settings_file).database) is None
+
+
+def test_serve_stops_when_its_service_dies(settings_file: Path, isolated_home: Path) -> None:
+    """The service serve started is killed: serve says so and exits 1 (no zombie web UI that
+    could only ever say "service lost")."""
+    import re
+
+    port = _free_port()
+    proc = subprocess.Popen(
+        _serve_argv(settings_file, f"127.0.0.1:{port}"),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert proc.stdout is not None
+        lines = Lines(proc.stdout)
+        lines.wait_for("started the castui service", timeout=30)
+        found = re.search(r"started the castui service \(pid (\d+)\)", "".join(lines.seen))
+        assert found is not None
+        os.kill(int(found.group(1)), signal.SIGKILL)
+        assert proc.wait(timeout=30) == 1
+        assert "exited with code -9; stopping" in lines.rest()
+        assert proc.stderr is not None
+        err = proc.stderr.read()
+        assert "castui: the castui service that serve started exited (code -9)" in err
+        assert "Traceback" not in err
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
