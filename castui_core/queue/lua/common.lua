@@ -1,0 +1,173 @@
+-- castui queue (Redis): helpers prepended to every script in this folder.
+--
+-- Why one prelude: each transition is ONE script (atomic on the server), and every one of them
+-- must keep the same indexes and write its audit event the same way. Keys are built from the
+-- prefix in ARGV[1]; castui needs one Redis (or one primary), not a cluster.
+--
+-- Times are the Redis server's clock (TIME), so hosts whose clocks differ agree on leases.
+-- Numbers are written with %.17g so a float read back in Python is the one Lua computed.
+if redis.replicate_commands then pcall(redis.replicate_commands) end
+
+local P = ARGV[1]
+local K_ACTIVE = P .. ':active'       -- hash: path -> id of its queued/running job
+local K_DELAYED = P .. ':delayed'     -- zset: queued jobs not ready yet, score run_after
+local K_READY = P .. ':ready'         -- zset: ready jobs in claim order (score -priority)
+local K_RUNNING = P .. ':running'     -- zset: running jobs, score lease_expires
+local K_FINISHED = P .. ':finished'   -- zset: finished jobs, score finished_at
+local K_EVENTS = P .. ':events'       -- stream: the audit log, entry id = '<event id>-0'
+
+local function now_s()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function num(x) return string.format('%.17g', x) end
+local function int(x) return string.format('%d', x) end
+local function jkey(id) return P .. ':job:' .. int(id) end
+
+-- Ties in a zset sort by member, so the member carries the rest of the order:
+-- ready: run_after then id (priority is the score); finished: id.
+local function ready_member(id, run_after)
+  return string.format('%020.6f:%015d', run_after, id)
+end
+local function finished_member(id) return string.format('%015d', id) end
+
+local function opt(v) if v == false or v == nil or v == '' then return nil end return v end
+
+-- Remove a job from the index its current state puts it in (call before changing it).
+local function unindex(id)
+  local f = redis.call('HMGET', jkey(id), 'state', 'run_after')
+  local state = f[1]
+  if state == 'queued' then
+    redis.call('ZREM', K_DELAYED, int(id))
+    redis.call('ZREM', K_READY, ready_member(id, tonumber(f[2])))
+  elseif state == 'running' then
+    redis.call('ZREM', K_RUNNING, int(id))
+  elseif state then
+    redis.call('ZREM', K_FINISHED, finished_member(id))
+  end
+end
+
+-- Put a job in the index its (new) state calls for, and keep the one-active-job-per-path key.
+local function index(id, now)
+  local f = redis.call('HMGET', jkey(id), 'state', 'run_after', 'priority', 'lease_expires',
+    'finished_at', 'path')
+  local state = f[1]
+  if state == 'queued' then
+    local run_after = tonumber(f[2])
+    if run_after <= now then
+      redis.call('ZADD', K_READY, -tonumber(f[3]), ready_member(id, run_after))
+    else
+      redis.call('ZADD', K_DELAYED, f[2], int(id))
+    end
+    redis.call('HSET', K_ACTIVE, f[6], int(id))
+  elseif state == 'running' then
+    redis.call('ZADD', K_RUNNING, f[4], int(id))
+    redis.call('HSET', K_ACTIVE, f[6], int(id))
+  else
+    redis.call('ZADD', K_FINISHED, f[5], finished_member(id))
+    if redis.call('HGET', K_ACTIVE, f[6]) == int(id) then
+      redis.call('HDEL', K_ACTIVE, f[6])
+    end
+  end
+end
+
+-- One audit event (same script as the change it describes). Returns its id.
+local function audit(now, kind, job_id, path, actor, from_state, to_state, reason, details)
+  local eid = redis.call('INCR', P .. ':event_ids')
+  local fields = {'at', num(now), 'kind', kind}
+  local function add(name, value)
+    if opt(value) then fields[#fields + 1] = name; fields[#fields + 1] = value end
+  end
+  if job_id then add('job_id', int(job_id)) end
+  add('path', path)
+  add('actor', actor)
+  add('from_state', from_state)
+  add('to_state', to_state)
+  add('reason', reason)
+  add('details', details)
+  redis.call('XADD', K_EVENTS, int(eid) .. '-0', unpack(fields))
+  if job_id then redis.call('RPUSH', P .. ':jobev:' .. int(job_id), int(eid)) end
+  return eid
+end
+
+local function hgetall(id) return redis.call('HGETALL', jkey(id)) end
+
+local function new_job(now, path, library, action, reasons, priority, max_attempts, run_after)
+  local id = redis.call('INCR', P .. ':job_ids')
+  redis.call('HSET', jkey(id), 'id', int(id), 'path', path, 'library', library,
+    'action', action, 'state', 'queued', 'reasons', reasons, 'priority', priority,
+    'attempts', '0', 'max_attempts', max_attempts, 'run_after', num(run_after),
+    'lease_token', '0', 'created_at', num(now), 'updated_at', num(now))
+  index(id, now)
+  return id
+end
+
+local PROGRESS = {'progress_percent', 'progress_fps', 'progress_speed', 'progress_eta_s',
+  'progress_at'}
+local RESULT = {'output_path', 'source_size', 'output_size', 'duration_s', 'encoder', 'command',
+  'exit_code', 'stderr_tail'}
+local RERUN = {'rerun_action', 'rerun_reasons', 'rerun_priority', 'rerun_after'}
+
+-- Replace the result fields with the name/value pairs in ARGV[first .. first + 2n - 1].
+local function set_result(id, first, n)
+  redis.call('HDEL', jkey(id), unpack(RESULT))
+  for i = 0, n - 1 do
+    redis.call('HSET', jkey(id), ARGV[first + 2 * i], ARGV[first + 2 * i + 1])
+  end
+end
+
+-- After a running job left 'running': honour a re-run request made while it ran
+-- (castui_core.store.jobs._apply_rerun, the same rule).
+local function apply_rerun(id, now)
+  local k = jkey(id)
+  local f = redis.call('HMGET', k, 'rerun_action', 'rerun_reasons', 'rerun_priority',
+    'rerun_after', 'state', 'path', 'library', 'priority', 'max_attempts')
+  if not f[1] then return end
+  local run_after = math.max(now, tonumber(f[4]) or now)
+  local reason = 'file changed during the previous run; running again'
+  if f[5] == 'queued' then
+    unindex(id)
+    redis.call('HSET', k, 'action', f[1], 'reasons', f[2] or '[]', 'priority', f[3] or f[8],
+      'run_after', num(run_after), 'attempts', '0', 'updated_at', num(now))
+    redis.call('HDEL', k, unpack(RERUN))
+    index(id, now)
+    audit(now, 'rerun_requested', id, f[6], nil, nil, nil, reason, nil)
+    return
+  end
+  redis.call('HDEL', k, unpack(RERUN))
+  local new = new_job(now, f[6], f[7], f[1], f[2] or '[]', f[3] or f[8], f[9], run_after)
+  audit(now, 'job_state', new, f[6], nil, nil, 'queued', reason,
+    cjson.encode({previous_job_id = id}))
+end
+
+-- Outbox rows from ARGV[first ..] (5 values each: path, folder, update_type, library, target).
+local function outbox_add(now, job_id, first, n)
+  for i = 0, n - 1 do
+    local a = first + 5 * i
+    local oid = redis.call('INCR', P .. ':outbox_ids')
+    local key = P .. ':ob:' .. int(oid)
+    redis.call('HSET', key, 'id', int(oid), 'path', ARGV[a], 'folder', ARGV[a + 1],
+      'update_type', ARGV[a + 2], 'library', ARGV[a + 3], 'target', ARGV[a + 4],
+      'state', 'pending', 'attempts', '0', 'next_at', num(now), 'created_at', num(now))
+    if job_id then redis.call('HSET', key, 'job_id', int(job_id)) end
+    redis.call('ZADD', P .. ':ob:pending:' .. ARGV[a + 4], num(now), int(oid))
+    redis.call('ZADD', P .. ':ob:all:' .. ARGV[a + 4], oid, int(oid))
+  end
+end
+
+-- A fenced call matches only the job's current token while it is running.
+local function holds_lease(id, token)
+  local f = redis.call('HMGET', jkey(id), 'state', 'lease_token')
+  return f[1] == 'running' and f[2] == token
+end
+
+-- Move queued jobs whose run_after has come into the claim-ordered set.
+local function promote(now)
+  local due = redis.call('ZRANGEBYSCORE', K_DELAYED, '-inf', num(now))
+  for _, sid in ipairs(due) do
+    local f = redis.call('HMGET', P .. ':job:' .. sid, 'priority', 'run_after')
+    redis.call('ZADD', K_READY, -tonumber(f[1]), ready_member(tonumber(sid), tonumber(f[2])))
+    redis.call('ZREM', K_DELAYED, sid)
+  end
+end

@@ -1,0 +1,46 @@
+-- enqueue (a batch of distinct paths, merged by the caller like the SQLite backend does):
+-- ARGV P, max_attempts, n, then per item: path, library, action, reasons_json, priority,
+-- debounce_s, modified_at ('' = unknown), reason_text -> {id, outcome, id, outcome, ...}
+local max_attempts, n = ARGV[2], tonumber(ARGV[3])
+local now = now_s()
+local out = {}
+local rerun_reason = 'file changed while it was being converted; it will run again'
+for i = 0, n - 1 do
+  local a = 4 + 8 * i
+  local path, library, action, reasons = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
+  local priority = tonumber(ARGV[a + 4])
+  local ready_at = now + math.max(0, tonumber(ARGV[a + 5]))
+  local modified_at = tonumber(ARGV[a + 6])
+  local active = redis.call('HGET', K_ACTIVE, path)
+  if not active then
+    local id = new_job(now, path, library, action, reasons, int(priority), max_attempts,
+      ready_at)
+    audit(now, 'job_state', id, path, nil, nil, 'queued', ARGV[a + 7], nil)
+    out[#out + 1] = id; out[#out + 1] = 'created'
+  else
+    local id = tonumber(active)
+    local k = jkey(id)
+    local f = redis.call('HMGET', k, 'state', 'started_at', 'run_after', 'priority',
+      'rerun_priority', 'rerun_after')
+    if f[1] == 'queued' then
+      -- Still changing (or rescanned): wait for it to settle; the newest decision wins and
+      -- priority only goes up, so an operator's bump is not undone.
+      unindex(id)
+      redis.call('HSET', k, 'run_after', num(math.max(tonumber(f[3]), ready_at)),
+        'action', action, 'reasons', reasons, 'library', library,
+        'priority', int(math.max(tonumber(f[4]), priority)), 'updated_at', num(now))
+      index(id, now)
+      out[#out + 1] = id; out[#out + 1] = 'debounced'
+    elseif modified_at and f[2] and modified_at < tonumber(f[2]) then
+      out[#out + 1] = id; out[#out + 1] = 'already_running'
+    else
+      local rp = tonumber(f[5]) or tonumber(f[4])
+      redis.call('HSET', k, 'rerun_action', action, 'rerun_reasons', reasons,
+        'rerun_priority', int(math.max(rp, priority)),
+        'rerun_after', num(math.max(tonumber(f[6]) or 0, ready_at)), 'updated_at', num(now))
+      audit(now, 'rerun_requested', id, path, nil, nil, nil, rerun_reason, nil)
+      out[#out + 1] = id; out[#out + 1] = 'rerun_scheduled'
+    end
+  end
+end
+return out

@@ -1,0 +1,1151 @@
+"""The Redis queue backend: one queue shared by castui engines on several hosts (issue 13).
+
+Why Redis: SQLite must never live on a network share, so it cannot coordinate hosts; Redis is
+one small service (Debian ships ``redis-server``) that every node can reach.
+
+How it keeps the :class:`~castui_core.queue.protocol.JobQueue` contract:
+
+* every state change is ONE Lua script (``lua/*.lua``, each prefixed with ``lua/common.lua``)
+  that checks the fencing token, reads the server's clock (``TIME``) for leases and run-after,
+  keeps the indexes and appends the audit event in the same atomic step;
+* decisions that need the policy (what a failure or an expired lease leads to) are computed in
+  Python from a read of the job and the server's time, then applied by a script that re-checks
+  the token and state (compare-and-set), so a stale read changes nothing;
+* durability is checked at connect (AOF on, fsync every second or always, no eviction), not
+  assumed; a server that could lose acknowledged changes is refused unless the operator
+  explicitly allows it;
+* a Redis that is down is a :class:`QueueUnreachableError` ("queue unreachable: …"); redis-py
+  reconnects on the next call, so workers resume when it is back. No message or log line ever
+  carries a password or a URL's credentials.
+
+Layout (``<prefix>`` defaults to ``castui``): ``job:<id>`` hashes with the SQLite ``jobs`` row's
+fields (absent field = NULL), ``active`` (path → active job id), ``delayed``/``ready``/
+``running``/``finished`` sorted sets, the ``events`` stream (entry id ``<event id>-0``) with
+``jobev:<id>`` lists, the outbox (``ob:*``), ``paused``, ``nodes``/``nodes_seen``. Paths are
+stored as the file system's bytes, so names that are not UTF-8 round-trip exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import re
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import redis.asyncio as aioredis
+from redis import exceptions as rx
+from redis.commands.core import AsyncScript
+
+from castui_core.errors import (
+    JobNotFoundError,
+    LeaseLostError,
+    QueueUnreachableError,
+    QueueUnsafeError,
+    StoreError,
+)
+from castui_core.queue.protocol import NodeStatus
+from castui_core.store.jobs import NewJob
+from castui_core.store.models import (
+    FINISHED_STATES,
+    ClaimedJob,
+    EnqueueOutcome,
+    EnqueueResult,
+    Event,
+    HistoryTotals,
+    Job,
+    JobAction,
+    JobResult,
+    JobState,
+    Progress,
+    backoff_delay,
+)
+from castui_core.store.outbox import JELLYFIN, OutboxEntry, OutboxRow
+
+log = logging.getLogger("castui.queue.redis")
+
+#: The three redis.conf lines castui needs; shown by the refusal, the README and doctor.
+REDIS_CONF_LINES = ("appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction")
+
+_SCRIPTS = (
+    "claim",
+    "heartbeat",
+    "complete",
+    "fail",
+    "reclaim",
+    "expired",
+    "release",
+    "enqueue",
+    "cancel",
+    "retry",
+    "set_priority",
+    "pause",
+    "record_event",
+    "clear_history",
+    "history",
+    "totals",
+    "list_events",
+    "outbox",
+    "node_heartbeat",
+)
+
+#: Items per enqueue script call: big enough to amortise the round trip, small enough that one
+#: script does not hold the server for long (Redis runs one script at a time).
+_ENQUEUE_CHUNK = 2000
+
+
+def _lua(name: str) -> str:
+    return (resources.files("castui_core.queue") / "lua" / f"{name}.lua").read_text("utf-8")
+
+
+def _b(text: str) -> bytes:
+    """A str as the bytes Redis stores: UTF-8, with a file name's undecodable bytes
+    (surrogate escapes, see :mod:`castui_core.store.db`) turned back into themselves."""
+    return text.encode("utf-8", "surrogateescape")
+
+
+def _s(raw: bytes) -> str:
+    return raw.decode("utf-8", "surrogateescape")
+
+
+def _num(value: float) -> bytes:
+    return repr(float(value)).encode()
+
+
+# --- credentials never leave this module ---------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its user/password (what logs, errors and doctor may show)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<unparsable queue URL>"
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
+
+
+def _scrub(text: str, secrets: Sequence[str]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
+    return text
+
+
+def _url_secrets(url: str, password: str | None) -> tuple[str, ...]:
+    found: list[str] = [password or ""]
+    with suppress(ValueError):
+        parts = urlsplit(url)
+        found += [parts.password or "", parts.username or ""]
+        found += [re.sub(r"%[0-9A-Fa-f]{2}", "", parts.password or "")]
+    found.append(url)
+    # Longest first, so a password inside the URL is not half-replaced.
+    return tuple(sorted({s for s in found if len(s) >= 3}, key=len, reverse=True))
+
+
+# --- records ----------------------------------------------------------------------------------
+
+
+def _opt_f(h: Mapping[bytes, bytes], key: bytes) -> float | None:
+    v = h.get(key)
+    return None if v is None else float(v)
+
+
+def _opt_i(h: Mapping[bytes, bytes], key: bytes) -> int | None:
+    v = h.get(key)
+    return None if v is None else int(v)
+
+
+def _opt_s(h: Mapping[bytes, bytes], key: bytes) -> str | None:
+    v = h.get(key)
+    return None if v is None else _s(v)
+
+
+def _json_tuple(raw: bytes | None) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    return tuple(str(v) for v in json.loads(raw))
+
+
+def _pairs(flat: Sequence[bytes]) -> dict[bytes, bytes]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
+def job_from_hash(h: Mapping[bytes, bytes]) -> Job:
+    """A ``job:<id>`` hash as a :class:`Job` (the fields are the SQLite row's columns)."""
+    progress: Progress | None = None
+    if b"progress_at" in h:
+        progress = Progress(
+            percent=_opt_f(h, b"progress_percent"),
+            fps=_opt_f(h, b"progress_fps"),
+            speed=_opt_f(h, b"progress_speed"),
+            eta_s=_opt_f(h, b"progress_eta_s"),
+            at=_opt_f(h, b"progress_at"),
+        )
+    result = JobResult(
+        output_path=_opt_s(h, b"output_path"),
+        source_size=_opt_i(h, b"source_size"),
+        output_size=_opt_i(h, b"output_size"),
+        duration_s=_opt_f(h, b"duration_s"),
+        encoder=_opt_s(h, b"encoder"),
+        command=_json_tuple(h.get(b"command")),
+        exit_code=_opt_i(h, b"exit_code"),
+        stderr_tail=_opt_s(h, b"stderr_tail"),
+    )
+    return Job(
+        id=int(h[b"id"]),
+        path=_s(h[b"path"]),
+        library=_s(h[b"library"]),
+        action=JobAction(_s(h[b"action"])),
+        state=JobState(_s(h[b"state"])),
+        reasons=_json_tuple(h.get(b"reasons")),
+        priority=int(h[b"priority"]),
+        attempts=int(h[b"attempts"]),
+        max_attempts=int(h[b"max_attempts"]),
+        run_after=float(h[b"run_after"]),
+        lease_owner=_opt_s(h, b"lease_owner"),
+        lease_token=int(h[b"lease_token"]),
+        lease_expires=_opt_f(h, b"lease_expires"),
+        rerun_requested=b"rerun_action" in h,
+        progress=progress,
+        result=result,
+        reason=_opt_s(h, b"reason"),
+        created_at=float(h[b"created_at"]),
+        updated_at=float(h[b"updated_at"]),
+        started_at=_opt_f(h, b"started_at"),
+        finished_at=_opt_f(h, b"finished_at"),
+    )
+
+
+def _event_from_entry(entry: Sequence[Any]) -> Event:
+    eid = int(bytes(entry[0]).split(b"-", 1)[0])
+    f = _pairs(entry[1])
+    details = f.get(b"details")
+    return Event(
+        id=eid,
+        at=float(f[b"at"]),
+        kind=_s(f[b"kind"]),
+        job_id=_opt_i(f, b"job_id"),
+        path=_opt_s(f, b"path"),
+        actor=_opt_s(f, b"actor"),
+        from_state=_opt_s(f, b"from_state"),
+        to_state=_opt_s(f, b"to_state"),
+        reason=_opt_s(f, b"reason"),
+        details=json.loads(details) if details else {},
+    )
+
+
+def _outbox_row(h: Mapping[bytes, bytes]) -> OutboxRow:
+    update_type: Any = _s(h[b"update_type"])
+    return OutboxRow(
+        id=int(h[b"id"]),
+        path=_s(h[b"path"]),
+        folder=_s(h[b"folder"]),
+        update_type=update_type,
+        library=_s(h[b"library"]),
+        job_id=_opt_i(h, b"job_id"),
+        attempts=int(h[b"attempts"]),
+        next_at=float(h[b"next_at"]),
+        last_error=_opt_s(h, b"last_error"),
+        created_at=float(h[b"created_at"]),
+        target=_s(h[b"target"]),
+    )
+
+
+def _result_args(result: JobResult | None) -> list[bytes]:
+    """A result's non-NULL fields as name/value pairs (the script clears the rest)."""
+    r = result or JobResult()
+    values: list[tuple[str, bytes | None]] = [
+        ("output_path", None if r.output_path is None else _b(r.output_path)),
+        ("source_size", None if r.source_size is None else str(r.source_size).encode()),
+        ("output_size", None if r.output_size is None else str(r.output_size).encode()),
+        ("duration_s", None if r.duration_s is None else _num(r.duration_s)),
+        ("encoder", None if r.encoder is None else _b(r.encoder)),
+        ("command", _b(json.dumps(list(r.command))) if r.command else None),
+        ("exit_code", None if r.exit_code is None else str(r.exit_code).encode()),
+        ("stderr_tail", None if r.stderr_tail is None else _b(r.stderr_tail)),
+    ]
+    out: list[bytes] = []
+    for name, value in values:
+        if value is not None:
+            out += [name.encode(), value]
+    return out
+
+
+def _outbox_args(entries: Sequence[OutboxEntry]) -> list[bytes]:
+    out: list[bytes] = []
+    for e in entries:
+        folder = e.message if e.message is not None else os.path.dirname(e.path)
+        out += [_b(e.path), _b(folder), _b(e.update_type), _b(e.library), _b(e.target)]
+    return out
+
+
+def _opt_arg(value: float | None) -> bytes:
+    return b"" if value is None else _num(value)
+
+
+# --- policy (the same rules as the SQLite backend) -------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """Where a running job goes next: computed in Python, applied by a fenced script."""
+
+    state: JobState
+    run_after: float
+    finished_at: float | None
+    reason: str
+    audit_reason: str
+
+
+def _after_failure(
+    job: Job,
+    reason: str,
+    *,
+    retryable: bool,
+    now: float,
+    base: float,
+    cap: float,
+    rng: random.Random,
+) -> _Outcome:
+    if not retryable:
+        return _Outcome(JobState.FAILED, now, now, reason, f"{reason} (not retryable)")
+    if job.attempts >= job.max_attempts:
+        why = f"{reason} (gave up after {job.attempts} attempts)"
+        return _Outcome(JobState.DEAD, now, now, reason, why)
+    delay = backoff_delay(job.attempts, base, cap, rng)
+    why = f"{reason} (attempt {job.attempts} of {job.max_attempts}; retry in {delay:.0f}s)"
+    return _Outcome(JobState.QUEUED, now + delay, None, reason, why)
+
+
+def _after_lease_expiry(job: Job, *, now: float) -> _Outcome:
+    owner = job.lease_owner or "unknown worker"
+    if job.attempts >= job.max_attempts:
+        reason = (
+            f"worker {owner} stopped responding (lease expired) on attempt "
+            f"{job.attempts} of {job.max_attempts}; giving up"
+        )
+        return _Outcome(JobState.DEAD, now, now, reason, reason)
+    reason = f"worker {owner} stopped responding (lease expired); queued again"
+    return _Outcome(JobState.QUEUED, now, None, reason, reason)
+
+
+@dataclass(slots=True)
+class _Merged:
+    library: str
+    action: JobAction
+    reasons: tuple[str, ...]
+    priority: int
+    debounce_s: float
+    last: NewJob
+
+
+def _merge(items: Sequence[NewJob]) -> dict[str, _Merged]:
+    """Duplicates in one batch merge exactly like repeated enqueues (as in SQLite's
+    ``enqueue_many``): the newest decision wins, priority and wait only go up."""
+    merged: dict[str, _Merged] = {}
+    for item in items:
+        action = JobAction(item.action)
+        debounce = max(0.0, item.debounce_s)
+        m = merged.get(item.path)
+        if m is None:
+            merged[item.path] = _Merged(
+                item.library, action, tuple(item.reasons), item.priority, debounce, item
+            )
+        else:
+            m.library, m.action, m.reasons = item.library, action, tuple(item.reasons)
+            m.priority = max(m.priority, item.priority)
+            m.debounce_s = max(m.debounce_s, debounce)
+            m.last = item
+    return merged
+
+
+# --- the backend ------------------------------------------------------------------------------
+
+
+class RedisQueue:
+    """A :class:`~castui_core.queue.protocol.JobQueue` kept in Redis (see the module doc).
+
+    Open with :meth:`connect`; one instance per process, safe for its async tasks (redis-py's
+    pool gives each call its own connection).
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        shown_url: str,
+        secrets: tuple[str, ...],
+        prefix: str,
+        lease_seconds: float,
+        max_attempts: int,
+        backoff_base_s: float,
+        backoff_cap_s: float,
+        rng: random.Random,
+    ) -> None:
+        self._r: aioredis.Redis | None = client
+        self.url = shown_url
+        self._secrets = secrets
+        self.prefix = prefix
+        self._lease = lease_seconds
+        self._max_attempts = max_attempts
+        self._base = backoff_base_s
+        self._cap = backoff_cap_s
+        self._rng = rng
+        common = _lua("common")
+        self._scripts: dict[str, AsyncScript] = {
+            name: client.register_script(common + "\n" + _lua(name)) for name in _SCRIPTS
+        }
+        self._p = _b(prefix)
+
+    # --- lifecycle ----------------------------------------------------------------------
+
+    @classmethod
+    async def connect(
+        cls,
+        url: str,
+        *,
+        password: str | None = None,
+        prefix: str = "castui",
+        lease_seconds: float = 60.0,
+        max_attempts: int = 3,
+        backoff_base_s: float = 30.0,
+        backoff_cap_s: float = 3600.0,
+        rng: random.Random | None = None,
+        require_durable: bool = True,
+        socket_timeout_s: float = 10.0,
+    ) -> RedisQueue:
+        """Connect to ``url`` (``redis://host:port/db``, ``rediss://…``, ``unix:///path``),
+        check that the server keeps what it acknowledges, and return the queue.
+
+        Raises :class:`QueueUnreachableError` when Redis does not answer (or refuses the
+        password) and :class:`QueueUnsafeError` when its persistence could lose changes and
+        ``require_durable`` is true.
+        """
+        if lease_seconds <= 0 or max_attempts < 1:
+            raise ValueError("lease_seconds must be > 0 and max_attempts >= 1")
+        if not prefix or any(c in prefix for c in " \t\r\n"):
+            raise StoreError(f"queue prefix {prefix!r} must be a non-empty word; fix queue.prefix.")
+        secrets = _url_secrets(url, password)
+        shown = redact_url(url)
+        try:
+            client = aioredis.Redis.from_url(
+                url,
+                password=password,
+                decode_responses=False,
+                socket_timeout=socket_timeout_s,
+                socket_connect_timeout=socket_timeout_s,
+                health_check_interval=30,
+            )
+        except (ValueError, rx.RedisError) as exc:
+            msg = _scrub(str(exc), secrets)
+            raise StoreError(
+                f"queue URL {shown} is not usable ({msg}); use redis://host:port/db, "
+                "rediss://host:port/db or unix:///path/to/redis.sock."
+            ) from None
+        queue = cls(
+            client,
+            shown_url=shown,
+            secrets=secrets,
+            prefix=prefix,
+            lease_seconds=lease_seconds,
+            max_attempts=max_attempts,
+            backoff_base_s=backoff_base_s,
+            backoff_cap_s=backoff_cap_s,
+            rng=rng or random.Random(),
+        )
+        try:
+            async with queue._talk("connecting"):
+                await client.ping()
+            await queue.check_durability(require=require_durable)
+        except BaseException:
+            await queue.close()
+            raise
+        return queue
+
+    async def close(self) -> None:
+        client, self._r = self._r, None
+        if client is not None:
+            with suppress(rx.RedisError, OSError):
+                await client.aclose()
+
+    @property
+    def lease_seconds(self) -> float:
+        return self._lease
+
+    def _client(self) -> aioredis.Redis:
+        if self._r is None:
+            raise StoreError(f"the queue at {self.url} is closed; open it again.")
+        return self._r
+
+    @asynccontextmanager
+    async def _talk(self, doing: str) -> AsyncIterator[None]:
+        """Translate redis-py's errors where they enter castui, without any credential."""
+        try:
+            yield
+        except (rx.AuthenticationError, rx.AuthorizationError) as exc:
+            why = _scrub(str(exc), self._secrets)
+            raise QueueUnreachableError(
+                f"queue unreachable: Redis at {self.url} refused castui's credentials ({why}); "
+                "check queue.password_file / queue.password_env."
+            ) from None
+        except (TimeoutError, rx.ConnectionError, rx.TimeoutError, OSError) as exc:
+            why = _scrub(str(exc) or type(exc).__name__, self._secrets)
+            raise QueueUnreachableError(
+                f"queue unreachable: {why} (Redis at {self.url}, while {doing}); castui "
+                "retries on its next call: start Redis or fix queue.url."
+            ) from None
+        except rx.ResponseError as exc:
+            why = _scrub(str(exc), self._secrets)
+            if why.startswith(("NOAUTH", "WRONGPASS")):
+                raise QueueUnreachableError(
+                    f"queue unreachable: Redis at {self.url} needs a valid password ({why}); "
+                    "set queue.password_file or queue.password_env."
+                ) from None
+            raise StoreError(f"the queue at {self.url} failed while {doing}: {why}") from None
+        except rx.RedisError as exc:
+            why = _scrub(str(exc), self._secrets)
+            raise StoreError(f"the queue at {self.url} failed while {doing}: {why}") from None
+
+    async def _run(self, name: str, doing: str, *args: bytes | str | int | float) -> Any:
+        """Run one script (EVALSHA; redis-py loads it again after a SCRIPT FLUSH/restart)."""
+        client = self._client()
+        async with self._talk(doing):
+            return await self._scripts[name](args=[self._p, *args], client=client)
+
+    async def check_durability(self, *, require: bool = True) -> list[str]:
+        """The redis.conf lines still needed for acknowledged changes to survive a crash
+        (``[]`` when none). Refuses (:class:`QueueUnsafeError`) when some are missing and
+        ``require``; otherwise logs a warning."""
+        client = self._client()
+        try:
+            async with self._talk("reading the server's persistence settings"):
+                conf: dict[Any, Any] = {}
+                for name in ("appendonly", "appendfsync", "maxmemory-policy"):
+                    conf.update(await client.config_get(name))
+        except StoreError as exc:
+            if isinstance(exc, QueueUnreachableError):
+                raise
+            msg = (
+                f"Redis at {self.url} does not let castui read its persistence settings "
+                "(CONFIG is disabled, as on many managed services), so castui cannot check "
+                "that it keeps acknowledged changes. Make sure the server has "
+                + ", ".join(f"'{line}'" for line in REDIS_CONF_LINES)
+                + ", then set queue.allow_unsafe_persistence: true to go on."
+            )
+            if require:
+                raise QueueUnsafeError(msg) from None
+            log.warning("%s", msg)
+            return list(REDIS_CONF_LINES)
+        missing = missing_conf_lines(conf)
+        if missing:
+            lines = "\n".join(f"    {line}" for line in missing)
+            msg = (
+                f"Redis at {self.url} could lose acknowledged queue changes (a job converted "
+                f"twice or lost). Add to its redis.conf and restart it:\n{lines}\n"
+                "(or set queue.allow_unsafe_persistence: true to run anyway)."
+            )
+            if require:
+                raise QueueUnsafeError(msg)
+            log.warning("%s", msg)
+        return missing
+
+    async def server_info(self) -> dict[str, str]:
+        """``redis_version`` and friends (for ``castui doctor``)."""
+        client = self._client()
+        async with self._talk("reading the server's version"):
+            info = await client.info("server")
+        return {str(k): str(v) for k, v in info.items()}
+
+    # --- workers ------------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        path: str,
+        library: str,
+        action: JobAction | str,
+        reasons: Sequence[str] = (),
+        *,
+        priority: int = 0,
+        debounce_s: float = 0.0,
+    ) -> EnqueueResult:
+        """Queue ``path``; see :class:`EnqueueOutcome` for what happens if it is already active."""
+        item = NewJob(path, library, action, tuple(reasons), priority, debounce_s)
+        return (await self.enqueue_many((item,)))[0]
+
+    async def enqueue_many(self, items: Iterable[NewJob]) -> list[EnqueueResult]:
+        """Queue many paths (merged like SQLite's ``enqueue_many``), a few thousand per script."""
+        batch = list(items)
+        merged = _merge(batch)
+        outcome: dict[str, tuple[int, EnqueueOutcome]] = {}
+        paths = list(merged)
+        for start in range(0, len(paths), _ENQUEUE_CHUNK):
+            chunk = paths[start : start + _ENQUEUE_CHUNK]
+            args: list[bytes | str | int | float] = [str(self._max_attempts), str(len(chunk))]
+            for path in chunk:
+                m = merged[path]
+                reason = f"{m.action}: " + "; ".join(m.reasons) if m.reasons else str(m.action)
+                modified = m.last.modified_at
+                args += [
+                    _b(path),
+                    _b(m.library),
+                    str(m.action),
+                    _b(json.dumps(list(m.reasons))),
+                    str(int(m.priority)),
+                    _num(m.debounce_s),
+                    b"" if modified is None else _num(modified),
+                    _b(reason),
+                ]
+            flat = await self._run("enqueue", "queueing jobs", *args)
+            for i, path in enumerate(chunk):
+                outcome[path] = (int(flat[2 * i]), EnqueueOutcome(_s(flat[2 * i + 1])))
+        results: list[EnqueueResult] = []
+        seen: set[str] = set()
+        for item in batch:
+            job_id, first = outcome[item.path]
+            if item.path in seen and first is EnqueueOutcome.CREATED:
+                results.append(EnqueueResult(job_id, EnqueueOutcome.DEBOUNCED))
+            else:
+                results.append(EnqueueResult(job_id, first))
+            seen.add(item.path)
+        return results
+
+    async def claim(self, owner: str) -> ClaimedJob | None:
+        """The best ready job (priority desc, run_after, id), or ``None`` (none ready or
+        paused). Expired leases are reclaimed first (with the shared policy)."""
+        for _ in range(100):
+            reply = await self._run("claim", "claiming a job", _b(owner), _num(self._lease))
+            if reply[0] == 1:
+                job = job_from_hash(_pairs(reply[1]))
+                return ClaimedJob(job=job, token=job.lease_token)
+            if reply[0] == 0:
+                return None
+            await self.reclaim_expired()
+        raise StoreError(
+            "claiming a job kept finding expired leases it could not reclaim; "
+            "check the Redis server's clock and `castui doctor`."
+        )
+
+    async def heartbeat(self, job_id: int, token: int, progress: Progress | None = None) -> float:
+        """Extend the lease (server clock) and record progress; returns the new expiry."""
+        p = progress or Progress()
+        reply = await self._run(
+            "heartbeat",
+            "recording progress",
+            str(job_id),
+            str(token),
+            _num(self._lease),
+            _opt_arg(p.percent),
+            _opt_arg(p.fps),
+            _opt_arg(p.speed),
+            _opt_arg(p.eta_s),
+        )
+        if reply[0] != 1:
+            raise await self._lease_lost(job_id, token)
+        return float(reply[1])
+
+    async def complete(
+        self,
+        job_id: int,
+        token: int,
+        result: JobResult,
+        outbox: Sequence[OutboxEntry] = (),
+    ) -> Job:
+        """Mark the job done; its outbox rows are written by the same script."""
+        saved = result.bytes_saved
+        reason = "converted" + (f", {saved} bytes saved" if saved is not None else "")
+        res = _result_args(result)
+        reply = await self._run(
+            "complete",
+            "recording a finished job",
+            str(job_id),
+            str(token),
+            str(len(res) // 2),
+            str(len(outbox)),
+            reason,
+            *res,
+            *_outbox_args(outbox),
+        )
+        if reply[0] != 1:
+            raise await self._lease_lost(job_id, token)
+        return job_from_hash(_pairs(reply[1]))
+
+    async def fail(
+        self,
+        job_id: int,
+        token: int,
+        reason: str,
+        *,
+        retryable: bool = True,
+        result: JobResult | None = None,
+    ) -> Job:
+        """Record a failed attempt: the policy decides (retry with backoff, dead, failed)."""
+        job, now = await self._read_job_and_time(job_id)
+        if job is None or job.state is not JobState.RUNNING or job.lease_token != token:
+            raise await self._lease_lost(job_id, token)
+        out = _after_failure(
+            job,
+            reason,
+            retryable=retryable,
+            now=now,
+            base=self._base,
+            cap=self._cap,
+            rng=self._rng,
+        )
+        details = (
+            json.dumps({"exit_code": result.exit_code})
+            if result and result.exit_code is not None
+            else ""
+        )
+        res = _result_args(result)
+        reply = await self._run(
+            "fail",
+            "recording a failed job",
+            str(job_id),
+            str(token),
+            _num(now),
+            str(out.state),
+            _num(out.run_after),
+            _opt_arg(out.finished_at),
+            _b(out.reason),
+            _b(out.audit_reason),
+            details,
+            str(len(res) // 2),
+            *res,
+        )
+        if reply[0] != 1:
+            raise await self._lease_lost(job_id, token)
+        return job_from_hash(_pairs(reply[1]))
+
+    async def release(self, job_id: int, token: int, reason: str = "worker shutting down") -> Job:
+        """Hand a running job back without using up an attempt (clean shutdown)."""
+        reply = await self._run(
+            "release", "handing a job back", str(job_id), str(token), _b(reason)
+        )
+        if reply[0] != 1:
+            raise await self._lease_lost(job_id, token)
+        return job_from_hash(_pairs(reply[1]))
+
+    async def reclaim_expired(self) -> list[Job]:
+        """Requeue (or bury, if out of attempts) jobs whose lease expired on the server's
+        clock; each one with its own fenced script, so a late heartbeat wins or loses cleanly."""
+        reply = await self._run("expired", "looking for expired leases")
+        now = float(reply[0])
+        reclaimed: list[Job] = []
+        for raw_id in reply[1:]:
+            job_id = int(raw_id)
+            job, _ = await self._read_job_and_time(job_id)
+            if job is None or job.state is not JobState.RUNNING:
+                continue
+            out = _after_lease_expiry(job, now=now)
+            done = await self._run(
+                "reclaim",
+                "reclaiming an expired lease",
+                str(job_id),
+                str(job.lease_token),
+                _num(now),
+                str(out.state),
+                _num(out.run_after),
+                _opt_arg(out.finished_at),
+                _b(out.reason),
+            )
+            if done[0] == 1:
+                reclaimed.append(job_from_hash(_pairs(done[1])))
+        return reclaimed
+
+    async def _read_job_and_time(self, job_id: int) -> tuple[Job | None, float]:
+        client = self._client()
+        async with self._talk("reading a job"), client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self._key("job", job_id))
+            pipe.time()
+            raw, (sec, usec) = await pipe.execute()
+        now = int(sec) + int(usec) / 1_000_000
+        return (job_from_hash(raw) if raw else None), now
+
+    async def _lease_lost(self, job_id: int, token: int) -> LeaseLostError:
+        """Explain to a worker why its fenced call matched nothing (same words as SQLite)."""
+        job, _ = await self._read_job_and_time(job_id)
+        if job is None:
+            why = "the job no longer exists (history was cleared)"
+        elif job.state is JobState.CANCELLED:
+            why = "an operator cancelled it"
+        elif job.state is JobState.RUNNING and job.lease_token != token:
+            why = f"its lease expired and {job.lease_owner or 'another worker'} took it over"
+        elif job.state is JobState.RUNNING:
+            why = "the lease is held under another token"
+        else:
+            why = f"its lease expired or it was handed back; it is now {job.state}"
+        return LeaseLostError(
+            f"job #{job_id}: lease lost (token {token}): {why}. Stop working on it and do not "
+            "touch its files."
+        )
+
+    def _key(self, *parts: str | int) -> bytes:
+        return b":".join([self._p, *(str(p).encode() for p in parts)])
+
+    # --- operator -----------------------------------------------------------------------
+
+    async def pause(self, *, actor: str = "operator", reason: str | None = None) -> None:
+        """Stop handing out jobs (kept in Redis, so every node stops); running jobs go on."""
+        await self._run("pause", "pausing the queue", "1", _b(actor), _b(reason or ""))
+
+    async def resume(self, *, actor: str = "operator", reason: str | None = None) -> None:
+        await self._run("pause", "resuming the queue", "0", _b(actor), _b(reason or ""))
+
+    async def is_paused(self) -> bool:
+        client = self._client()
+        async with self._talk("reading the queue state"):
+            return bool(await client.get(self._key("paused")) == b"1")
+
+    @staticmethod
+    def _no_job(job_id: int) -> JobNotFoundError:
+        return JobNotFoundError(
+            f"there is no job #{job_id}; list jobs with `castui queue` or `castui history`."
+        )
+
+    async def cancel(
+        self, job_id: int, *, actor: str = "operator", reason: str = "cancelled by operator"
+    ) -> Job:
+        """Cancel a queued or running job; a running worker gets LeaseLost on its next call."""
+        reply = await self._run("cancel", "cancelling a job", str(job_id), _b(actor), _b(reason))
+        if reply[0] == -1:
+            raise self._no_job(job_id)
+        if reply[0] == -2:
+            raise JobNotFoundError(
+                f"job #{job_id} is already {_s(reply[1])}; only queued or running jobs can be "
+                "cancelled."
+            )
+        return job_from_hash(_pairs(reply[1]))
+
+    async def retry(self, job_id: int, *, actor: str = "operator") -> Job:
+        """Put a failed/dead/cancelled job back in the queue with a fresh attempt budget."""
+        reply = await self._run("retry", "retrying a job", str(job_id), _b(actor))
+        if reply[0] == -1:
+            raise self._no_job(job_id)
+        if reply[0] == -2:
+            raise JobNotFoundError(
+                f"job #{job_id} is {_s(reply[1])}; only failed, dead or cancelled jobs can be "
+                "retried."
+            )
+        if reply[0] == -3:
+            job = await self.get_job(job_id)
+            raise JobNotFoundError(
+                f"job #{job_id}: {job.path} already has an active job #{int(reply[1])}; "
+                "nothing to retry."
+            )
+        return job_from_hash(_pairs(reply[1]))
+
+    async def set_priority(self, job_id: int, priority: int, *, actor: str = "operator") -> Job:
+        reply = await self._run(
+            "set_priority", "changing a job's priority", str(job_id), str(int(priority)), _b(actor)
+        )
+        if reply[0] == -1:
+            raise self._no_job(job_id)
+        if reply[0] == -2:
+            raise JobNotFoundError(
+                f"job #{job_id} is already {_s(reply[1])}; priority only matters for active jobs."
+            )
+        return job_from_hash(_pairs(reply[1]))
+
+    async def clear_history(
+        self,
+        *,
+        older_than: float | None = None,
+        states: Sequence[JobState] | None = None,
+        actor: str = "operator",
+    ) -> int:
+        """Delete finished jobs (optionally only older ones / some states); the audit log
+        keeps their events."""
+        chosen = tuple(states) if states else FINISHED_STATES
+        bad = [s for s in chosen if s not in FINISHED_STATES]
+        if bad:
+            raise StoreError(
+                f"clear_history only removes finished jobs, not {bad}; cancel them first."
+            )
+        details = json.dumps(
+            {
+                "action": "clear_history",
+                "older_than": older_than,
+                "states": [str(s) for s in chosen],
+            },
+            sort_keys=True,
+        )
+        count = await self._run(
+            "clear_history",
+            "clearing history",
+            _opt_arg(older_than),
+            details,
+            _b(actor),
+            *(str(s) for s in chosen),
+        )
+        return int(count)
+
+    # --- queries ------------------------------------------------------------------------
+
+    async def get_job(self, job_id: int) -> Job:
+        client = self._client()
+        async with self._talk("reading a job"):
+            raw: dict[bytes, bytes] = await client.hgetall(self._key("job", job_id))  # type: ignore[assignment]
+        if not raw:
+            raise self._no_job(job_id)
+        return job_from_hash(raw)
+
+    async def active_jobs(self) -> list[Job]:
+        """Running jobs first, then queued ones in the order they will be claimed."""
+        client = self._client()
+        async with self._talk("listing active jobs"):
+            ids = await client.hvals(self._key("active"))
+            async with client.pipeline(transaction=False) as pipe:
+                for raw_id in ids:
+                    pipe.hgetall(self._key("job", int(raw_id)))
+                hashes = await pipe.execute()
+        found = [job_from_hash(h) for h in hashes if h]
+        jobs = [j for j in found if j.is_active]
+        jobs.sort(key=lambda j: (j.state is JobState.QUEUED, -j.priority, j.run_after, j.id))
+        return jobs
+
+    async def history(
+        self,
+        *,
+        states: Sequence[JobState | str] | None = None,
+        library: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Job]:
+        """Finished jobs, newest first; ``since``/``until`` filter on ``finished_at``."""
+        chosen = [JobState(s) for s in states] if states else list(FINISHED_STATES)
+        bad = [str(s) for s in chosen if s not in FINISHED_STATES]
+        if bad:
+            raise ValueError(f"history only holds finished jobs; use active_jobs() for {bad}")
+        if limit <= 0:
+            return []
+        reply = await self._run(
+            "history",
+            "reading history",
+            _opt_arg(since),
+            _opt_arg(until),
+            "1" if library is not None else "0",
+            _b(library or ""),
+            str(int(limit)),
+            str(max(0, int(offset))),
+            *(str(s) for s in chosen),
+        )
+        return [job_from_hash(_pairs(flat)) for flat in reply]
+
+    async def totals(
+        self,
+        *,
+        library: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> HistoryTotals:
+        reply = await self._run(
+            "totals",
+            "summing history",
+            _opt_arg(since),
+            _opt_arg(until),
+            "1" if library is not None else "0",
+            _b(library or ""),
+        )
+        counts = [int(v) for v in reply[:6]]
+        reasons = [(_s(reply[i]), int(reply[i + 1])) for i in range(6, len(reply), 2)]
+        # SQLite's ORDER BY n DESC, reason (byte order of the UTF-8 text).
+        reasons.sort(key=lambda r: (-r[1], _b(r[0])))
+        return HistoryTotals(
+            files_done=counts[0],
+            bytes_before=counts[1],
+            bytes_after=counts[2],
+            failed=counts[3],
+            dead=counts[4],
+            cancelled=counts[5],
+            failures_by_reason=tuple(reasons),
+        )
+
+    # --- audit ----------------------------------------------------------------------------
+
+    async def record_event(
+        self,
+        kind: str,
+        *,
+        job_id: int | None = None,
+        path: str | None = None,
+        actor: str | None = None,
+        reason: str | None = None,
+        details: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Log an operator action, profile edit or guardrail trip (server clock)."""
+        raw = json.dumps(dict(details), sort_keys=True, default=str) if details is not None else ""
+        eid = await self._run(
+            "record_event",
+            "writing the audit log",
+            _b(kind),
+            "" if job_id is None else str(job_id),
+            _b(path or ""),
+            _b(actor or ""),
+            _b(reason or ""),
+            raw,
+        )
+        return int(eid)
+
+    async def list_events(
+        self,
+        *,
+        kind: str | None = None,
+        job_id: int | None = None,
+        path: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int = 100,
+    ) -> list[Event]:
+        """Newest first."""
+        if limit <= 0:
+            return []
+        reply = await self._run(
+            "list_events",
+            "reading the audit log",
+            _b(kind or ""),
+            "" if job_id is None else str(job_id),
+            _b(path or ""),
+            _opt_arg(since),
+            _opt_arg(until),
+            str(int(limit)),
+        )
+        return [_event_from_entry(e) for e in reply]
+
+    # --- notification outbox ------------------------------------------------------------
+
+    async def outbox_add(self, entries: Sequence[OutboxEntry], job_id: int | None = None) -> None:
+        if not entries:
+            return
+        await self._run(
+            "outbox",
+            "queueing notifications",
+            "add",
+            "" if job_id is None else str(job_id),
+            str(len(entries)),
+            *_outbox_args(entries),
+        )
+
+    async def outbox_due(self, limit: int, target: str = JELLYFIN) -> list[OutboxRow]:
+        """Pending entries due now (server clock), grouped by folder, oldest first."""
+        reply = await self._run("outbox", "reading notifications", "due", _b(target))
+        rows = [_outbox_row(_pairs(flat)) for flat in reply]
+        rows.sort(key=lambda r: (_b(r.folder), r.id))
+        return rows[: max(0, limit)]
+
+    async def outbox_next_due(self, target: str = JELLYFIN) -> float | None:
+        reply = await self._run("outbox", "reading notifications", "next_due", _b(target))
+        return None if reply is None else float(reply)
+
+    async def outbox_delivered(self, ids: Sequence[int]) -> None:
+        if ids:
+            await self._run(
+                "outbox", "removing delivered notifications", "delivered", *map(str, ids)
+            )
+
+    async def outbox_retry_later(self, ids: Sequence[int], next_at: float, error: str) -> None:
+        if ids:
+            await self._run(
+                "outbox",
+                "rescheduling notifications",
+                "retry_later",
+                _num(next_at),
+                _b(error),
+                *map(str, ids),
+            )
+
+    async def outbox_stop(self, ids: Sequence[int], error: str) -> None:
+        if ids:
+            await self._run("outbox", "stopping notifications", "stop", _b(error), *map(str, ids))
+
+    async def outbox_resume(self, target: str = JELLYFIN) -> int:
+        return int(await self._run("outbox", "resuming notifications", "resume", _b(target)))
+
+    async def outbox_counts(self, target: str = JELLYFIN) -> dict[str, int]:
+        pending, stopped = await self._run("outbox", "counting notifications", "counts", _b(target))
+        return {"pending": int(pending), "stopped": int(stopped)}
+
+    async def outbox_rows(self, limit: int = 1000, target: str = JELLYFIN) -> list[OutboxRow]:
+        if limit <= 0:
+            return []
+        reply = await self._run(
+            "outbox", "reading notifications", "rows", _b(target), str(int(limit))
+        )
+        return [_outbox_row(_pairs(flat)) for flat in reply]
+
+    # --- nodes ----------------------------------------------------------------------------
+
+    async def node_heartbeat(self, node: NodeStatus) -> None:
+        """Store a node's status; ``last_seen`` is the Redis server's clock, not the node's."""
+        body = {
+            "name": node.name,
+            "role": node.role,
+            "pid": node.pid,
+            "started_at": node.started_at,
+            "version": node.version,
+            "current_jobs": list(node.current_jobs),
+            "encoder": node.encoder,
+            "gpu_temp_c": node.gpu_temp_c,
+            "guard": node.guard,
+        }
+        await self._run(
+            "node_heartbeat", "recording a node's heartbeat", _b(node.name), json.dumps(body)
+        )
+
+    async def nodes(self) -> list[NodeStatus]:
+        """Every node that ever sent a heartbeat, by name; judge "offline" by ``last_seen``."""
+        client = self._client()
+        async with self._talk("listing nodes"), client.pipeline(transaction=True) as pipe:
+            pipe.hgetall(self._key("nodes"))
+            pipe.hgetall(self._key("nodes_seen"))
+            bodies, seen = await pipe.execute()
+        out: list[NodeStatus] = []
+        for name, raw in bodies.items():
+            d = json.loads(raw)
+            temp = d.get("gpu_temp_c")
+            out.append(
+                NodeStatus(
+                    name=str(d["name"]),
+                    role=str(d["role"]),
+                    pid=int(d["pid"]),
+                    started_at=float(d["started_at"]),
+                    version=str(d["version"]),
+                    current_jobs=tuple(int(j) for j in d.get("current_jobs", ())),
+                    encoder=d.get("encoder"),
+                    gpu_temp_c=None if temp is None or math.isnan(temp) else float(temp),
+                    guard=d.get("guard"),
+                    last_seen=float(seen.get(name, 0.0)),
+                )
+            )
+        out.sort(key=lambda n: n.name)
+        return out
+
+
+def missing_conf_lines(conf: Mapping[bytes, bytes] | Mapping[str, str]) -> list[str]:
+    """Which of :data:`REDIS_CONF_LINES` a server's ``CONFIG GET`` answer lacks (pure, so the
+    rule is table-tested without a server)."""
+    values = {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in conf.items()
+    }
+    missing: list[str] = []
+    if values.get("appendonly", "no").lower() != "yes":
+        missing.append("appendonly yes")
+    if values.get("appendfsync", "no").lower() not in ("everysec", "always"):
+        missing.append("appendfsync everysec")
+    if values.get("maxmemory-policy", "").lower() != "noeviction":
+        missing.append("maxmemory-policy noeviction")
+    return missing
