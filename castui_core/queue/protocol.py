@@ -25,9 +25,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from castui_core.store.jobs import NewJob
 from castui_core.store.models import (
     ClaimedJob,
     EnqueueResult,
@@ -40,6 +39,12 @@ from castui_core.store.models import (
     Progress,
 )
 from castui_core.store.outbox import JELLYFIN, OutboxEntry, OutboxRow
+
+if TYPE_CHECKING:
+    # Type-only: importing the policy at run time from here would close the cycle
+    # queue.policy -> store (package) -> store.jobs -> queue.policy when the queue package is
+    # imported first (the store must be loaded before the policy, which the import above does).
+    from castui_core.queue.policy import NewJob
 
 
 @dataclass(frozen=True, slots=True)

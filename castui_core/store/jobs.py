@@ -9,7 +9,6 @@ next call that it lost the job (``LeaseLostError``) and leaves the files alone.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +16,8 @@ from typing import Any
 import aiosqlite
 
 from castui_core.errors import JobNotFoundError, LeaseLostError, StoreError
+from castui_core.queue.policy import NewJob as NewJob
+from castui_core.queue.policy import QueuePolicy as QueuePolicy
 from castui_core.store.audit import record_event
 from castui_core.store.db import execute, execute_count, executemany, fetchall, fetchone
 from castui_core.store.models import (
@@ -41,32 +42,6 @@ from castui_core.store.outbox import add_entries as add_outbox_entries
 _ACTIVE_SQL = "('queued', 'running')"
 _FINISHED_SQL = "('done', 'failed', 'dead', 'cancelled')"
 PAUSED_KEY = "queue_paused"
-
-
-@dataclass(frozen=True, slots=True)
-class QueuePolicy:
-    """Timing knobs for leases and retries (one per Store)."""
-
-    lease_seconds: float
-    max_attempts: int
-    backoff_base_s: float
-    backoff_cap_s: float
-    rng: random.Random
-
-
-@dataclass(frozen=True, slots=True)
-class NewJob:
-    """One item for :func:`enqueue_many`."""
-
-    path: str
-    library: str
-    action: JobAction | str
-    reasons: Sequence[str] = ()
-    priority: int = 0
-    debounce_s: float = 0.0
-    #: The file's mtime (epoch seconds) as the enqueuer saw it. With it, a running job that
-    #: started after that moment is known to be converting this version: no re-run.
-    modified_at: float | None = None
 
 
 def _unchanged_since_start(item: NewJob, started_at: float | None) -> bool:
