@@ -140,8 +140,9 @@ def check_listen(listen: Listen, allow_remote: bool) -> None:
         f"--listen {listen.host}:{listen.port} is not a loopback address, and textual-serve"
         " has no authentication: anyone who reaches the port could drive castui. Keep the"
         f" default ({DEFAULT_LISTEN}) and use an SSH tunnel from your machine"
-        f" (ssh -L 8765:127.0.0.1:8765 HOST, then open http://127.0.0.1:8765), or put a"
-        " reverse proxy with authentication in front and pass --allow-remote"
+        f" (ssh -L 8765:127.0.0.1:8765 HOST, then open http://127.0.0.1:8765), or a reverse"
+        " proxy with authentication on this host (serve stays on loopback; --public-url gives"
+        " the proxy's address). --allow-remote serves on this address anyway"
     )
 
 
