@@ -511,6 +511,54 @@ class ArrSettings(_Strict):
         return not self.libraries or library in self.libraries
 
 
+ENV_REDIS_PASSWORD = "CASTUI_REDIS_PASSWORD"
+
+
+class QueueSettings(_Strict):
+    """Where the job queue lives: SQLite in ``database`` (one host, the default) or one Redis
+    shared by several hosts (castui_core/queue/redis.py).
+
+    The Redis password comes from ``password_file``, else the environment variable named by
+    ``password_env``, else the URL; ``url`` is a ``SecretStr`` so no repr or log shows it.
+    """
+
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    url: SecretStr | None = Field(
+        None, description="redis://host:6379/0, rediss://host:6380/0 or unix:///path/redis.sock"
+    )
+    password_file: AbsolutePath | None = None
+    password_env: str = Field(ENV_REDIS_PASSWORD, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    prefix: str = Field("castui", pattern=r"^[A-Za-z0-9_.:-]+$", max_length=64)
+    allow_unsafe_persistence: bool = Field(
+        False,
+        description="Run even when Redis could lose acknowledged changes (AOF off, eviction"
+        " on, or CONFIG disabled so castui cannot check): a warning instead of a refusal.",
+    )
+
+    @model_validator(mode="after")
+    def _redis_needs_url(self) -> QueueSettings:
+        if self.backend == "redis":
+            if self.url is None:
+                raise ProblemList([("url", "backend redis needs url: redis://host:6379/0")])
+            scheme = self.url.get_secret_value().split(":", 1)[0].lower()
+            if scheme not in ("redis", "rediss", "unix"):
+                raise ProblemList([("url", "must start with redis://, rediss:// or unix://")])
+        return self
+
+    def password_value(self) -> str | None:
+        """The Redis password (file read now: a rotated file works after a reload), or
+        ``None`` to use the URL's own (or none)."""
+        if self.password_file is not None:
+            try:
+                return self.password_file.read_text(encoding="utf-8").strip() or None
+            except OSError as exc:
+                raise ConfigError(
+                    f"queue.password_file {self.password_file} cannot be read"
+                    f" ({exc.strerror}); check the path and that castui's user may read it"
+                ) from exc
+        return os.environ.get(self.password_env, "").strip() or None
+
+
 class Settings(_Strict):
     """The whole settings file."""
 
@@ -526,6 +574,7 @@ class Settings(_Strict):
     guardrails: GuardrailSettings = Field(default_factory=GuardrailSettings)
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
+    queue: QueueSettings = Field(default_factory=QueueSettings)
     jellyfin: JellyfinSettings | None = None
     notify: NotifySettings | None = None
     arr: tuple[ArrSettings, ...] = Field(
