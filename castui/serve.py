@@ -184,11 +184,73 @@ def session_command(settings: Settings) -> str:
     return shlex.join(castui_argv(settings))
 
 
+def _hostname(netloc: str) -> str:
+    """``host:port``, ``[::1]:port`` or ``host`` -> the bare host name, lower case."""
+    value = netloc.strip().lower()
+    if value.startswith("["):
+        return value[1:].partition("]")[0]
+    if value.count(":") == 1:
+        return value.partition(":")[0]
+    return value
+
+
+def _is_loopback_name(name: str) -> bool:
+    """``localhost`` or a loopback IP literal (no lookup: a name an attacker controls may
+    resolve to 127.0.0.1, which is what DNS rebinding relies on)."""
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _is_unspecified(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_unspecified
+    except ValueError:
+        return False
+
+
+def request_refusal(
+    host: str | None, origin: str | None, *, public_url: str, listen: Listen, loopback: bool
+) -> str | None:
+    """Why a request is refused, or ``None`` when it may drive the dashboard.
+
+    textual-serve checks neither header, and any web page the person visits can open a
+    websocket to ``ws://127.0.0.1:8765`` (websockets are not bound by the same-origin
+    policy) or reach it through DNS rebinding, then type into castui. So:
+
+    * ``Host`` must name this server: the ``--listen`` host, the ``--public-url`` host, or
+      (``loopback``: it listens on loopback) ``localhost`` or a loopback IP. A rebinding
+      attacker's own name, resolving to 127.0.0.1, is refused;
+    * the ``Origin`` a browser sends must be this server's own: the ``Host`` it asked for,
+      or the public URL (a reverse proxy may rewrite ``Host``). Another site's page is
+      refused.
+    """
+    from urllib.parse import urlsplit
+
+    public = urlsplit(public_url)
+    if not host:
+        return "no Host header"
+    name = _hostname(host)
+    named = name in (_hostname(public.netloc), _hostname(listen.host))
+    if not (named or (loopback and _is_loopback_name(name))):
+        return f"Host {host!r} is not this server's"
+    if origin is not None:
+        parts = urlsplit(origin)
+        own = parts.scheme in ("http", "https") and parts.netloc.lower() == host.lower()
+        proxied = (parts.scheme, parts.netloc.lower()) == (public.scheme, public.netloc.lower())
+        if not (own or proxied):
+            return f"Origin {origin!r} is another site"
+    return None
+
+
 def _server_class() -> type[Any]:
     """The textual-serve server with castui's start-up and shutdown (imported late: the
     other subcommands do not need aiohttp)."""
     from aiohttp import web
-    from textual_serve.server import Server
+    from textual_serve.server import Server, log
 
     class CastuiServer(Server):
         """textual-serve's server, plus the service it needs and a clean stop.
@@ -206,6 +268,8 @@ def _server_class() -> type[Any]:
                 public_url=public_url or listen.url,
             )
             self.settings = settings
+            self.listen = listen
+            self.loopback = is_loopback(listen.host)
             self.service: asyncio.subprocess.Process | None = None
             self.service_lost: int | None = None  # its exit code, when it died under us
             self.sessions: set[asyncio.Task[Any]] = set()
@@ -225,7 +289,30 @@ def _server_class() -> type[Any]:
                 f"castui dashboard on {self.public_url} — Ctrl-C stops it", highlight=False
             )
 
+        def _guard(self, request: web.Request) -> None:
+            why = request_refusal(
+                request.headers.get("Host"),
+                request.headers.get("Origin"),
+                public_url=self.public_url,
+                listen=self.listen,
+                loopback=self.loopback,
+            )
+            if why is not None:
+                log.warning("refused %s %s: %s", request.method, request.path, why)
+                raise web.HTTPForbidden(text=f"castui serve: refused: {why}\n")
+
+        async def handle_index(self, request: web.Request) -> web.StreamResponse:
+            self._guard(request)
+            response: web.StreamResponse = await super().handle_index(request)
+            return response
+
+        async def handle_download(self, request: web.Request) -> web.StreamResponse:
+            self._guard(request)
+            response: web.StreamResponse = await super().handle_download(request)
+            return response
+
         async def handle_websocket(self, request: web.Request) -> web.WebSocketResponse:
+            self._guard(request)
             task = asyncio.current_task()
             assert task is not None
             self.sessions.add(task)
@@ -311,6 +398,12 @@ def run_serve(args: argparse.Namespace) -> int:
     """``castui serve``: check the address and settings, then serve until Ctrl-C."""
     listen = parse_listen(args.listen)
     check_listen(listen, args.allow_remote)
+    if _is_unspecified(listen.host) and not args.public_url:
+        raise ConfigError(
+            f"--listen {listen.host}: the page tells the browser where to connect back, and"
+            " an any-address is no such place: give --public-url with the URL browsers use"
+            " (e.g. https://castui.example.org behind the proxy)"
+        )
     check_port_free(listen)
     settings = load_settings(args.config)
     prepare_data_dir(settings.database)  # an unwritable folder: one sentence, before serving

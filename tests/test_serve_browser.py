@@ -25,7 +25,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from castui.serve import is_loopback, parse_listen, session_command
+from castui.serve import Listen, is_loopback, parse_listen, request_refusal, session_command
 from castui_core.control import find_live_socket
 from castui_core.errors import ConfigError
 from castui_core.settings import load_settings
@@ -94,6 +94,25 @@ def _serve_argv(settings_file: Path, listen: str) -> list[str]:
         "--listen",
         listen,
     ]
+
+
+WS_UPGRADE = {
+    "Connection": "Upgrade",
+    "Upgrade": "websocket",
+    "Sec-WebSocket-Version": "13",
+    "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+}
+
+
+def _status(port: int, path: str, headers: dict[str, str]) -> int:
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", path, headers=headers)
+        return conn.getresponse().status
+    finally:
+        conn.close()
 
 
 def _free_port() -> int:
@@ -333,6 +352,9 @@ def test_serve_uses_the_running_service_and_leaves_it_running(
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as page:
             html = page.read().decode()
         assert f"ws://localhost:{port}/ws" in html  # the page's websocket: serve's address
+        # Another site's page, or a DNS-rebinding name, gets nothing (real HTTP, real serve).
+        assert _status(port, "/", {"Host": f"rebind.example:{port}"}) == 403
+        assert _status(port, "/ws", {**WS_UPGRADE, "Origin": "http://evil.example"}) == 403
         serve.send_signal(signal.SIGINT)
         assert serve.wait(timeout=30) == 0, lines.rest()
         assert "stopping the castui service" not in lines.rest()
@@ -396,3 +418,42 @@ def test_serve_stops_when_its_service_dies(settings_file: Path, isolated_home: P
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+LOCAL = Listen("127.0.0.1", 8765)
+PROXIED = "https://castui.example.org"
+
+
+@pytest.mark.parametrize(
+    ("host", "origin", "public_url", "listen", "refused"),
+    [
+        ("127.0.0.1:8765", None, "http://127.0.0.1:8765", LOCAL, None),
+        ("127.0.0.1:8765", "http://127.0.0.1:8765", "http://127.0.0.1:8765", LOCAL, None),
+        ("localhost:8765", "http://localhost:8765", "http://127.0.0.1:8765", LOCAL, None),
+        ("[::1]:8765", "http://[::1]:8765", "http://[::1]:8765", Listen("::1", 8765), None),
+        # DNS rebinding: the attacker's name resolves to 127.0.0.1.
+        ("rebind.example:8765", None, "http://127.0.0.1:8765", LOCAL, "Host"),
+        # Another site's page opening ws://127.0.0.1:8765/ws.
+        ("127.0.0.1:8765", "http://evil.example", "http://127.0.0.1:8765", LOCAL, "Origin"),
+        ("127.0.0.1:8765", "null", "http://127.0.0.1:8765", LOCAL, "Origin"),
+        ("127.0.0.1:8765", "http://127.0.0.1:9999", "http://127.0.0.1:8765", LOCAL, "Origin"),
+        (None, None, "http://127.0.0.1:8765", LOCAL, "no Host header"),
+        # A reverse proxy on the same host, with or without rewriting Host.
+        ("127.0.0.1:8765", PROXIED, PROXIED, LOCAL, None),
+        ("castui.example.org", PROXIED, PROXIED, LOCAL, None),
+        ("castui.example.org", "https://evil.example", PROXIED, LOCAL, "Origin"),
+        # --allow-remote on a LAN address: its own name only.
+        ("192.0.2.10:8765", None, "http://192.0.2.10:8765", Listen("192.0.2.10", 8765), None),
+        ("127.0.0.1:8765", None, "http://192.0.2.10:8765", Listen("192.0.2.10", 8765), "Host"),
+    ],
+)
+def test_request_refusal(
+    host: str | None, origin: str | None, public_url: str, listen: Listen, refused: str | None
+) -> None:
+    why = request_refusal(
+        host, origin, public_url=public_url, listen=listen, loopback=is_loopback(listen.host)
+    )
+    if refused is None:
+        assert why is None
+    else:
+        assert why is not None and why.startswith(refused)
