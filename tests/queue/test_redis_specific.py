@@ -1,0 +1,375 @@
+"""What only the Redis queue backend has to get right (the shared behaviour is the
+conformance suite's): durability is checked, credentials never leak, leases run on the
+server's clock, an unreachable Redis is one clear error and is survived, file names that are
+not UTF-8 round-trip, and the Lua scripts come back after SCRIPT FLUSH.
+
+Every test talks to a real ``redis-server`` on a Unix socket in a temp folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis.asyncio as aioredis
+
+from castui_core.errors import LeaseLostError, QueueUnreachableError, QueueUnsafeError
+from castui_core.queue.open import open_queue
+from castui_core.queue.protocol import JobQueue, NodeStatus
+from castui_core.queue.redis import RedisQueue, missing_conf_lines, redact_url
+from castui_core.settings import Settings
+from castui_core.store import Store
+from castui_core.store.models import JobResult, JobState
+from castui_core.store.outbox import OutboxEntry
+
+REDIS = shutil.which("redis-server")
+pytestmark = pytest.mark.skipif(REDIS is None, reason="redis-server is not installed")
+
+
+@dataclass
+class Server:
+    proc: subprocess.Popen[str]
+    folder: Path
+    args: tuple[str, ...]
+
+    @property
+    def socket(self) -> Path:
+        return self.folder / "redis.sock"
+
+    @property
+    def url(self) -> str:
+        return f"unix://{self.socket}"
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=10)
+
+    def start(self) -> None:
+        """(Re)start on the same folder: an AOF there is loaded, as after a crash."""
+        self.proc = _spawn(self.folder, self.args)
+
+
+def _spawn(folder: Path, args: tuple[str, ...]) -> subprocess.Popen[str]:
+    assert REDIS is not None
+    proc = subprocess.Popen(
+        [
+            REDIS,
+            "--port",
+            "0",
+            "--unixsocket",
+            str(folder / "redis.sock"),
+            "--dir",
+            str(folder),
+            "--daemonize",
+            "no",
+            "--save",
+            "",
+            *args,
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    seen: list[str] = []
+    for line in proc.stdout:  # the server says when it is ready (or why it stopped)
+        seen.append(line)
+        if "ready to accept connections" in line.lower():
+            # Keep reading its log so a full pipe never blocks the server.
+            threading.Thread(target=proc.stdout.read, daemon=True).start()
+            return proc
+    proc.wait(timeout=10)
+    raise AssertionError("redis-server did not start:\n" + "".join(seen))
+
+
+def _start(folder: Path, *args: str) -> Server:
+    folder.mkdir(parents=True, exist_ok=True)
+    return Server(_spawn(folder, args), folder, args)
+
+
+SAFE = ("--appendonly", "yes", "--appendfsync", "everysec", "--maxmemory-policy", "noeviction")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    # A short folder name: a Unix socket path must fit in 107 bytes.
+    srv = _start(tmp_path_factory.mktemp("rq"), *SAFE)
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def prefix(request: pytest.FixtureRequest) -> str:
+    return f"t{time.monotonic_ns()}"
+
+
+async def _queue(server: Server, prefix: str, **kw: object) -> RedisQueue:
+    return await RedisQueue.connect(server.url, prefix=prefix, **kw)  # type: ignore[arg-type]
+
+
+def _as_protocol(q: RedisQueue) -> JobQueue:
+    return q  # mypy checks that RedisQueue satisfies the protocol
+
+
+# --- durability ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("conf", "missing"),
+    [
+        (
+            {"appendonly": "yes", "appendfsync": "everysec", "maxmemory-policy": "noeviction"},
+            [],
+        ),
+        (
+            {"appendonly": "yes", "appendfsync": "always", "maxmemory-policy": "noeviction"},
+            [],
+        ),
+        (
+            {"appendonly": "no", "appendfsync": "everysec", "maxmemory-policy": "noeviction"},
+            ["appendonly yes"],
+        ),
+        (
+            {"appendonly": "yes", "appendfsync": "no", "maxmemory-policy": "allkeys-lru"},
+            ["appendfsync everysec", "maxmemory-policy noeviction"],
+        ),
+        ({}, ["appendonly yes", "appendfsync everysec", "maxmemory-policy noeviction"]),
+    ],
+)
+def test_missing_conf_lines(conf: dict[str, str], missing: list[str]) -> None:
+    assert missing_conf_lines(conf) == missing
+
+
+async def test_unsafe_server_is_refused_with_the_lines_to_add(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    srv = _start(tmp_path / "u", "--appendonly", "no", "--maxmemory-policy", "allkeys-lru")
+    try:
+        with pytest.raises(QueueUnsafeError) as info:
+            await RedisQueue.connect(srv.url)
+        msg = str(info.value)
+        assert "appendonly yes" in msg and "maxmemory-policy noeviction" in msg
+        assert "appendfsync" not in msg  # the default (everysec) is fine
+        assert "allow_unsafe_persistence" in msg
+
+        with caplog.at_level(logging.WARNING, logger="castui.queue.redis"):
+            q = await RedisQueue.connect(srv.url, require_durable=False)
+        try:
+            assert "appendonly yes" in caplog.text
+            assert (await q.enqueue("/m/a.mkv", "films", "remux")).job_id == 1
+        finally:
+            await q.close()
+    finally:
+        srv.stop()
+
+
+async def test_config_disabled_needs_the_explicit_setting(tmp_path: Path) -> None:
+    srv = _start(tmp_path / "c", *SAFE, "--rename-command", "CONFIG", "")
+    try:
+        with pytest.raises(QueueUnsafeError, match="CONFIG is disabled") as info:
+            await RedisQueue.connect(srv.url)
+        assert "allow_unsafe_persistence: true" in str(info.value)
+        q = await RedisQueue.connect(srv.url, require_durable=False)
+        await q.close()
+    finally:
+        srv.stop()
+
+
+# --- credentials ----------------------------------------------------------------------------
+
+
+async def test_password_never_in_messages_or_logs(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    srv = _start(tmp_path / "p", *SAFE, "--requirepass", "right-horse-battery")
+    try:
+        caplog.set_level(logging.DEBUG)
+        with pytest.raises(QueueUnreachableError) as info:
+            await RedisQueue.connect(srv.url, password="wrong-staple-secret")
+        assert str(info.value).startswith("queue unreachable:")
+        assert "wrong-staple-secret" not in str(info.value)
+        with pytest.raises(QueueUnreachableError) as info:
+            await RedisQueue.connect(srv.url)  # no password at all
+        assert "password" in str(info.value)
+        q = await RedisQueue.connect(srv.url, password="right-horse-battery")
+        try:
+            assert "right-horse-battery" not in repr(q) + q.url
+            assert not await q.is_paused()
+        finally:
+            await q.close()
+        assert "wrong-staple-secret" not in caplog.text
+        assert "right-horse-battery" not in caplog.text
+    finally:
+        srv.stop()
+
+
+async def test_url_credentials_are_stripped_when_unreachable() -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = f"redis://admin:hunter2-secret@127.0.0.1:{port}/0"
+    with pytest.raises(QueueUnreachableError) as info:
+        await RedisQueue.connect(url, socket_timeout_s=5)
+    msg = str(info.value)
+    assert msg.startswith("queue unreachable: ")
+    assert "hunter2-secret" not in msg and "admin" not in msg
+    assert f"redis://127.0.0.1:{port}/0" in msg
+    assert redact_url(url) == f"redis://127.0.0.1:{port}/0"
+
+
+# --- clock, outage, names, scripts ----------------------------------------------------------
+
+
+async def test_leases_run_on_the_servers_clock(
+    server: Server, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # This host's clock is a day fast; Redis's is right. A lease measured on the host's
+    # clock would expire at once (reclaim) or a day late (heartbeat).
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() + 86400)
+    q = await _queue(server, prefix, lease_seconds=30)
+    try:
+        await q.enqueue("/m/a.mkv", "films", "remux")
+        claimed = await q.claim("host-a:1/w0")
+        assert claimed is not None
+        direct = aioredis.Redis(unix_socket_path=str(server.socket))
+        sec, usec = await direct.time()
+        await direct.aclose()
+        server_now = sec + usec / 1e6
+        assert abs(claimed.lease_expires - (server_now + 30)) < 5
+        assert await q.reclaim_expired() == []
+        expires = await q.heartbeat(claimed.id, claimed.token)
+        assert abs(expires - (server_now + 30)) < 5
+    finally:
+        await q.close()
+
+
+async def test_expired_lease_is_reclaimed_and_the_old_token_refused(
+    server: Server, prefix: str
+) -> None:
+    q = await _queue(server, prefix, lease_seconds=0.2)
+    try:
+        await q.enqueue("/m/a.mkv", "films", "remux")
+        first = await q.claim("dead-node:1/w0")
+        assert first is not None
+        second = None
+        deadline = time.monotonic() + 10
+        while second is None and time.monotonic() < deadline:
+            second = await q.claim("live-node:1/w0")  # reclaims once the lease ran out
+        assert second is not None and second.id == first.id and second.token > first.token
+        with pytest.raises(LeaseLostError, match="live-node"):
+            await q.complete(first.id, first.token, JobResult())
+        done = await q.complete(second.id, second.token, JobResult())
+        assert done.state is JobState.DONE and done.attempts == 2
+        kinds = [(e.actor, e.to_state) for e in await q.list_events(job_id=first.id)]
+        assert kinds == [  # newest first, one event per transition
+            ("live-node:1/w0", "done"),
+            ("live-node:1/w0", "running"),
+            ("reaper", "queued"),
+            ("dead-node:1/w0", "running"),
+            (None, "queued"),
+        ]
+    finally:
+        await q.close()
+
+
+async def test_redis_down_is_queue_unreachable_and_survived(tmp_path: Path) -> None:
+    srv = _start(tmp_path / "d", *SAFE)
+    q = await RedisQueue.connect(srv.url, socket_timeout_s=5)
+    try:
+        created = await q.enqueue("/m/a.mkv", "films", "remux")
+        srv.stop()  # SIGKILL: only what the AOF holds survives
+        with pytest.raises(QueueUnreachableError, match=r"^queue unreachable: "):
+            await q.claim("w")
+        srv.start()
+        claimed = await q.claim("w")  # the same handle reconnects
+        assert claimed is not None and claimed.id == created.job_id
+    finally:
+        await q.close()
+        srv.stop()
+
+
+async def test_missing_socket_is_queue_unreachable(tmp_path: Path) -> None:
+    with pytest.raises(QueueUnreachableError, match=r"^queue unreachable: .*nowhere\.sock"):
+        await RedisQueue.connect(f"unix://{tmp_path}/nowhere.sock")
+
+
+async def test_names_that_are_not_utf8_round_trip(server: Server, prefix: str) -> None:
+    name = os.fsdecode(b"/media/films/caf\xe9 \xff\xfe.mkv")  # Latin-1 bytes, not UTF-8
+    q = await _queue(server, prefix)
+    try:
+        created = await q.enqueue(name, "films", "remux", ["audio: dts"])
+        assert (await q.enqueue(name, "films", "remux")).job_id == created.job_id
+        assert [j.path for j in await q.active_jobs()] == [name]
+        claimed = await q.claim("w")
+        assert claimed is not None and claimed.path == name
+        out = name[:-4] + ".mp4"
+        done = await q.complete(
+            claimed.id,
+            claimed.token,
+            JobResult(output_path=out, source_size=10, output_size=5),
+            outbox=[OutboxEntry(out, "Modified", "films")],
+        )
+        assert done.result.output_path == out
+        assert [j.path for j in await q.history()] == [name]
+        assert (await q.get_job(created.job_id)).path == name
+        assert {e.path for e in await q.list_events(path=name)} == {name}
+        assert [r.path for r in await q.outbox_rows()] == [out]
+        assert os.fsencode((await q.outbox_due(10))[0].folder) == b"/media/films"
+    finally:
+        await q.close()
+
+
+async def test_scripts_come_back_after_script_flush(server: Server, prefix: str) -> None:
+    q = await _queue(server, prefix)
+    try:
+        await q.enqueue("/m/a.mkv", "films", "remux")
+        direct = aioredis.Redis(unix_socket_path=str(server.socket))
+        await direct.script_flush()
+        await direct.aclose()
+        claimed = await q.claim("w")  # EVALSHA: NOSCRIPT, loaded again, run
+        assert claimed is not None
+        await q.heartbeat(claimed.id, claimed.token)
+    finally:
+        await q.close()
+
+
+async def test_node_heartbeat_is_stamped_by_the_server(
+    server: Server, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = time.time
+    monkeypatch.setattr(time, "time", lambda: real() - 3600)  # this host runs an hour slow
+    q = await _queue(server, prefix)
+    try:
+        sent = NodeStatus("gpu-1", "worker", 4242, real(), "1.0", (7,), "h264_nvenc", 61.0)
+        await q.node_heartbeat(sent)
+        (node,) = await q.nodes()
+        assert node.name == "gpu-1" and node.current_jobs == (7,) and node.gpu_temp_c == 61.0
+        assert abs(node.last_seen - real()) < 5
+    finally:
+        await q.close()
+
+
+async def test_open_queue_picks_the_backend(server: Server, prefix: str, tmp_path: Path) -> None:
+    async with Store.open(tmp_path / "castui.db") as store:
+        assert await open_queue(Settings(), store) is store
+        settings = Settings.model_validate(
+            {"queue": {"backend": "redis", "url": server.url, "prefix": prefix}}
+        )
+        q = await open_queue(settings, store)
+        try:
+            assert isinstance(q, RedisQueue)
+            await q.enqueue("/m/a.mkv", "films", "remux")
+            assert await store.active_jobs() == []  # the jobs went to Redis, not SQLite
+        finally:
+            await q.close()
