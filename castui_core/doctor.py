@@ -296,6 +296,45 @@ def check_jellyfin(exit_code_: int, lines: Sequence[str], problems: Sequence[str
 # --- readers (the real machine) ----------------------------------------------------------------
 
 
+def check_redis(
+    shown_url: str,
+    version: str | None,
+    conf: Mapping[str, str] | None,
+    *,
+    error: str | None = None,
+    allow_unsafe: bool = False,
+) -> Check:
+    """The shared queue (``queue.backend: redis``): reachable, its version, and whether it
+    keeps what it acknowledges (else the redis.conf lines to add)."""
+    from castui_core.queue.redis import (
+        REDIS_CONF_LINES,
+        config_disabled_message,
+        missing_conf_lines,
+    )
+
+    if error is not None:
+        return Check("redis", "error", error)
+    where = f"Redis {version or '?'} at {shown_url}"
+    unsafe: Level = "warning" if allow_unsafe else "error"
+    if conf is None:
+        return Check("redis", unsafe, config_disabled_message(shown_url))
+    missing = missing_conf_lines(conf)
+    if missing:
+        lines = "; ".join(missing)
+        return Check(
+            "redis",
+            unsafe,
+            f"{where} could lose acknowledged queue changes: add to its redis.conf: {lines}",
+        )
+    fsync = conf.get("appendfsync", "?")
+    return Check(
+        "redis",
+        "ok",
+        f"{where}, reachable; {REDIS_CONF_LINES[0]}, appendfsync {fsync}, "
+        "maxmemory-policy noeviction",
+    )
+
+
 def read_int(path: Path) -> int | None:
     try:
         return int(path.read_text().strip())
@@ -372,6 +411,30 @@ async def _jellyfin(settings: Settings) -> Check:
     return check_jellyfin(report.exit_code, report.lines(), report.problems)
 
 
+async def redis_check(settings: Settings) -> Check:
+    from castui_core.queue.redis import RedisQueue, redact_url
+
+    q = settings.queue
+    assert q.url is not None  # the settings validator requires it for backend redis
+    shown = redact_url(q.url.get_secret_value())
+    try:
+        queue = await RedisQueue.connect(
+            q.url.get_secret_value(),
+            password=q.password_value(),
+            prefix=q.prefix,
+            require_durable=None,  # reported here instead of refused
+            socket_timeout_s=5.0,
+        )
+        try:
+            version = (await queue.server_info()).get("redis_version")
+            conf = await queue.persistence_settings()
+        finally:
+            await queue.close()
+    except CastuiError as exc:
+        return check_redis(shown, None, None, error=str(exc))
+    return check_redis(shown, version, conf, allow_unsafe=q.allow_unsafe_persistence)
+
+
 async def run_doctor(settings: Settings, *, inotify_dir: Path = INOTIFY_DIR) -> list[Check]:
     """Every check on this machine, in the order they are printed."""
     from castui_core.ingest.watcher import WatchKind, choose_kind
@@ -403,6 +466,8 @@ async def run_doctor(settings: Settings, *, inotify_dir: Path = INOTIFY_DIR) -> 
     db_mount = await asyncio.to_thread(mount_of, settings.database)
     problems = await asyncio.to_thread(data_dir_problems, settings.database)
     checks.append(check_database(settings.database, db_mount, problems))
+    if settings.queue.backend == "redis":
+        checks.append(await redis_check(settings))
 
     watched: dict[str, int] = {}
     library_checks: list[Check] = []

@@ -423,7 +423,7 @@ class RedisQueue:
         backoff_base_s: float = 30.0,
         backoff_cap_s: float = 3600.0,
         rng: random.Random | None = None,
-        require_durable: bool = True,
+        require_durable: bool | None = True,
         socket_timeout_s: float = 10.0,
     ) -> RedisQueue:
         """Connect to ``url`` (``redis://host:port/db``, ``rediss://…``, ``unix:///path``),
@@ -431,7 +431,8 @@ class RedisQueue:
 
         Raises :class:`QueueUnreachableError` when Redis does not answer (or refuses the
         password) and :class:`QueueUnsafeError` when its persistence could lose changes and
-        ``require_durable`` is true.
+        ``require_durable`` is true (``False``: a logged warning; ``None``: not checked, for
+        ``castui doctor``, which reports it itself).
         """
         if lease_seconds <= 0 or max_attempts < 1:
             raise ValueError("lease_seconds must be > 0 and max_attempts >= 1")
@@ -468,7 +469,8 @@ class RedisQueue:
         try:
             async with queue._talk("connecting"):
                 await client.ping()
-            await queue.check_durability(require=require_durable)
+            if require_durable is not None:
+                await queue.check_durability(require=require_durable)
         except BaseException:
             await queue.close()
             raise
@@ -524,28 +526,33 @@ class RedisQueue:
         async with self._talk(doing):
             return await self._scripts[name](args=[self._p, *args], client=client)
 
-    async def check_durability(self, *, require: bool = True) -> list[str]:
-        """The redis.conf lines still needed for acknowledged changes to survive a crash
-        (``[]`` when none). Refuses (:class:`QueueUnsafeError`) when some are missing and
-        ``require``; otherwise logs a warning."""
+    async def persistence_settings(self) -> dict[str, str] | None:
+        """``appendonly``, ``appendfsync`` and ``maxmemory-policy`` as the server reports
+        them, or ``None`` when it does not let castui read them (CONFIG disabled)."""
         client = self._client()
         try:
             async with self._talk("reading the server's persistence settings"):
                 conf: dict[Any, Any] = {}
                 for name in ("appendonly", "appendfsync", "maxmemory-policy"):
                     conf.update(await client.config_get(name))
-        except StoreError as exc:
-            if isinstance(exc, QueueUnreachableError):
-                raise
-            msg = (
-                f"Redis at {self.url} does not let castui read its persistence settings "
-                "(CONFIG is disabled, as on many managed services), so castui cannot check "
-                "that it keeps acknowledged changes. Make sure the server has "
-                + ", ".join(f"'{line}'" for line in REDIS_CONF_LINES)
-                + ", then set queue.allow_unsafe_persistence: true to go on."
-            )
+        except QueueUnreachableError:
+            raise
+        except StoreError:
+            return None
+        return {
+            _s(k) if isinstance(k, bytes) else str(k): _s(v) if isinstance(v, bytes) else str(v)
+            for k, v in conf.items()
+        }
+
+    async def check_durability(self, *, require: bool = True) -> list[str]:
+        """The redis.conf lines still needed for acknowledged changes to survive a crash
+        (``[]`` when none). Refuses (:class:`QueueUnsafeError`) when some are missing (or
+        cannot be checked) and ``require``; otherwise logs a warning."""
+        conf = await self.persistence_settings()
+        if conf is None:
+            msg = config_disabled_message(self.url)
             if require:
-                raise QueueUnsafeError(msg) from None
+                raise QueueUnsafeError(msg)
             log.warning("%s", msg)
             return list(REDIS_CONF_LINES)
         missing = missing_conf_lines(conf)
@@ -1149,3 +1156,14 @@ def missing_conf_lines(conf: Mapping[bytes, bytes] | Mapping[str, str]) -> list[
     if values.get("maxmemory-policy", "").lower() != "noeviction":
         missing.append("maxmemory-policy noeviction")
     return missing
+
+
+def config_disabled_message(url: str) -> str:
+    """What to say when the server hides its persistence settings (managed Redis)."""
+    return (
+        f"Redis at {url} does not let castui read its persistence settings "
+        "(CONFIG is disabled, as on many managed services), so castui cannot check "
+        "that it keeps acknowledged changes. Make sure the server has "
+        + ", ".join(f"'{line}'" for line in REDIS_CONF_LINES)
+        + ", then set queue.allow_unsafe_persistence: true to go on."
+    )

@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
+from castui_core.doctor import check_redis, redis_check
 from castui_core.errors import LeaseLostError, QueueUnreachableError, QueueUnsafeError
 from castui_core.queue.open import open_queue
 from castui_core.queue.protocol import JobQueue, NodeStatus
@@ -82,12 +83,17 @@ def _spawn(folder: Path, args: tuple[str, ...]) -> subprocess.Popen[str]:
     )
     assert proc.stdout is not None
     seen: list[str] = []
-    for line in proc.stdout:  # the server says when it is ready (or why it stopped)
-        seen.append(line)
-        if "ready to accept connections" in line.lower():
-            # Keep reading its log so a full pipe never blocks the server.
-            threading.Thread(target=proc.stdout.read, daemon=True).start()
-            return proc
+    try:
+        for line in proc.stdout:  # the server says when it is ready (or why it stopped)
+            seen.append(line)
+            if "ready to accept connections" in line.lower():
+                # Keep reading its log so a full pipe never blocks the server.
+                threading.Thread(target=proc.stdout.read, daemon=True).start()
+                return proc
+    except BaseException:  # a test timeout while waiting: leave no server behind
+        proc.kill()
+        raise
+    proc.kill()
     proc.wait(timeout=10)
     raise AssertionError("redis-server did not start:\n" + "".join(seen))
 
@@ -373,3 +379,30 @@ async def test_open_queue_picks_the_backend(server: Server, prefix: str, tmp_pat
             assert await store.active_jobs() == []  # the jobs went to Redis, not SQLite
         finally:
             await q.close()
+
+
+# --- castui doctor ----------------------------------------------------------------------------
+
+
+def test_doctor_redis_line_rules() -> None:
+    good = {"appendonly": "yes", "appendfsync": "always", "maxmemory-policy": "noeviction"}
+    ok = check_redis("unix:///r.sock", "7.0.15", good)
+    assert ok.level == "ok" and "7.0.15" in ok.message and "appendfsync always" in ok.message
+    bad = check_redis("unix:///r.sock", "7.0.15", {**good, "appendonly": "no"})
+    assert bad.level == "error" and "appendonly yes" in bad.message
+    allowed = check_redis("unix:///r.sock", "7.0.15", None, allow_unsafe=True)
+    assert allowed.level == "warning" and "CONFIG is disabled" in allowed.message
+    down = check_redis("unix:///r.sock", None, None, error="queue unreachable: refused")
+    assert down.level == "error" and down.message == "queue unreachable: refused"
+
+
+async def test_doctor_reads_the_real_server(server: Server, tmp_path: Path) -> None:
+    settings = Settings.model_validate({"queue": {"backend": "redis", "url": server.url}})
+    line = await redis_check(settings)
+    assert line.level == "ok", line.message
+    assert "appendfsync everysec" in line.message
+    gone = Settings.model_validate(
+        {"queue": {"backend": "redis", "url": f"unix://{tmp_path}/gone.sock"}}
+    )
+    down = await redis_check(gone)
+    assert down.level == "error" and down.message.startswith("queue unreachable: ")
