@@ -18,6 +18,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Protocol
 
 from castui_core.errors import JobNotFoundError, LeaseLostError
 from castui_core.store.models import (
@@ -32,6 +33,7 @@ from castui_core.store.models import (
 __all__ = [
     "RERUN_DONE_REASON",
     "RERUN_REQUESTED_REASON",
+    "ActiveJob",
     "MergedFields",
     "NewJob",
     "Outcome",
@@ -55,6 +57,7 @@ __all__ = [
     "merge_queued",
     "new_fields",
     "priority_refusal",
+    "queued_fields",
     "request_rerun",
     "rerun_plan",
     "retried_reason",
@@ -118,7 +121,22 @@ def unchanged_since_start(item: NewJob, started_at: float | None) -> bool:
     return item.modified_at is not None and started_at is not None and item.modified_at < started_at
 
 
-def decide_enqueue(active: Job | None, item: NewJob, now: float) -> EnqueueOutcome:
+class ActiveJob(Protocol):
+    """What :func:`decide_enqueue` and :func:`request_rerun` read of the path's active job. A
+    :class:`Job` is one; a backend's batch path may pass a lighter record (building 100k full
+    jobs to look at four fields made a rescan of a queued library much slower)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def state(self) -> JobState: ...
+    @property
+    def started_at(self) -> float | None: ...
+    @property
+    def priority(self) -> int: ...
+
+
+def decide_enqueue(active: ActiveJob | None, item: NewJob, now: float) -> EnqueueOutcome:
     """What enqueuing ``item`` does, given the path's active (queued/running) job if any.
 
     ``now`` is unused today (the choice depends on states, not times) but is part of the
@@ -160,10 +178,19 @@ def merge_fields(older: MergedFields, newer: MergedFields) -> MergedFields:
     )
 
 
-def merge_queued(job: Job, item: NewJob, now: float) -> MergedFields:
-    """A queued job for the same path absorbs ``item`` (:func:`merge_fields`)."""
-    current = MergedFields(job.library, job.action, job.reasons, job.priority, job.run_after)
-    return merge_fields(current, new_fields(item, now))
+def queued_fields(job: Job) -> MergedFields:
+    """The mergeable fields of a queued job as stored."""
+    return MergedFields(job.library, job.action, job.reasons, job.priority, job.run_after)
+
+
+def _fields(item: NewJob | MergedFields, now: float) -> MergedFields:
+    return item if isinstance(item, MergedFields) else new_fields(item, now)
+
+
+def merge_queued(job: Job, item: NewJob | MergedFields, now: float) -> MergedFields:
+    """A queued job for the same path absorbs ``item`` (:func:`merge_fields`). ``item`` may be
+    a batch's items for the path already folded with :func:`merge_fields`."""
+    return merge_fields(queued_fields(job), _fields(item, now))
 
 
 def created_reason(action: JobAction | str, reasons: Sequence[str]) -> str:
@@ -185,11 +212,12 @@ class RerunRequest:
 
 
 def request_rerun(
-    running: Job, pending: RerunRequest | None, item: NewJob, now: float
+    running: ActiveJob, pending: RerunRequest | None, item: NewJob | MergedFields, now: float
 ) -> RerunRequest:
     """Record (or update) a re-run on ``running``: the newest action and reasons win; the
-    priority and the wait only grow (from the running job's priority when none was pending)."""
-    fresh = new_fields(item, now)
+    priority and the wait only grow (from the running job's priority when none was pending).
+    ``item`` may be a batch's items for the path already folded with :func:`merge_fields`."""
+    fresh = _fields(item, now)
     return RerunRequest(
         action=fresh.action,
         reasons=fresh.reasons,

@@ -35,7 +35,6 @@ import random
 import re
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -51,8 +50,9 @@ from castui_core.errors import (
     QueueUnsafeError,
     StoreError,
 )
+from castui_core.queue import policy as rules
+from castui_core.queue.policy import MergedFields, NewJob, Outcome, QueuePolicy
 from castui_core.queue.protocol import NodeStatus
-from castui_core.store.jobs import NewJob
 from castui_core.store.models import (
     FINISHED_STATES,
     ClaimedJob,
@@ -65,7 +65,6 @@ from castui_core.store.models import (
     JobResult,
     JobState,
     Progress,
-    backoff_delay,
 )
 from castui_core.store.outbox import JELLYFIN, OutboxEntry, OutboxRow
 
@@ -78,10 +77,8 @@ _SCRIPTS = (
     "claim",
     "heartbeat",
     "complete",
-    "fail",
-    "reclaim",
+    "leave",
     "expired",
-    "release",
     "enqueue",
     "cancel",
     "retry",
@@ -295,80 +292,27 @@ def _opt_arg(value: float | None) -> bytes:
     return b"" if value is None else _num(value)
 
 
-# --- policy (the same rules as the SQLite backend) -------------------------------------------
+# --- enqueue batches -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
-    """Where a running job goes next: computed in Python, applied by a fenced script."""
-
-    state: JobState
-    run_after: float
-    finished_at: float | None
-    reason: str
-    audit_reason: str
-
-
-def _after_failure(
-    job: Job,
-    reason: str,
-    *,
-    retryable: bool,
-    now: float,
-    base: float,
-    cap: float,
-    rng: random.Random,
-) -> _Outcome:
-    if not retryable:
-        return _Outcome(JobState.FAILED, now, now, reason, f"{reason} (not retryable)")
-    if job.attempts >= job.max_attempts:
-        why = f"{reason} (gave up after {job.attempts} attempts)"
-        return _Outcome(JobState.DEAD, now, now, reason, why)
-    delay = backoff_delay(job.attempts, base, cap, rng)
-    why = f"{reason} (attempt {job.attempts} of {job.max_attempts}; retry in {delay:.0f}s)"
-    return _Outcome(JobState.QUEUED, now + delay, None, reason, why)
-
-
-def _after_lease_expiry(job: Job, *, now: float) -> _Outcome:
-    owner = job.lease_owner or "unknown worker"
-    if job.attempts >= job.max_attempts:
-        reason = (
-            f"worker {owner} stopped responding (lease expired) on attempt "
-            f"{job.attempts} of {job.max_attempts}; giving up"
-        )
-        return _Outcome(JobState.DEAD, now, now, reason, reason)
-    reason = f"worker {owner} stopped responding (lease expired); queued again"
-    return _Outcome(JobState.QUEUED, now, None, reason, reason)
-
-
-@dataclass(slots=True)
-class _Merged:
-    library: str
-    action: JobAction
-    reasons: tuple[str, ...]
-    priority: int
-    debounce_s: float
-    last: NewJob
-
-
-def _merge(items: Sequence[NewJob]) -> dict[str, _Merged]:
-    """Duplicates in one batch merge exactly like repeated enqueues (as in SQLite's
-    ``enqueue_many``): the newest decision wins, priority and wait only go up."""
-    merged: dict[str, _Merged] = {}
+def _merge(items: Sequence[NewJob]) -> dict[str, tuple[MergedFields, NewJob]]:
+    """Duplicates in one batch merge with the policy's debounce merge, exactly like repeated
+    enqueues. ``run_after`` here is the wait *relative* to the server's clock (merged at
+    ``now = 0``): the script adds the server's ``TIME``, and max(now + a, now + b) is
+    now + max(a, b), so the result is the one the policy would give at that time."""
+    merged: dict[str, tuple[MergedFields, NewJob]] = {}
     for item in items:
-        action = JobAction(item.action)
-        debounce = max(0.0, item.debounce_s)
-        m = merged.get(item.path)
-        if m is None:
-            merged[item.path] = _Merged(
-                item.library, action, tuple(item.reasons), item.priority, debounce, item
-            )
-        else:
-            m.library, m.action, m.reasons = item.library, action, tuple(item.reasons)
-            m.priority = max(m.priority, item.priority)
-            m.debounce_s = max(m.debounce_s, debounce)
-            m.last = item
+        fresh = rules.new_fields(item, 0.0)
+        seen = merged.get(item.path)
+        merged[item.path] = (fresh if seen is None else rules.merge_fields(seen[0], fresh), item)
     return merged
+
+
+def _o(value: str | float | None) -> bytes:
+    """An optional value for leave.lua: ``b""`` is NULL, anything else starts with ``=``."""
+    if value is None:
+        return b""
+    return b"=" + (_num(value) if isinstance(value, float) else _b(value))
 
 
 # --- the backend ------------------------------------------------------------------------------
@@ -398,11 +342,13 @@ class RedisQueue:
         self.url = shown_url
         self._secrets = secrets
         self.prefix = prefix
-        self._lease = lease_seconds
-        self._max_attempts = max_attempts
-        self._base = backoff_base_s
-        self._cap = backoff_cap_s
-        self._rng = rng
+        self._policy = QueuePolicy(
+            lease_seconds=lease_seconds,
+            max_attempts=max_attempts,
+            backoff_base_s=backoff_base_s,
+            backoff_cap_s=backoff_cap_s,
+            rng=rng,
+        )
         common = _lua("common")
         self._scripts: dict[str, AsyncScript] = {
             name: client.register_script(common + "\n" + _lua(name)) for name in _SCRIPTS
@@ -484,7 +430,7 @@ class RedisQueue:
 
     @property
     def lease_seconds(self) -> float:
-        return self._lease
+        return self._policy.lease_seconds
 
     def _client(self) -> aioredis.Redis:
         if self._r is None:
@@ -592,27 +538,32 @@ class RedisQueue:
         return (await self.enqueue_many((item,)))[0]
 
     async def enqueue_many(self, items: Iterable[NewJob]) -> list[EnqueueResult]:
-        """Queue many paths (merged like SQLite's ``enqueue_many``), a few thousand per script."""
+        """Queue many paths (merged like SQLite's ``enqueue_many``), a few thousand per script.
+
+        What happens to a path that already has a job (:func:`~castui_core.queue.policy.
+        decide_enqueue`) is decided inside the script, where the active job is read
+        atomically; enqueue.lua states the same rule."""
         batch = list(items)
         merged = _merge(batch)
         outcome: dict[str, tuple[int, EnqueueOutcome]] = {}
         paths = list(merged)
         for start in range(0, len(paths), _ENQUEUE_CHUNK):
             chunk = paths[start : start + _ENQUEUE_CHUNK]
-            args: list[bytes | str | int | float] = [str(self._max_attempts), str(len(chunk))]
+            args: list[bytes | str | int | float] = [
+                str(self._policy.max_attempts),
+                str(len(chunk)),
+            ]
             for path in chunk:
-                m = merged[path]
-                reason = f"{m.action}: " + "; ".join(m.reasons) if m.reasons else str(m.action)
-                modified = m.last.modified_at
+                m, last = merged[path]
                 args += [
                     _b(path),
                     _b(m.library),
                     str(m.action),
                     _b(json.dumps(list(m.reasons))),
                     str(int(m.priority)),
-                    _num(m.debounce_s),
-                    b"" if modified is None else _num(modified),
-                    _b(reason),
+                    _num(m.run_after),  # the wait; the script adds the server's clock
+                    b"" if last.modified_at is None else _num(last.modified_at),
+                    _b(rules.created_reason(m.action, m.reasons)),
                 ]
             flat = await self._run("enqueue", "queueing jobs", *args)
             for i, path in enumerate(chunk):
@@ -632,7 +583,9 @@ class RedisQueue:
         """The best ready job (priority desc, run_after, id), or ``None`` (none ready or
         paused). Expired leases are reclaimed first (with the shared policy)."""
         for _ in range(100):
-            reply = await self._run("claim", "claiming a job", _b(owner), _num(self._lease))
+            reply = await self._run(
+                "claim", "claiming a job", _b(owner), _num(self._policy.lease_seconds)
+            )
             if reply[0] == 1:
                 job = job_from_hash(_pairs(reply[1]))
                 return ClaimedJob(job=job, token=job.lease_token)
@@ -652,7 +605,7 @@ class RedisQueue:
             "recording progress",
             str(job_id),
             str(token),
-            _num(self._lease),
+            _num(self._policy.lease_seconds),
             _opt_arg(p.percent),
             _opt_arg(p.fps),
             _opt_arg(p.speed),
@@ -670,8 +623,7 @@ class RedisQueue:
         outbox: Sequence[OutboxEntry] = (),
     ) -> Job:
         """Mark the job done; its outbox rows are written by the same script."""
-        saved = result.bytes_saved
-        reason = "converted" + (f", {saved} bytes saved" if saved is not None else "")
+        reason = rules.completed_reason(result)
         res = _result_args(result)
         reply = await self._run(
             "complete",
@@ -697,79 +649,100 @@ class RedisQueue:
         retryable: bool = True,
         result: JobResult | None = None,
     ) -> Job:
-        """Record a failed attempt: the policy decides (retry with backoff, dead, failed)."""
-        job, now = await self._read_job_and_time(job_id)
-        if job is None or job.state is not JobState.RUNNING or job.lease_token != token:
-            raise await self._lease_lost(job_id, token)
-        out = _after_failure(
-            job,
-            reason,
-            retryable=retryable,
-            now=now,
-            base=self._base,
-            cap=self._cap,
-            rng=self._rng,
+        """Record a failed attempt: the policy decides (retry after backoff, dead, failed)."""
+        job, now = await self._running_job(job_id, token)
+        outcome = rules.after_failure(
+            job, reason, retryable=retryable, now=now, policy=self._policy
         )
         details = (
             json.dumps({"exit_code": result.exit_code})
             if result and result.exit_code is not None
-            else ""
+            else None
         )
-        res = _result_args(result)
-        reply = await self._run(
-            "fail",
+        left = await self._leave(
+            job,
+            now,
+            outcome,
             "recording a failed job",
-            str(job_id),
-            str(token),
-            _num(now),
-            str(out.state),
-            _num(out.run_after),
-            _opt_arg(out.finished_at),
-            _b(out.reason),
-            _b(out.audit_reason),
-            details,
-            str(len(res) // 2),
-            *res,
+            result=result,
+            write_result=True,
+            details=details,
         )
-        if reply[0] != 1:
+        if left is None:
             raise await self._lease_lost(job_id, token)
-        return job_from_hash(_pairs(reply[1]))
+        return left
 
     async def release(self, job_id: int, token: int, reason: str = "worker shutting down") -> Job:
         """Hand a running job back without using up an attempt (clean shutdown)."""
-        reply = await self._run(
-            "release", "handing a job back", str(job_id), str(token), _b(reason)
-        )
-        if reply[0] != 1:
+        job, now = await self._running_job(job_id, token)
+        outcome = rules.after_release(job, reason, now=now)
+        left = await self._leave(job, now, outcome, "handing a job back")
+        if left is None:
             raise await self._lease_lost(job_id, token)
-        return job_from_hash(_pairs(reply[1]))
+        return left
 
     async def reclaim_expired(self) -> list[Job]:
         """Requeue (or bury, if out of attempts) jobs whose lease expired on the server's
-        clock; each one with its own fenced script, so a late heartbeat wins or loses cleanly."""
+        clock; each with its own fenced script, so a late heartbeat wins or loses cleanly."""
         reply = await self._run("expired", "looking for expired leases")
         now = float(reply[0])
         reclaimed: list[Job] = []
         for raw_id in reply[1:]:
-            job_id = int(raw_id)
-            job, _ = await self._read_job_and_time(job_id)
+            job, _ = await self._read_job_and_time(int(raw_id))
             if job is None or job.state is not JobState.RUNNING:
                 continue
-            out = _after_lease_expiry(job, now=now)
-            done = await self._run(
-                "reclaim",
-                "reclaiming an expired lease",
-                str(job_id),
-                str(job.lease_token),
-                _num(now),
-                str(out.state),
-                _num(out.run_after),
-                _opt_arg(out.finished_at),
-                _b(out.reason),
+            outcome = rules.after_lease_expiry(job, now=now)
+            left = await self._leave(
+                job, now, outcome, "reclaiming an expired lease", actor="reaper", expired=True
             )
-            if done[0] == 1:
-                reclaimed.append(job_from_hash(_pairs(done[1])))
+            if left is not None:
+                reclaimed.append(left)
         return reclaimed
+
+    async def _running_job(self, job_id: int, token: int) -> tuple[Job, float]:
+        """The job ``token`` holds, and the server's time; LeaseLost if it holds none."""
+        job, now = await self._read_job_and_time(job_id)
+        if job is None or job.state is not JobState.RUNNING or job.lease_token != token:
+            raise rules.lease_lost_error(job_id, token, job)
+        return job, now
+
+    async def _leave(
+        self,
+        job: Job,
+        now: float,
+        outcome: Outcome,
+        doing: str,
+        *,
+        result: JobResult | None = None,
+        write_result: bool = False,
+        details: str | None = None,
+        actor: str = "",
+        expired: bool = False,
+    ) -> Job | None:
+        """Apply a policy outcome compare-and-set on the job's token (leave.lua); ``None``
+        when the job moved since it was read."""
+        res = _result_args(result) if write_result else []
+        reply = await self._run(
+            "leave",
+            doing,
+            str(job.id),
+            str(job.lease_token),
+            _num(now),
+            str(outcome.state),
+            str(outcome.attempts),
+            _num(outcome.run_after),
+            _o(outcome.finished_at),
+            _o(outcome.reason),
+            _b(outcome.audit_reason),
+            _o(details),
+            "1" if outcome.revoke_lease else "0",
+            "1" if outcome.clear_progress else "0",
+            _b(actor),
+            "1" if expired else "0",
+            str(len(res) // 2) if write_result else "-1",
+            *res,
+        )
+        return job_from_hash(_pairs(reply[1])) if reply[0] == 1 else None
 
     async def _read_job_and_time(self, job_id: int) -> tuple[Job | None, float]:
         client = self._client()
@@ -781,22 +754,9 @@ class RedisQueue:
         return (job_from_hash(raw) if raw else None), now
 
     async def _lease_lost(self, job_id: int, token: int) -> LeaseLostError:
-        """Explain to a worker why its fenced call matched nothing (same words as SQLite)."""
+        """Why a fenced call matched nothing (the policy's words, as SQLite says them)."""
         job, _ = await self._read_job_and_time(job_id)
-        if job is None:
-            why = "the job no longer exists (history was cleared)"
-        elif job.state is JobState.CANCELLED:
-            why = "an operator cancelled it"
-        elif job.state is JobState.RUNNING and job.lease_token != token:
-            why = f"its lease expired and {job.lease_owner or 'another worker'} took it over"
-        elif job.state is JobState.RUNNING:
-            why = "the lease is held under another token"
-        else:
-            why = f"its lease expired or it was handed back; it is now {job.state}"
-        return LeaseLostError(
-            f"job #{job_id}: lease lost (token {token}): {why}. Stop working on it and do not "
-            "touch its files."
-        )
+        return rules.lease_lost_error(job_id, token, job)
 
     def _key(self, *parts: str | int) -> bytes:
         return b":".join([self._p, *(str(p).encode() for p in parts)])
@@ -829,10 +789,7 @@ class RedisQueue:
         if reply[0] == -1:
             raise self._no_job(job_id)
         if reply[0] == -2:
-            raise JobNotFoundError(
-                f"job #{job_id} is already {_s(reply[1])}; only queued or running jobs can be "
-                "cancelled."
-            )
+            raise rules.cancel_refusal(job_from_hash(_pairs(reply[1])))
         return job_from_hash(_pairs(reply[1]))
 
     async def retry(self, job_id: int, *, actor: str = "operator") -> Job:
@@ -841,16 +798,9 @@ class RedisQueue:
         if reply[0] == -1:
             raise self._no_job(job_id)
         if reply[0] == -2:
-            raise JobNotFoundError(
-                f"job #{job_id} is {_s(reply[1])}; only failed, dead or cancelled jobs can be "
-                "retried."
-            )
+            raise rules.retry_refusal(job_from_hash(_pairs(reply[1])))
         if reply[0] == -3:
-            job = await self.get_job(job_id)
-            raise JobNotFoundError(
-                f"job #{job_id}: {job.path} already has an active job #{int(reply[1])}; "
-                "nothing to retry."
-            )
+            raise rules.retry_conflict(job_from_hash(_pairs(reply[1])), int(reply[2]))
         return job_from_hash(_pairs(reply[1]))
 
     async def set_priority(self, job_id: int, priority: int, *, actor: str = "operator") -> Job:
@@ -860,9 +810,9 @@ class RedisQueue:
         if reply[0] == -1:
             raise self._no_job(job_id)
         if reply[0] == -2:
-            raise JobNotFoundError(
-                f"job #{job_id} is already {_s(reply[1])}; priority only matters for active jobs."
-            )
+            refusal = rules.priority_refusal(job_from_hash(_pairs(reply[1])))
+            assert refusal is not None  # the script refuses exactly the finished jobs
+            raise refusal
         return job_from_hash(_pairs(reply[1]))
 
     async def clear_history(

@@ -1,9 +1,9 @@
--- cancel: ARGV P, id, actor, reason -> {-1} no such job, {-2, state} not active, {1, job}
+-- cancel: ARGV P, id, actor, reason -> {-1} no such job, {-2, job} not active, {1, job}
 local id = tonumber(ARGV[2])
 local k = jkey(id)
 local old = redis.call('HGET', k, 'state')
 if not old then return {-1} end
-if old ~= 'queued' and old ~= 'running' then return {-2, old} end
+if old ~= 'queued' and old ~= 'running' then return {-2, hgetall(id)} end
 local now = now_s()
 unindex(id)
 -- Bumping the token revokes a running worker's lease: its next call gets LeaseLost.
