@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -23,13 +24,19 @@ import pytest
 import redis.asyncio as aioredis
 
 from castui_core.doctor import check_redis, redis_check
-from castui_core.errors import LeaseLostError, QueueUnreachableError, QueueUnsafeError
+from castui_core.errors import (
+    JobNotFoundError,
+    LeaseLostError,
+    QueueUnreachableError,
+    QueueUnsafeError,
+)
 from castui_core.queue.open import open_queue
 from castui_core.queue.protocol import JobQueue, NodeStatus
 from castui_core.queue.redis import RedisQueue, missing_conf_lines, redact_url
 from castui_core.settings import Settings
 from castui_core.store import Store
-from castui_core.store.models import JobResult, JobState
+from castui_core.store.jobs import NewJob
+from castui_core.store.models import ClaimedJob, Job, JobResult, JobState, Progress
 from castui_core.store.outbox import OutboxEntry
 
 REDIS = shutil.which("redis-server")
@@ -406,3 +413,135 @@ async def test_doctor_reads_the_real_server(server: Server, tmp_path: Path) -> N
     )
     down = await redis_check(gone)
     assert down.level == "error" and down.message.startswith("queue unreachable: ")
+
+
+# --- same answers as the SQLite backend ---------------------------------------------------------
+
+
+def _job_view(job: Job) -> tuple[object, ...]:
+    """A job without its clock readings (the two backends' clocks differ by design)."""
+    return (
+        job.id,
+        job.path,
+        job.library,
+        str(job.action),
+        str(job.state),
+        job.reasons,
+        job.priority,
+        job.attempts,
+        job.max_attempts,
+        job.lease_owner,
+        job.lease_token,
+        job.lease_expires is not None,
+        job.rerun_requested,
+        None if job.progress is None else (job.progress.percent, job.progress.fps),
+        job.result,
+        job.reason,
+        job.started_at is not None,
+        job.finished_at is not None,
+    )
+
+
+async def _claim_soon(q: JobQueue, owner: str) -> ClaimedJob:
+    """Claim, waiting (bounded) for a job whose 1 ms backoff is still running."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        claimed = await q.claim(owner)
+        if claimed is not None:
+            return claimed
+    raise AssertionError("no job became ready")
+
+
+async def _scenario(q: JobQueue) -> list[object]:
+    """Every kind of transition, recorded without times."""
+    out: list[object] = []
+    weird = os.fsdecode(b"/m/\xff.mkv")
+    out.append(await q.enqueue("/m/a.mkv", "films", "remux", ["audio"]))
+    out.append(await q.enqueue("/m/a.mkv", "films", "transcode", ["video"], priority=2))
+    out.append(
+        await q.enqueue_many(
+            [
+                NewJob("/m/b.mkv", "tv", "remux"),
+                NewJob("/m/b.mkv", "tv", "transcode", ("again",), priority=1),
+                NewJob(weird, "tv", "remux"),
+                NewJob("/m/later.mkv", "tv", "remux", debounce_s=3600),
+            ]
+        )
+    )
+    out.append([_job_view(j) for j in await q.active_jobs()])
+    a = await _claim_soon(q, "n1/w0")  # a: priority 2
+    out.append(_job_view(a.job))
+    await q.heartbeat(a.id, a.token, Progress(percent=50.0, fps=24.0))
+    out.append(await q.enqueue("/m/a.mkv", "films", "remux", ["changed"]))  # rerun scheduled
+    out.append(
+        _job_view(
+            await q.complete(
+                a.id,
+                a.token,
+                JobResult(output_path="/m/a.mp4", source_size=100, output_size=60),
+                outbox=[OutboxEntry("/m/a.mp4", "Modified", "films")],
+            )
+        )
+    )
+    b = await _claim_soon(q, "n1/w1")  # the rerun of a (priority 2) beats b (priority 1)
+    out.append(_job_view(b.job))
+    try:
+        await q.heartbeat(b.id, b.token + 1)
+    except LeaseLostError as exc:
+        out.append(str(exc))
+    out.append(_job_view(await q.fail(b.id, b.token, "ffmpeg exited 1")))  # retry, 1 ms
+    b2 = await _claim_soon(q, "n1/w1")
+    out.append(_job_view(b2.job))
+    out.append(_job_view(await q.fail(b2.id, b2.token, "ffmpeg exited 1")))  # dead now
+    c = await _claim_soon(q, "n1/w0")
+    out.append(_job_view(await q.release(c.id, c.token)))
+    c = await _claim_soon(q, "n1/w0")
+    out.append(_job_view(await q.fail(c.id, c.token, "source vanished", retryable=False)))
+    d = await _claim_soon(q, "n2/w0")
+    out.append(_job_view(await q.cancel(d.id)))
+    try:
+        await q.complete(d.id, d.token, JobResult())
+    except LeaseLostError as exc:
+        out.append(str(exc))
+    for refused in (q.cancel(d.id), q.set_priority(d.id, 5), q.retry(99)):
+        try:
+            await refused
+        except JobNotFoundError as exc:
+            out.append(str(exc))
+    out.append(_job_view(await q.retry(d.id)))
+    out.append(_job_view(await q.set_priority(d.id, 7)))
+    await q.pause(reason="maintenance")
+    out.append((await q.is_paused(), await q.claim("n1/w0")))
+    await q.resume()
+    out.append([_job_view(j) for j in await q.active_jobs()])
+    out.append([_job_view(j) for j in await q.history()])
+    out.append([_job_view(j) for j in await q.history(states=["dead"], library="tv")])
+    out.append([_job_view(j) for j in await q.history(limit=1, offset=1)])
+    out.append(await q.totals())
+    out.append(await q.totals(library="films"))
+    await q.record_event("guardrail", actor="n1", reason="GPU hot", details={"temp": 87})
+    out.append(
+        [
+            (e.kind, e.job_id, e.path, e.actor, e.from_state, e.to_state, e.reason, e.details)
+            for e in await q.list_events(limit=200)
+        ]
+    )
+    out.append([e.to_state for e in await q.list_events(job_id=b.id)])
+    out.append(len(await q.list_events(kind="operator")))
+    out.append([(r.path, r.folder, r.library, r.job_id) for r in await q.outbox_rows()])
+    out.append(await q.clear_history(states=[JobState.DONE]))
+    out.append([_job_view(j) for j in await q.history()])
+    return out
+
+
+async def test_same_answers_as_sqlite(server: Server, prefix: str, tmp_path: Path) -> None:
+    knobs = {"max_attempts": 2, "backoff_base_s": 0.001, "backoff_cap_s": 0.001}
+    async with Store.open(tmp_path / "q.db", rng=random.Random(7), **knobs) as store:  # type: ignore[arg-type]
+        want = await _scenario(store)
+    q = await _queue(server, prefix, rng=random.Random(7), **knobs)
+    try:
+        got = await _scenario(q)
+    finally:
+        await q.close()
+    for i, (g, w) in enumerate(zip(got, want, strict=True)):
+        assert g == w, f"step {i}"
