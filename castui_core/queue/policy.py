@@ -54,10 +54,10 @@ __all__ = [
     "decide_enqueue",
     "lease_lost_error",
     "merge_fields",
+    "merge_onto",
     "merge_queued",
     "new_fields",
     "priority_refusal",
-    "queued_fields",
     "request_rerun",
     "rerun_plan",
     "retried_reason",
@@ -165,22 +165,25 @@ def new_fields(item: NewJob, now: float) -> MergedFields:
     )
 
 
-def merge_fields(older: MergedFields, newer: MergedFields) -> MergedFields:
-    """Debounce merge: the newest decision (library, action, reasons) wins; the wait and the
+def merge_onto(priority: int, run_after: float, newer: MergedFields) -> MergedFields:
+    """Debounce merge onto a queued job (or an earlier item) with this ``priority`` and
+    ``run_after``: the newest decision (library, action, reasons) wins; the wait and the
     priority only ever grow, so a still-changing file keeps waiting and an operator's bump is
-    not undone by a rescan. Associative, so a batch folds the same as one-by-one enqueues."""
+    not undone by a rescan. The older side's decision is not read, so a backend's batch path
+    need not load it."""
     return MergedFields(
         library=newer.library,
         action=newer.action,
         reasons=newer.reasons,
-        priority=max(older.priority, newer.priority),
-        run_after=max(older.run_after, newer.run_after),
+        priority=max(priority, newer.priority),
+        run_after=max(run_after, newer.run_after),
     )
 
 
-def queued_fields(job: Job) -> MergedFields:
-    """The mergeable fields of a queued job as stored."""
-    return MergedFields(job.library, job.action, job.reasons, job.priority, job.run_after)
+def merge_fields(older: MergedFields, newer: MergedFields) -> MergedFields:
+    """:func:`merge_onto` between two items. Associative, so a batch's items for one path
+    fold to the same result as enqueuing them one by one."""
+    return merge_onto(older.priority, older.run_after, newer)
 
 
 def _fields(item: NewJob | MergedFields, now: float) -> MergedFields:
@@ -190,7 +193,7 @@ def _fields(item: NewJob | MergedFields, now: float) -> MergedFields:
 def merge_queued(job: Job, item: NewJob | MergedFields, now: float) -> MergedFields:
     """A queued job for the same path absorbs ``item`` (:func:`merge_fields`). ``item`` may be
     a batch's items for the path already folded with :func:`merge_fields`."""
-    return merge_fields(queued_fields(job), _fields(item, now))
+    return merge_onto(job.priority, job.run_after, _fields(item, now))
 
 
 def created_reason(action: JobAction | str, reasons: Sequence[str]) -> str:

@@ -1,6 +1,13 @@
 """Job-queue transitions as SQL. Every function runs inside a ``BEGIN IMMEDIATE`` transaction
 the :class:`~castui_core.store.Store` opened, and writes its audit event in that transaction.
 
+What a transition *does* (enqueue of a known path, the debounce merge, a failure's backoff,
+attempts and ``dead``, lease expiry, release, a re-run of a file that changed mid-run, which
+operator actions are allowed, the reasons written) is decided by the pure rules in
+:mod:`castui_core.queue.policy`, shared with the Redis backend; this module reads the job,
+asks the policy, and writes the answer. ``QueuePolicy`` and ``NewJob`` live there too and are
+re-exported here for older imports.
+
 Fencing: a claim bumps the job's ``lease_token``; heartbeat/complete/fail/release only match
 ``id = ? AND lease_token = ? AND state = 'running'``. Reclaiming an expired lease or cancelling
 also bumps the token, so a worker that was paused, partitioned or presumed dead learns on its
@@ -9,6 +16,8 @@ next call that it lost the job (``LeaseLostError``) and leaves the files alone.
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,6 +25,8 @@ from typing import Any
 import aiosqlite
 
 from castui_core.errors import JobNotFoundError, LeaseLostError, StoreError
+from castui_core.queue import policy as policy_rules
+from castui_core.queue.policy import MergedFields, Outcome, RerunKind, RerunRequest
 from castui_core.queue.policy import NewJob as NewJob
 from castui_core.queue.policy import QueuePolicy as QueuePolicy
 from castui_core.store.audit import record_event
@@ -32,7 +43,6 @@ from castui_core.store.models import (
     JobResult,
     JobState,
     Progress,
-    backoff_delay,
     dump_json,
     job_from_row,
 )
@@ -44,10 +54,6 @@ _FINISHED_SQL = "('done', 'failed', 'dead', 'cancelled')"
 PAUSED_KEY = "queue_paused"
 
 
-def _unchanged_since_start(item: NewJob, started_at: float | None) -> bool:
-    return item.modified_at is not None and started_at is not None and item.modified_at < started_at
-
-
 def _transition_event_kwargs(job: Job, from_state: str | None) -> dict[str, Any]:
     return {
         "job_id": job.id,
@@ -55,6 +61,38 @@ def _transition_event_kwargs(job: Job, from_state: str | None) -> dict[str, Any]
         "from_state": from_state,
         "to_state": str(job.state),
     }
+
+
+def _reasons_json(reasons: Sequence[str]) -> str:
+    dumped = dump_json(list(reasons))
+    assert dumped is not None
+    return dumped
+
+
+@dataclass(frozen=True, slots=True)
+class _ActiveRow:
+    """The columns of a path's active job that the enqueue policy reads (see ActiveJob)."""
+
+    id: int
+    state: JobState
+    started_at: float | None
+    priority: int
+
+
+def _json_reasons(raw: str | None) -> tuple[str, ...]:
+    return tuple(str(r) for r in json.loads(raw)) if raw else ()
+
+
+def _pending_rerun(row: sqlite3.Row, job_priority: int) -> RerunRequest | None:
+    """The re-run request kept in a job row's ``rerun_*`` columns, or ``None``."""
+    if row["rerun_action"] is None:
+        return None
+    return RerunRequest(
+        action=JobAction(row["rerun_action"]),
+        reasons=_json_reasons(row["rerun_reasons"]),
+        priority=row["rerun_priority"] if row["rerun_priority"] is not None else job_priority,
+        run_after=row["rerun_after"] if row["rerun_after"] is not None else 0.0,
+    )
 
 
 async def _job(conn: aiosqlite.Connection, job_id: int) -> Job | None:
@@ -73,56 +111,78 @@ async def get_job(conn: aiosqlite.Connection, job_id: int) -> Job:
 
 async def _lease_lost(conn: aiosqlite.Connection, job_id: int, token: int) -> LeaseLostError:
     """Explain to a worker why its fenced call matched nothing."""
-    job = await _job(conn, job_id)
-    if job is None:
-        why = "the job no longer exists (history was cleared)"
-    elif job.state is JobState.CANCELLED:
-        why = "an operator cancelled it"
-    elif job.state is JobState.RUNNING and job.lease_token != token:
-        why = f"its lease expired and {job.lease_owner or 'another worker'} took it over"
-    elif job.state is JobState.RUNNING:
-        why = "the lease is held under another token"
-    else:
-        why = f"its lease expired or it was handed back; it is now {job.state}"
-    return LeaseLostError(
-        f"job #{job_id}: lease lost (token {token}): {why}. Stop working on it and do not "
-        "touch its files."
+    return policy_rules.lease_lost_error(job_id, token, await _job(conn, job_id))
+
+
+_INSERT_QUEUED = """
+    INSERT INTO jobs (path, library, action, state, reasons, priority, max_attempts,
+                      run_after, created_at, updated_at)
+    VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING id
+"""
+
+_UPDATE_MERGED = """
+    UPDATE jobs SET run_after = ?, action = ?, reasons = ?, library = ?, priority = ?,
+                    updated_at = ?
+    WHERE id = ?
+"""
+
+_UPDATE_RERUN_REQUEST = """
+    UPDATE jobs SET rerun_action = ?, rerun_reasons = ?, rerun_priority = ?, rerun_after = ?,
+                    updated_at = ?
+    WHERE id = ?
+"""
+
+
+def _merged_params(fields: MergedFields, now: float, job_id: int) -> tuple[Any, ...]:
+    return (
+        fields.run_after,
+        str(fields.action),
+        _reasons_json(fields.reasons),
+        fields.library,
+        fields.priority,
+        now,
+        job_id,
+    )
+
+
+def _rerun_params(rerun: RerunRequest, now: float, job_id: int) -> tuple[Any, ...]:
+    return (
+        str(rerun.action),
+        _reasons_json(rerun.reasons),
+        rerun.priority,
+        rerun.run_after,
+        now,
+        job_id,
     )
 
 
 async def enqueue(
     conn: aiosqlite.Connection, now: float, item: NewJob, policy: QueuePolicy
 ) -> EnqueueResult:
-    action = JobAction(item.action)
-    reasons_json = dump_json(list(item.reasons))
-    ready_at = now + max(0.0, item.debounce_s)
-    active = await fetchone(
-        conn,
-        f"SELECT id, state, started_at FROM jobs WHERE path = ? AND state IN {_ACTIVE_SQL}",
-        (item.path,),
+    row = await fetchone(
+        conn, f"SELECT * FROM jobs WHERE path = ? AND state IN {_ACTIVE_SQL}", (item.path,)
     )
-    if active is None:
-        row = await fetchone(
+    active = job_from_row(row) if row is not None else None
+    outcome = policy_rules.decide_enqueue(active, item, now)
+    if active is None or row is None:
+        fields = policy_rules.new_fields(item, now)
+        created = await fetchone(
             conn,
-            """
-            INSERT INTO jobs (path, library, action, state, reasons, priority, max_attempts,
-                              run_after, created_at, updated_at)
-            VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING id
-            """,
+            _INSERT_QUEUED,
             (
                 item.path,
-                item.library,
-                str(action),
-                reasons_json,
-                item.priority,
+                fields.library,
+                str(fields.action),
+                _reasons_json(fields.reasons),
+                fields.priority,
                 policy.max_attempts,
-                ready_at,
+                fields.run_after,
                 now,
                 now,
             ),
         )
-        assert row is not None
-        job_id = int(row[0])
+        assert created is not None
+        job_id = int(created[0])
         await record_event(
             conn,
             now,
@@ -130,58 +190,27 @@ async def enqueue(
             job_id=job_id,
             path=item.path,
             to_state=JobState.QUEUED,
-            reason=f"{action}: " + "; ".join(item.reasons) if item.reasons else str(action),
+            reason=policy_rules.created_reason(fields.action, fields.reasons),
         )
-        return EnqueueResult(job_id, EnqueueOutcome.CREATED)
-
-    job_id = int(active["id"])
-    if active["state"] == JobState.QUEUED:
-        # The file is still changing (or was rescanned): wait for it to settle, and let the
-        # newest decision win. Priority only ever goes up so an operator bump is not undone.
-        await execute(
+        return EnqueueResult(job_id, outcome)
+    if outcome is EnqueueOutcome.DEBOUNCED:
+        merged = policy_rules.merge_queued(active, item, now)
+        await execute(conn, _UPDATE_MERGED, _merged_params(merged, now, active.id))
+    elif outcome is EnqueueOutcome.RERUN_SCHEDULED:
+        # Running: the output being produced is from an older version of the file. Remember
+        # to run again once this run ends; the running worker is not disturbed.
+        pending = _pending_rerun(row, active.priority)
+        rerun = policy_rules.request_rerun(active, pending, item, now)
+        await execute(conn, _UPDATE_RERUN_REQUEST, _rerun_params(rerun, now, active.id))
+        await record_event(
             conn,
-            """
-            UPDATE jobs SET run_after = MAX(run_after, ?), action = ?, reasons = ?,
-                            library = ?, priority = MAX(priority, ?), updated_at = ?
-            WHERE id = ?
-            """,
-            (ready_at, str(action), reasons_json, item.library, item.priority, now, job_id),
+            now,
+            EventKind.RERUN_REQUESTED,
+            job_id=active.id,
+            path=item.path,
+            reason=policy_rules.RERUN_REQUESTED_REASON,
         )
-        return EnqueueResult(job_id, EnqueueOutcome.DEBOUNCED)
-
-    if _unchanged_since_start(item, active["started_at"]):
-        return EnqueueResult(job_id, EnqueueOutcome.ALREADY_RUNNING)
-    # Running: the output being produced is from an older version of the file. Remember to
-    # run again once this run ends; the running worker is not disturbed.
-    await execute(
-        conn,
-        """
-        UPDATE jobs SET rerun_action = ?, rerun_reasons = ?,
-                        rerun_priority = MAX(COALESCE(rerun_priority, priority), ?),
-                        rerun_after = MAX(COALESCE(rerun_after, 0), ?), updated_at = ?
-        WHERE id = ?
-        """,
-        (str(action), reasons_json, item.priority, ready_at, now, job_id),
-    )
-    await record_event(
-        conn,
-        now,
-        EventKind.RERUN_REQUESTED,
-        job_id=job_id,
-        path=item.path,
-        reason="file changed while it was being converted; it will run again",
-    )
-    return EnqueueResult(job_id, EnqueueOutcome.RERUN_SCHEDULED)
-
-
-@dataclass(slots=True)
-class _Merged:
-    library: str
-    action: JobAction
-    reasons: tuple[str, ...]
-    priority: int
-    ready_at: float
-    last: NewJob  # the newest item for the path (its modified_at is the one that counts)
+    return EnqueueResult(active.id, outcome)
 
 
 async def enqueue_many(
@@ -189,21 +218,17 @@ async def enqueue_many(
 ) -> list[EnqueueResult]:
     """Set-based :func:`enqueue` for a scan's worth of paths: a handful of statements per
     batch instead of three round trips per path, with the same outcome as enqueuing the items
-    one by one (duplicates in the batch merge exactly like repeated enqueues)."""
-    merged: dict[str, _Merged] = {}
+    one by one (duplicates in the batch merge exactly like repeated enqueues, because
+    :func:`~castui_core.queue.policy.merge_fields` folds the same either way)."""
+    merged: dict[str, MergedFields] = {}
+    last: dict[
+        str, NewJob
+    ] = {}  # the newest item per path (its modified_at is the one that counts)
     for item in items:
-        action = JobAction(item.action)
-        ready_at = now + max(0.0, item.debounce_s)
-        m = merged.get(item.path)
-        if m is None:
-            merged[item.path] = _Merged(
-                item.library, action, tuple(item.reasons), item.priority, ready_at, item
-            )
-        else:
-            m.library, m.action, m.reasons = item.library, action, tuple(item.reasons)
-            m.priority = max(m.priority, item.priority)
-            m.ready_at = max(m.ready_at, ready_at)
-            m.last = item
+        fields = policy_rules.new_fields(item, now)
+        before = merged.get(item.path)
+        merged[item.path] = fields if before is None else policy_rules.merge_fields(before, fields)
+        last[item.path] = item
     if not merged:
         return []
     await execute(
@@ -219,55 +244,40 @@ async def enqueue_many(
         conn,
         "INSERT INTO enqueue_batch VALUES (?, ?, ?, ?, ?, ?)",
         (
-            (path, m.library, str(m.action), dump_json(list(m.reasons)), m.priority, m.ready_at)
+            (path, m.library, str(m.action), _reasons_json(m.reasons), m.priority, m.run_after)
             for path, m in merged.items()
         ),
     )
     existing = await fetchall(
         conn,
         f"""
-        SELECT j.path, j.id, j.state, j.started_at FROM enqueue_batch b
-        JOIN jobs j ON j.path = b.path AND j.state IN {_ACTIVE_SQL}
+        SELECT j.id, j.path, j.state, j.started_at, j.priority, j.run_after,
+               j.rerun_action, j.rerun_reasons, j.rerun_priority, j.rerun_after
+        FROM enqueue_batch b JOIN jobs j ON j.path = b.path AND j.state IN {_ACTIVE_SQL}
         """,
     )
     outcome: dict[str, tuple[int, EnqueueOutcome]] = {}
     debounce: list[tuple[Any, ...]] = []
     rerun: list[tuple[Any, ...]] = []
     for row in existing:
-        path, job_id = row["path"], int(row["id"])
-        m = merged[path]
-        reasons_json = dump_json(list(m.reasons))
-        if row["state"] == JobState.QUEUED:
-            outcome[path] = (job_id, EnqueueOutcome.DEBOUNCED)
-            debounce.append(
-                (m.ready_at, str(m.action), reasons_json, m.library, m.priority, now, job_id)
-            )
-        elif _unchanged_since_start(m.last, row["started_at"]):
-            outcome[path] = (job_id, EnqueueOutcome.ALREADY_RUNNING)
-        else:
-            outcome[path] = (job_id, EnqueueOutcome.RERUN_SCHEDULED)
-            rerun.append((str(m.action), reasons_json, m.priority, m.ready_at, now, job_id))
+        # Only the columns the policy reads (not a full Job: a rescan meets 100k of these).
+        active = _ActiveRow(
+            int(row["id"]), JobState(row["state"]), row["started_at"], row["priority"]
+        )
+        path, m = row["path"], merged[row["path"]]
+        decided = policy_rules.decide_enqueue(active, last[path], now)
+        outcome[path] = (active.id, decided)
+        if decided is EnqueueOutcome.DEBOUNCED:
+            fields = policy_rules.merge_onto(row["priority"], row["run_after"], m)
+            debounce.append(_merged_params(fields, now, active.id))
+        elif decided is EnqueueOutcome.RERUN_SCHEDULED:
+            pending = _pending_rerun(row, active.priority)
+            request = policy_rules.request_rerun(active, pending, m, now)
+            rerun.append(_rerun_params(request, now, active.id))
     if debounce:
-        await executemany(
-            conn,
-            """
-            UPDATE jobs SET run_after = MAX(run_after, ?), action = ?, reasons = ?,
-                            library = ?, priority = MAX(priority, ?), updated_at = ?
-            WHERE id = ?
-            """,
-            debounce,
-        )
+        await executemany(conn, _UPDATE_MERGED, debounce)
     if rerun:
-        await executemany(
-            conn,
-            """
-            UPDATE jobs SET rerun_action = ?, rerun_reasons = ?,
-                            rerun_priority = MAX(COALESCE(rerun_priority, priority), ?),
-                            rerun_after = MAX(COALESCE(rerun_after, 0), ?), updated_at = ?
-            WHERE id = ?
-            """,
-            rerun,
-        )
+        await executemany(conn, _UPDATE_RERUN_REQUEST, rerun)
     created = await fetchall(
         conn,
         f"""
@@ -285,12 +295,19 @@ async def enqueue_many(
     for row in created:
         path, job_id = row["path"], int(row["id"])
         m = merged[path]
-        outcome[path] = (job_id, EnqueueOutcome.CREATED)
-        reason = f"{m.action}: " + "; ".join(m.reasons) if m.reasons else str(m.action)
+        outcome[path] = (job_id, policy_rules.decide_enqueue(None, last[path], now))
+        reason = policy_rules.created_reason(m.action, m.reasons)
         events.append((now, EventKind.JOB_STATE, job_id, path, None, JobState.QUEUED, reason))
-    rerun_reason = "file changed while it was being converted; it will run again"
     events.extend(
-        (now, EventKind.RERUN_REQUESTED, job_id, path, None, None, rerun_reason)
+        (
+            now,
+            EventKind.RERUN_REQUESTED,
+            job_id,
+            path,
+            None,
+            None,
+            policy_rules.RERUN_REQUESTED_REASON,
+        )
         for path, (job_id, o) in outcome.items()
         if o is EnqueueOutcome.RERUN_SCHEDULED
     )
@@ -308,6 +325,7 @@ async def enqueue_many(
     for item in items:
         job_id, first = outcome[item.path]
         if item.path in seen and first is EnqueueOutcome.CREATED:
+            # The batch's later items for a path it created merge into that new queued job.
             results.append(EnqueueResult(job_id, EnqueueOutcome.DEBOUNCED))
         else:
             results.append(EnqueueResult(job_id, first))
@@ -322,26 +340,36 @@ async def _apply_rerun(conn: aiosqlite.Connection, job: Job, now: float) -> None
         "SELECT rerun_action, rerun_reasons, rerun_priority, rerun_after FROM jobs WHERE id = ?",
         (job.id,),
     )
-    if row is None or row["rerun_action"] is None:
+    pending = _pending_rerun(row, job.priority) if row is not None else None
+    if pending is None:
         return
-    run_after = max(now, row["rerun_after"] or now)
-    reason = "file changed during the previous run; running again"
-    if job.state is JobState.QUEUED:
-        # Already going round again: take the newer parameters, and a fresh attempt budget
-        # since it is effectively a different file now.
+    plan = policy_rules.rerun_plan(job, pending, now)
+    if plan.kind is RerunKind.REQUEUE:
         await execute(
             conn,
             """
-            UPDATE jobs SET action = rerun_action, reasons = rerun_reasons,
-                            priority = rerun_priority, run_after = ?, attempts = 0,
+            UPDATE jobs SET action = ?, reasons = ?, priority = ?, run_after = ?, attempts = ?,
                             rerun_action = NULL, rerun_reasons = NULL, rerun_priority = NULL,
                             rerun_after = NULL, updated_at = ?
             WHERE id = ?
             """,
-            (run_after, now, job.id),
+            (
+                str(plan.action),
+                _reasons_json(plan.reasons),
+                plan.priority,
+                plan.run_after,
+                plan.attempts,
+                now,
+                job.id,
+            ),
         )
         await record_event(
-            conn, now, EventKind.RERUN_REQUESTED, job_id=job.id, path=job.path, reason=reason
+            conn,
+            now,
+            EventKind.RERUN_REQUESTED,
+            job_id=job.id,
+            path=job.path,
+            reason=plan.audit_reason,
         )
         return
     await execute(
@@ -354,19 +382,15 @@ async def _apply_rerun(conn: aiosqlite.Connection, job: Job, now: float) -> None
     )
     new = await fetchone(
         conn,
-        """
-        INSERT INTO jobs (path, library, action, state, reasons, priority, max_attempts,
-                          run_after, created_at, updated_at)
-        VALUES (?, ?, ?, 'queued', ?, ?, ?, ?, ?, ?) RETURNING id
-        """,
+        _INSERT_QUEUED,
         (
             job.path,
             job.library,
-            row["rerun_action"],
-            row["rerun_reasons"] or "[]",
-            row["rerun_priority"] if row["rerun_priority"] is not None else job.priority,
+            str(plan.action),
+            _reasons_json(plan.reasons),
+            plan.priority,
             job.max_attempts,
-            run_after,
+            plan.run_after,
             now,
             now,
         ),
@@ -379,17 +403,57 @@ async def _apply_rerun(conn: aiosqlite.Connection, job: Job, now: float) -> None
         job_id=int(new[0]),
         path=job.path,
         to_state=JobState.QUEUED,
-        reason=reason,
+        reason=plan.audit_reason,
         details={"previous_job_id": job.id},
     )
 
 
-async def reclaim_expired(conn: aiosqlite.Connection, now: float, policy: QueuePolicy) -> list[Job]:
-    """Take back running jobs whose lease ran out (worker killed, hung or cut off).
+_CLEAR_PROGRESS = """
+    progress_percent = NULL, progress_fps = NULL, progress_speed = NULL,
+    progress_eta_s = NULL, progress_at = NULL
+"""
 
-    The attempt already counted at claim time, so a file that kills its worker every time
-    ends ``dead`` after ``max_attempts`` instead of crashing workers forever.
+
+async def _store_outcome(
+    conn: aiosqlite.Connection,
+    now: float,
+    old: Job,
+    outcome: Outcome,
+    result: JobResult | None = None,
+    *,
+    write_result: bool = False,
+) -> Job | None:
+    """Write a transition out of ``running`` that the policy decided; ``None`` when the job's
+    lease changed meanwhile (only possible for the reaper, which reads before it locks)."""
+    sets = """
+        state = ?, attempts = ?, run_after = ?, finished_at = ?, reason = ?,
+        lease_expires = NULL, lease_token = lease_token + ?, updated_at = ?
     """
+    params: list[Any] = [
+        str(outcome.state),
+        outcome.attempts,
+        outcome.run_after,
+        outcome.finished_at,
+        outcome.reason,
+        int(outcome.revoke_lease),
+        now,
+    ]
+    if outcome.clear_progress:
+        sets += ", " + _CLEAR_PROGRESS
+    if write_result:
+        sets += ", " + _SET_RESULT
+        params.extend(_result_params(result))
+    row = await fetchone(
+        conn,
+        f"UPDATE jobs SET {sets} WHERE id = ? AND lease_token = ? RETURNING *",
+        (*params, old.id, old.lease_token),
+    )
+    return job_from_row(row) if row is not None else None
+
+
+async def reclaim_expired(conn: aiosqlite.Connection, now: float, policy: QueuePolicy) -> list[Job]:
+    """Take back running jobs whose lease ran out (worker killed, hung or cut off); what
+    becomes of each is :func:`~castui_core.queue.policy.after_lease_expiry`."""
     rows = await fetchall(
         conn,
         "SELECT * FROM jobs INDEXED BY jobs_leases WHERE state = 'running' AND lease_expires < ?",
@@ -398,36 +462,16 @@ async def reclaim_expired(conn: aiosqlite.Connection, now: float, policy: QueueP
     reclaimed: list[Job] = []
     for row in rows:
         old = job_from_row(row)
-        owner = old.lease_owner or "unknown worker"
-        if old.attempts >= old.max_attempts:
-            new_state = JobState.DEAD
-            reason = (
-                f"worker {owner} stopped responding (lease expired) on attempt "
-                f"{old.attempts} of {old.max_attempts}; giving up"
-            )
-            finished: float | None = now
-        else:
-            new_state = JobState.QUEUED
-            reason = f"worker {owner} stopped responding (lease expired); queued again"
-            finished = None
-        updated = await fetchone(
-            conn,
-            """
-            UPDATE jobs SET state = ?, lease_token = lease_token + 1, lease_expires = NULL,
-                            run_after = ?, reason = ?, finished_at = ?, updated_at = ?
-            WHERE id = ? AND lease_token = ? RETURNING *
-            """,
-            (str(new_state), now, reason, finished, now, old.id, old.lease_token),
-        )
-        if updated is None:
+        outcome = policy_rules.after_lease_expiry(old, now=now)
+        job = await _store_outcome(conn, now, old, outcome)
+        if job is None:
             continue
-        job = job_from_row(updated)
         await record_event(
             conn,
             now,
             EventKind.JOB_STATE,
             actor="reaper",
-            reason=reason,
+            reason=outcome.audit_reason,
             **_transition_event_kwargs(job, JobState.RUNNING),
         )
         await _apply_rerun(conn, job, now)
@@ -473,7 +517,7 @@ async def claim(
         now,
         EventKind.JOB_STATE,
         actor=owner,
-        reason=f"attempt {job.attempts} of {job.max_attempts}",
+        reason=policy_rules.claimed_reason(job),
         details={"token": job.lease_token},
         **_transition_event_kwargs(job, JobState.QUEUED),
     )
@@ -555,13 +599,12 @@ async def complete(
     if row is None:
         raise await _lease_lost(conn, job_id, token)
     job = job_from_row(row)
-    saved = result.bytes_saved
     await record_event(
         conn,
         now,
         EventKind.JOB_STATE,
         actor=job.lease_owner,
-        reason="converted" + (f", {saved} bytes saved" if saved is not None else ""),
+        reason=policy_rules.completed_reason(result),
         **_transition_event_kwargs(job, JobState.RUNNING),
     )
     await _apply_rerun(conn, job, now)
@@ -590,37 +633,15 @@ async def fail(
     if row is None:
         raise await _lease_lost(conn, job_id, token)
     old = job_from_row(row)
-    run_after = now
-    finished: float | None = now
-    if not retryable:
-        state = JobState.FAILED
-        why = f"{reason} (not retryable)"
-    elif old.attempts >= old.max_attempts:
-        state = JobState.DEAD
-        why = f"{reason} (gave up after {old.attempts} attempts)"
-    else:
-        state = JobState.QUEUED
-        delay = backoff_delay(old.attempts, policy.backoff_base_s, policy.backoff_cap_s, policy.rng)
-        run_after = now + delay
-        finished = None
-        why = f"{reason} (attempt {old.attempts} of {old.max_attempts}; retry in {delay:.0f}s)"
-    updated = await fetchone(
-        conn,
-        f"""
-        UPDATE jobs SET state = ?, {_SET_RESULT}, reason = ?, lease_expires = NULL,
-                        run_after = ?, finished_at = ?, updated_at = ?
-        WHERE id = ? RETURNING *
-        """,
-        (str(state), *_result_params(result), reason, run_after, finished, now, job_id),
-    )
-    assert updated is not None
-    job = job_from_row(updated)
+    outcome = policy_rules.after_failure(old, reason, retryable=retryable, now=now, policy=policy)
+    job = await _store_outcome(conn, now, old, outcome, result, write_result=True)
+    assert job is not None  # read under this transaction's write lock: it cannot have moved
     await record_event(
         conn,
         now,
         EventKind.JOB_STATE,
         actor=old.lease_owner,
-        reason=why,
+        reason=outcome.audit_reason,
         details={"exit_code": result.exit_code}
         if result and result.exit_code is not None
         else None,
@@ -635,25 +656,20 @@ async def release(
 ) -> Job:
     row = await fetchone(
         conn,
-        """
-        UPDATE jobs SET state = 'queued', attempts = MAX(attempts - 1, 0),
-                        lease_expires = NULL, run_after = ?, updated_at = ?,
-                        progress_percent = NULL, progress_fps = NULL, progress_speed = NULL,
-                        progress_eta_s = NULL, progress_at = NULL
-        WHERE id = ? AND lease_token = ? AND state = 'running'
-        RETURNING *
-        """,
-        (now, now, job_id, token),
+        "SELECT * FROM jobs WHERE id = ? AND lease_token = ? AND state = 'running'",
+        (job_id, token),
     )
     if row is None:
         raise await _lease_lost(conn, job_id, token)
-    job = job_from_row(row)
+    outcome = policy_rules.after_release(job_from_row(row), reason, now=now)
+    job = await _store_outcome(conn, now, job_from_row(row), outcome)
+    assert job is not None  # read under this transaction's write lock: it cannot have moved
     await record_event(
         conn,
         now,
         EventKind.JOB_STATE,
         actor=job.lease_owner,
-        reason=reason,
+        reason=outcome.audit_reason,
         **_transition_event_kwargs(job, JobState.RUNNING),
     )
     await _apply_rerun(conn, job, now)
@@ -686,10 +702,8 @@ async def cancel(
     conn: aiosqlite.Connection, now: float, job_id: int, actor: str, reason: str
 ) -> Job:
     old = await get_job(conn, job_id)
-    if not old.is_active:
-        raise JobNotFoundError(
-            f"job #{job_id} is already {old.state}; only queued or running jobs can be cancelled."
-        )
+    if not policy_rules.can_cancel(old):
+        raise policy_rules.cancel_refusal(old)
     # Bumping the token revokes a running worker's lease: its next heartbeat gets LeaseLost,
     # which is how it learns to stop ffmpeg and leave the files alone.
     row = await fetchone(
@@ -719,19 +733,15 @@ async def cancel(
 
 async def retry(conn: aiosqlite.Connection, now: float, job_id: int, actor: str) -> Job:
     old = await get_job(conn, job_id)
-    if old.state not in (JobState.FAILED, JobState.DEAD, JobState.CANCELLED):
-        raise JobNotFoundError(
-            f"job #{job_id} is {old.state}; only failed, dead or cancelled jobs can be retried."
-        )
+    if not policy_rules.can_retry(old):
+        raise policy_rules.retry_refusal(old)
     other = await fetchone(
         conn,
         f"SELECT id FROM jobs WHERE path = ? AND state IN {_ACTIVE_SQL}",
         (old.path,),
     )
     if other is not None:
-        raise JobNotFoundError(
-            f"job #{job_id}: {old.path} already has an active job #{other[0]}; nothing to retry."
-        )
+        raise policy_rules.retry_conflict(old, int(other[0]))
     row = await fetchone(
         conn,
         f"""
@@ -749,7 +759,7 @@ async def retry(conn: aiosqlite.Connection, now: float, job_id: int, actor: str)
         now,
         EventKind.JOB_STATE,
         actor=actor,
-        reason=f"retried by operator (was {old.state}: {old.reason or 'no reason recorded'})",
+        reason=policy_rules.retried_reason(old),
         details={"action": "retry"},
         **_transition_event_kwargs(job, old.state),
     )
@@ -760,10 +770,9 @@ async def set_priority(
     conn: aiosqlite.Connection, now: float, job_id: int, priority: int, actor: str
 ) -> Job:
     old = await get_job(conn, job_id)
-    if not old.is_active:
-        raise JobNotFoundError(
-            f"job #{job_id} is already {old.state}; priority only matters for active jobs."
-        )
+    refusal = policy_rules.priority_refusal(old)
+    if refusal is not None:
+        raise refusal
     row = await fetchone(
         conn,
         "UPDATE jobs SET priority = ?, updated_at = ? WHERE id = ? RETURNING *",
