@@ -519,6 +519,7 @@ async def _scenario(q: JobQueue) -> list[object]:
     out.append([_job_view(j) for j in await q.history(limit=1, offset=1)])
     out.append(await q.totals())
     out.append(await q.totals(library="films"))
+    out.append(await q.totals(since=0.0))  # the time-filtered path (a scan in Redis)
     await q.record_event("guardrail", actor="n1", reason="GPU hot", details={"temp": 87})
     out.append(
         [
@@ -531,6 +532,7 @@ async def _scenario(q: JobQueue) -> list[object]:
     out.append([(r.path, r.folder, r.library, r.job_id) for r in await q.outbox_rows()])
     out.append(await q.clear_history(states=[JobState.DONE]))
     out.append([_job_view(j) for j in await q.history()])
+    out.append(await q.totals())
     return out
 
 

@@ -11,7 +11,7 @@ for _, m in ipairs(members) do
   local id = tonumber(m)
   local k = jkey(id)
   if chosen[redis.call('HGET', k, 'state')] then
-    redis.call('ZREM', K_FINISHED, m)
+    unindex(id)
     redis.call('DEL', k)
     count = count + 1
   end

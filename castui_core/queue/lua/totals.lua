@@ -4,6 +4,18 @@ local min, max = '-inf', '+inf'
 if ARGV[2] ~= '' then min = ARGV[2] end
 if ARGV[3] ~= '' then max = '(' .. ARGV[3] end
 local want_lib, library = ARGV[4] == '1', ARGV[5]
+if ARGV[2] == '' and ARGV[3] == '' then
+  -- No time filter: the running totals kept by tally() (common.lua).
+  local suffix = ''
+  if want_lib then suffix = ':lib:' .. library end
+  local t = redis.call('HMGET', P .. ':totals' .. suffix, 'done', 'bytes_before',
+    'bytes_after', 'failed', 'dead', 'cancelled')
+  local out = {}
+  for i = 1, 6 do out[i] = t[i] or '0' end
+  local reasons = redis.call('HGETALL', P .. ':reasons' .. suffix)
+  for i = 1, #reasons do out[#out + 1] = reasons[i] end
+  return out
+end
 local n = {done = 0, failed = 0, dead = 0, cancelled = 0}
 local before, after = 0, 0
 local reasons = {}
