@@ -661,8 +661,9 @@ async def release(
     )
     if row is None:
         raise await _lease_lost(conn, job_id, token)
-    outcome = policy_rules.after_release(job_from_row(row), reason, now=now)
-    job = await _store_outcome(conn, now, job_from_row(row), outcome)
+    old = job_from_row(row)
+    outcome = policy_rules.after_release(old, reason, now=now)
+    job = await _store_outcome(conn, now, old, outcome)
     assert job is not None  # read under this transaction's write lock: it cannot have moved
     await record_event(
         conn,
