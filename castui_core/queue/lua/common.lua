@@ -136,9 +136,7 @@ local RERUN = {'rerun_action', 'rerun_reasons', 'rerun_priority', 'rerun_after'}
 -- Replace the result fields with the name/value pairs in ARGV[first .. first + 2n - 1].
 local function set_result(id, first, n)
   redis.call('HDEL', jkey(id), unpack(RESULT))
-  for i = 0, n - 1 do
-    redis.call('HSET', jkey(id), ARGV[first + 2 * i], ARGV[first + 2 * i + 1])
-  end
+  if n > 0 then redis.call('HSET', jkey(id), unpack(ARGV, first, first + 2 * n - 1)) end
 end
 
 -- After a running job left 'running': honour a re-run request made while it ran

@@ -4,6 +4,7 @@
 local max_attempts, n = ARGV[2], tonumber(ARGV[3])
 local now = now_s()
 local out = {}
+local ready, delayed, actives = {}, {}, {}
 local rerun_reason = 'file changed while it was being converted; it will run again'
 for i = 0, n - 1 do
   local a = 4 + 8 * i
@@ -13,8 +14,18 @@ for i = 0, n - 1 do
   local modified_at = tonumber(ARGV[a + 6])
   local active = redis.call('HGET', K_ACTIVE, path)
   if not active then
-    local id = new_job(now, path, library, action, reasons, int(priority), max_attempts,
-      ready_at)
+    -- new_job() inlined, its index writes batched below (the paths are distinct).
+    local id = redis.call('INCR', P .. ':job_ids')
+    redis.call('HSET', jkey(id), 'id', int(id), 'path', path, 'library', library,
+      'action', action, 'state', 'queued', 'reasons', reasons, 'priority', int(priority),
+      'attempts', '0', 'max_attempts', max_attempts, 'run_after', num(ready_at),
+      'lease_token', '0', 'created_at', num(now), 'updated_at', num(now))
+    if ready_at <= now then
+      ready[#ready + 1] = -priority; ready[#ready + 1] = ready_member(id, ready_at)
+    else
+      delayed[#delayed + 1] = num(ready_at); delayed[#delayed + 1] = int(id)
+    end
+    actives[#actives + 1] = path; actives[#actives + 1] = int(id)
     audit(now, 'job_state', id, path, nil, nil, 'queued', ARGV[a + 7], nil)
     out[#out + 1] = id; out[#out + 1] = 'created'
   else
@@ -43,4 +54,7 @@ for i = 0, n - 1 do
     end
   end
 end
+if #ready > 0 then redis.call('ZADD', K_READY, unpack(ready)) end
+if #delayed > 0 then redis.call('ZADD', K_DELAYED, unpack(delayed)) end
+if #actives > 0 then redis.call('HSET', K_ACTIVE, unpack(actives)) end
 return out
