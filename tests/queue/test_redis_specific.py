@@ -8,6 +8,7 @@ Every test talks to a real ``redis-server`` on a Unix socket in a temp folder.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -547,3 +548,33 @@ async def test_same_answers_as_sqlite(server: Server, prefix: str, tmp_path: Pat
         await q.close()
     for i, (g, w) in enumerate(zip(got, want, strict=True)):
         assert g == w, f"step {i}"
+
+
+async def test_concurrent_handles_claim_each_job_once(server: Server, prefix: str) -> None:
+    """Four handles (four connection pools, as four hosts have) enqueue the same paths at
+    once and drain the queue together: one job per path, each claimed exactly once."""
+    handles = [await _queue(server, prefix) for _ in range(4)]
+    try:
+        paths = [f"/m/{i:03}.mkv" for i in range(150)]
+        results = await asyncio.gather(
+            *(h.enqueue_many(NewJob(p, "films", "remux") for p in paths) for h in handles)
+        )
+        ids = {r.job_id for batch in results for r in batch}
+        assert len(ids) == len(paths)  # the same path always got the same job
+
+        async def drain(h: RedisQueue, owner: str) -> list[int]:
+            got: list[int] = []
+            while (c := await h.claim(owner)) is not None:
+                got.append(c.id)
+                await h.complete(c.id, c.token, JobResult())
+            return got
+
+        claimed = await asyncio.gather(*(drain(h, f"n{i}/w0") for i, h in enumerate(handles)))
+        flat = [i for got in claimed for i in got]
+        assert sorted(flat) == sorted(ids)  # none lost, none twice
+        assert (await handles[0].totals()).files_done == len(paths)
+        created = await handles[0].list_events(kind="job_state", limit=10_000)
+        assert sum(e.to_state == "queued" for e in created) == len(paths)
+    finally:
+        for h in handles:
+            await h.close()
