@@ -439,7 +439,11 @@ class RedisQueue:
 
     @asynccontextmanager
     async def _talk(self, doing: str) -> AsyncIterator[None]:
-        """Translate redis-py's errors where they enter castui, without any credential."""
+        """Translate redis-py's errors where they enter castui, without any credential.
+
+        ``from None`` on purpose: a driver exception chained as ``__cause__`` would print the
+        connection's details in any traceback a log handler writes; the message keeps the
+        driver's words (scrubbed), which is what the operator needs."""
         try:
             yield
         except (rx.AuthenticationError, rx.AuthorizationError) as exc:
