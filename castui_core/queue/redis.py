@@ -553,23 +553,28 @@ class RedisQueue:
         paths = list(merged)
         for start in range(0, len(paths), _ENQUEUE_CHUNK):
             chunk = paths[start : start + _ENQUEUE_CHUNK]
-            args: list[bytes | str | int | float] = [
-                str(self._policy.max_attempts),
-                str(len(chunk)),
-            ]
+            fields: list[bytes] = []
             for path in chunk:
                 m, last = merged[path]
-                args += [
+                fields += [
                     _b(path),
                     _b(m.library),
-                    str(m.action),
+                    _b(str(m.action)),
                     _b(json.dumps(list(m.reasons))),
-                    str(int(m.priority)),
+                    b"%d" % m.priority,
                     _num(m.run_after),  # the wait; the script adds the server's clock
                     b"" if last.modified_at is None else _num(last.modified_at),
                     _b(rules.created_reason(m.action, m.reasons)),
                 ]
-            flat = await self._run("enqueue", "queueing jobs", *args)
+            blob = b"\0".join(fields) + b"\0"  # every field ends with a NUL
+            if blob.count(b"\0") != len(fields):
+                raise StoreError(
+                    "a path, library name or reason holds a NUL byte, which no file name can; "
+                    "nothing was queued from this batch."
+                )
+            flat = await self._run(
+                "enqueue", "queueing jobs", str(self._policy.max_attempts), str(len(chunk)), blob
+            )
             for i, path in enumerate(chunk):
                 outcome[path] = (int(flat[2 * i]), EnqueueOutcome(_s(flat[2 * i + 1])))
         results: list[EnqueueResult] = []

@@ -1,17 +1,26 @@
 -- enqueue (a batch of distinct paths, merged by the caller like the SQLite backend does):
--- ARGV P, max_attempts, n, then per item: path, library, action, reasons_json, priority,
--- debounce_s, modified_at ('' = unknown), reason_text -> {id, outcome, id, outcome, ...}
+-- ARGV P, max_attempts, n, items: one string of 8 fields per item, every field ended by a
+-- NUL byte (no path can hold one; packing thousands of arguments cost more than the work):
+-- path, library, action, reasons_json, priority, debounce_s, modified_at ('' = unknown),
+-- reason_text -> {id, outcome, id, outcome, ...}
 local max_attempts, n = ARGV[2], tonumber(ARGV[3])
+local F, pos, blob = {}, 1, ARGV[4]
+while true do
+  local z = string.find(blob, '\0', pos, true)
+  if not z then break end
+  F[#F + 1] = string.sub(blob, pos, z - 1)
+  pos = z + 1
+end
 local now = now_s()
 local out = {}
 local ready, delayed, actives = {}, {}, {}
 local rerun_reason = 'file changed while it was being converted; it will run again'
 for i = 0, n - 1 do
-  local a = 4 + 8 * i
-  local path, library, action, reasons = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3]
-  local priority = tonumber(ARGV[a + 4])
-  local ready_at = now + math.max(0, tonumber(ARGV[a + 5]))
-  local modified_at = tonumber(ARGV[a + 6])
+  local a = 1 + 8 * i
+  local path, library, action, reasons = F[a], F[a + 1], F[a + 2], F[a + 3]
+  local priority = tonumber(F[a + 4])
+  local ready_at = now + math.max(0, tonumber(F[a + 5]))
+  local modified_at = tonumber(F[a + 6])
   local active = redis.call('HGET', K_ACTIVE, path)
   if not active then
     -- new_job() inlined, its index writes batched below (the paths are distinct).
@@ -26,7 +35,7 @@ for i = 0, n - 1 do
       delayed[#delayed + 1] = num(ready_at); delayed[#delayed + 1] = int(id)
     end
     actives[#actives + 1] = path; actives[#actives + 1] = int(id)
-    audit(now, 'job_state', id, path, nil, nil, 'queued', ARGV[a + 7], nil)
+    audit(now, 'job_state', id, path, nil, nil, 'queued', F[a + 7], nil)
     out[#out + 1] = id; out[#out + 1] = 'created'
   else
     local id = tonumber(active)
