@@ -30,6 +30,7 @@ from castui_core.errors import (
     LeaseLostError,
     QueueUnreachableError,
     QueueUnsafeError,
+    StoreError,
 )
 from castui_core.queue.open import open_queue
 from castui_core.queue.protocol import JobQueue, NodeStatus
@@ -578,3 +579,15 @@ async def test_concurrent_handles_claim_each_job_once(server: Server, prefix: st
     finally:
         for h in handles:
             await h.close()
+
+
+async def test_a_nul_byte_is_refused_and_nothing_queued(server: Server, prefix: str) -> None:
+    q = await _queue(server, prefix)
+    try:
+        with pytest.raises(StoreError, match="NUL byte"):
+            await q.enqueue_many(
+                [NewJob("/m/ok.mkv", "films", "remux"), NewJob("/m/b.mkv", "fi\0lms", "remux")]
+            )
+        assert await q.active_jobs() == []
+    finally:
+        await q.close()
