@@ -551,6 +551,7 @@ class RedisQueue:
         merged = _merge(batch)
         outcome: dict[str, tuple[int, EnqueueOutcome]] = {}
         paths = list(merged)
+        chunks: list[tuple[list[str], bytes]] = []
         for start in range(0, len(paths), _ENQUEUE_CHUNK):
             chunk = paths[start : start + _ENQUEUE_CHUNK]
             fields: list[bytes] = []
@@ -572,6 +573,9 @@ class RedisQueue:
                     "a path, library name or reason holds a NUL byte, which no file name can; "
                     "nothing was queued from this batch."
                 )
+            chunks.append((chunk, blob))
+        # Checked in full first, so a refused batch queues nothing.
+        for chunk, blob in chunks:
             flat = await self._run(
                 "enqueue", "queueing jobs", str(self._policy.max_attempts), str(len(chunk)), blob
             )
