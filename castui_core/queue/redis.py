@@ -21,8 +21,10 @@ How it keeps the :class:`~castui_core.queue.protocol.JobQueue` contract:
 Layout (``<prefix>`` defaults to ``castui``): ``job:<id>`` hashes with the SQLite ``jobs`` row's
 fields (absent field = NULL), ``active`` (path → active job id), ``delayed``/``ready``/
 ``running``/``finished`` sorted sets, the ``events`` stream (entry id ``<event id>-0``) with
-``jobev:<id>`` lists, the outbox (``ob:*``), ``paused``, ``nodes``/``nodes_seen``. Paths are
-stored as the file system's bytes, so names that are not UTF-8 round-trip exactly.
+``jobev:<id>`` lists, running ``totals``/``reasons`` of finished jobs (and ``…:lib:<name>``),
+the outbox (``ob:*``), ``paused``, ``nodes``/``nodes_seen``. Paths are stored as the file
+system's bytes, so names that are not UTF-8 round-trip exactly. Keys are built inside the
+scripts from the prefix, so one Redis (or a primary with replicas) is supported, not Cluster.
 """
 
 from __future__ import annotations
