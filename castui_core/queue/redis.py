@@ -43,6 +43,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis.asyncio as aioredis
 from redis import exceptions as rx
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 
 from castui_core.errors import (
@@ -330,6 +332,7 @@ class RedisQueue:
     def __init__(
         self,
         client: aioredis.Redis,
+        reader: aioredis.Redis,
         *,
         shown_url: str,
         secrets: tuple[str, ...],
@@ -341,6 +344,7 @@ class RedisQueue:
         rng: random.Random,
     ) -> None:
         self._r: aioredis.Redis | None = client
+        self._ro: aioredis.Redis | None = reader
         self.url = shown_url
         self._secrets = secrets
         self.prefix = prefix
@@ -388,14 +392,21 @@ class RedisQueue:
             raise StoreError(f"queue prefix {prefix!r} must be a non-empty word; fix queue.prefix.")
         secrets = _url_secrets(url, password)
         shown = redact_url(url)
+        # Two pools. Scripts are never retried by the driver: a reply lost after Redis ran
+        # one must not run it twice (a claim taken twice, a 'done' answered with LeaseLost);
+        # _run resends only what never left. Reads are idempotent: one retry on a fresh
+        # connection hides the pooled connections a Redis restart left dead.
         try:
-            client = aioredis.Redis.from_url(
-                url,
-                password=password,
-                decode_responses=False,
-                socket_timeout=socket_timeout_s,
-                socket_connect_timeout=socket_timeout_s,
-                health_check_interval=30,
+            client, reader = (
+                aioredis.Redis.from_url(
+                    url,
+                    password=password,
+                    decode_responses=False,
+                    socket_timeout=socket_timeout_s,
+                    socket_connect_timeout=socket_timeout_s,
+                    retry=Retry(NoBackoff(), retries),
+                )
+                for retries in (0, 1)
             )
         except (ValueError, rx.RedisError) as exc:
             msg = _scrub(str(exc), secrets)
@@ -405,6 +416,7 @@ class RedisQueue:
             ) from None
         queue = cls(
             client,
+            reader,
             shown_url=shown,
             secrets=secrets,
             prefix=prefix,
@@ -416,7 +428,7 @@ class RedisQueue:
         )
         try:
             async with queue._talk("connecting"):
-                await client.ping()
+                await reader.ping()
             if require_durable is not None:
                 await queue.check_durability(require=require_durable)
         except BaseException:
@@ -425,19 +437,28 @@ class RedisQueue:
         return queue
 
     async def close(self) -> None:
-        client, self._r = self._r, None
-        if client is not None:
-            with suppress(rx.RedisError, OSError):
-                await client.aclose()
+        clients = (self._r, self._ro)
+        self._r = self._ro = None
+        for client in clients:
+            if client is not None:
+                with suppress(rx.RedisError, OSError):
+                    await client.aclose()
 
     @property
     def lease_seconds(self) -> float:
         return self._policy.lease_seconds
 
     def _client(self) -> aioredis.Redis:
+        """The pool for scripts (no driver retries)."""
         if self._r is None:
             raise StoreError(f"the queue at {self.url} is closed; open it again.")
         return self._r
+
+    def _reader(self) -> aioredis.Redis:
+        """The pool for reads (one retry on a fresh connection)."""
+        if self._ro is None:
+            raise StoreError(f"the queue at {self.url} is closed; open it again.")
+        return self._ro
 
     @asynccontextmanager
     async def _talk(self, doing: str) -> AsyncIterator[None]:
@@ -475,13 +496,21 @@ class RedisQueue:
     async def _run(self, name: str, doing: str, *args: bytes | str | int | float) -> Any:
         """Run one script (EVALSHA; redis-py loads it again after a SCRIPT FLUSH/restart)."""
         client = self._client()
+        script = self._scripts[name]
         async with self._talk(doing):
-            return await self._scripts[name](args=[self._p, *args], client=client)
+            try:
+                return await script(args=[self._p, *args], client=client)
+            except rx.ConnectionError as exc:
+                if "while writing to socket" not in str(exc):
+                    raise  # it may have run: the caller hears "unreachable", nothing is redone
+                # The request never reached Redis (a pooled connection that died with a
+                # restarted server): sending it again cannot apply it twice.
+                return await script(args=[self._p, *args], client=client)
 
     async def persistence_settings(self) -> dict[str, str] | None:
         """``appendonly``, ``appendfsync`` and ``maxmemory-policy`` as the server reports
         them, or ``None`` when it does not let castui read them (CONFIG disabled)."""
-        client = self._client()
+        client = self._reader()
         try:
             async with self._talk("reading the server's persistence settings"):
                 conf: dict[Any, Any] = {}
@@ -522,7 +551,7 @@ class RedisQueue:
 
     async def server_info(self) -> dict[str, str]:
         """``redis_version`` and friends (for ``castui doctor``)."""
-        client = self._client()
+        client = self._reader()
         async with self._talk("reading the server's version"):
             info = await client.info("server")
         return {str(k): str(v) for k, v in info.items()}
@@ -760,7 +789,7 @@ class RedisQueue:
         return job_from_hash(_pairs(reply[1])) if reply[0] == 1 else None
 
     async def _read_job_and_time(self, job_id: int) -> tuple[Job | None, float]:
-        client = self._client()
+        client = self._reader()
         async with self._talk("reading a job"), client.pipeline(transaction=True) as pipe:
             pipe.hgetall(self._key("job", job_id))
             pipe.time()
@@ -786,7 +815,7 @@ class RedisQueue:
         await self._run("pause", "resuming the queue", "0", _b(actor), _b(reason or ""))
 
     async def is_paused(self) -> bool:
-        client = self._client()
+        client = self._reader()
         async with self._talk("reading the queue state"):
             return bool(await client.get(self._key("paused")) == b"1")
 
@@ -866,7 +895,7 @@ class RedisQueue:
     # --- queries ------------------------------------------------------------------------
 
     async def get_job(self, job_id: int) -> Job:
-        client = self._client()
+        client = self._reader()
         async with self._talk("reading a job"):
             raw: dict[bytes, bytes] = await client.hgetall(self._key("job", job_id))  # type: ignore[assignment]
         if not raw:
@@ -875,7 +904,7 @@ class RedisQueue:
 
     async def active_jobs(self) -> list[Job]:
         """Running jobs first, then queued ones in the order they will be claimed."""
-        client = self._client()
+        client = self._reader()
         async with self._talk("listing active jobs"):
             ids = await client.hvals(self._key("active"))
             async with client.pipeline(transaction=False) as pipe:
@@ -1079,7 +1108,7 @@ class RedisQueue:
 
     async def nodes(self) -> list[NodeStatus]:
         """Every node that ever sent a heartbeat, by name; judge "offline" by ``last_seen``."""
-        client = self._client()
+        client = self._reader()
         async with self._talk("listing nodes"), client.pipeline(transaction=True) as pipe:
             pipe.hgetall(self._key("nodes"))
             pipe.hgetall(self._key("nodes_seen"))

@@ -591,3 +591,32 @@ async def test_a_nul_byte_is_refused_and_nothing_queued(server: Server, prefix: 
         assert await q.active_jobs() == []
     finally:
         await q.close()
+
+
+async def test_sigkill_right_after_acknowledged_transitions_loses_none(tmp_path: Path) -> None:
+    """Every transition the queue returned from is in the AOF when Redis is killed at once
+    (appendfsync everysec writes the AOF before replying; the fsync only guards against the
+    machine itself going down)."""
+    srv = _start(tmp_path / "k", *SAFE)
+    q = await RedisQueue.connect(srv.url, socket_timeout_s=5)
+    try:
+        await q.enqueue_many(NewJob(f"/m/{i}.mkv", "films", "remux") for i in range(20))
+        done = []
+        for _ in range(7):
+            c = await q.claim("w")
+            assert c is not None
+            done.append((await q.complete(c.id, c.token, JobResult(output_size=1))).id)
+        running = await q.claim("w")
+        assert running is not None
+        before = (await q.active_jobs(), await q.history(), await q.list_events(limit=1000))
+        srv.stop()  # SIGKILL, no chance to flush anything more
+        srv.start()
+        after = (await q.active_jobs(), await q.history(), await q.list_events(limit=1000))
+        assert after == before
+        assert sorted(j.id for j in after[1]) == sorted(done)
+        with pytest.raises(LeaseLostError):
+            await q.heartbeat(running.id, running.token - 1)
+        await q.complete(running.id, running.token, JobResult())  # its lease survived too
+    finally:
+        await q.close()
+        srv.stop()
