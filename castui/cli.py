@@ -92,10 +92,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="show which files a Chromecast cannot play, and what castui would do",
         description=(
             "Walk the configured libraries (or the PATHs given), probe every media file and "
-            "print what castui would do with it and why. Changes nothing on disk."
+            "print what castui would do with it and why. Files whose size, time and inode "
+            "match the catalog are not probed again (their probe is remembered in castui's "
+            "database). Changes nothing in the library."
         ),
     )
     _add_config(scan)
+    scan.add_argument(
+        "--fresh",
+        action="store_true",
+        help="probe every file again, even those the catalog knows unchanged",
+    )
     scan.add_argument("paths", nargs="*", metavar="PATH", help="files or folders to scan")
     scan.add_argument("--json", action="store_true", help="print a JSON array instead of a table")
     scan.add_argument("--profile", metavar="NAME", help="target profile for PATHs")

@@ -22,8 +22,10 @@ from castui_core.events import ScanProblem, ScanProgress
 from castui_core.layout import label_from_profile
 from castui_core.paths import display_path, display_text, json_safe, path_json
 from castui_core.probe import ProbePool
-from castui_core.scan import IgnoreRules, Scanner, ScanReport, ScanTarget
+from castui_core.scan import IgnoreRules, ScanMemory, Scanner, ScanReport, ScanTarget
 from castui_core.settings import Settings, load_settings
+from castui_core.store import Store
+from castui_core.store.catalog import KnownFile
 from castui_core.store.outputs import read_outputs
 from castui_core.tools import find_tool
 
@@ -86,18 +88,38 @@ async def run_scan_command(args: argparse.Namespace) -> int:
     bus = EventBus()
     rules = IgnoreRules(settings.scan.extensions, settings.scan.ignore)
     reports: list[ScanReport] = []
-    with ProbePool(settings.scan.probe_workers, timeout=settings.scan.probe_timeout_s) as pool:
-        # What castui wrote itself (read-only: a scan never writes, not even the database).
-        outputs = await asyncio.to_thread(read_outputs, settings.database)
-        scanner = Scanner(pool, rules=rules, bus=bus, ffprobe=ffprobe, outputs=outputs)
-        watcher = asyncio.create_task(_show_progress(bus.subscribe(), err))
-        try:
-            for target in targets:
-                reports.append(await scanner.scan(target))
-        finally:
-            bus.close()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watcher
+    memories: list[ScanMemory] = []
+    fresh = bool(getattr(args, "fresh", False))
+    # The catalog remembers each file's probe: unchanged files are not opened again. Opened
+    # like the engine's ingest opens it (WAL, busy timeout, BEGIN IMMEDIATE writes), so two
+    # scans, or a scan beside a running engine, wait their turn instead of failing.
+    async with Store.open(
+        settings.database, reclaim_on_open=False, event_retention_s=None
+    ) as store:
+        with ProbePool(settings.scan.probe_workers, timeout=settings.scan.probe_timeout_s) as pool:
+            # What castui wrote itself.
+            outputs = await asyncio.to_thread(read_outputs, settings.database)
+            scanner = Scanner(pool, rules=rules, bus=bus, ffprobe=ffprobe, outputs=outputs)
+            watcher = asyncio.create_task(_show_progress(bus.subscribe(), err))
+            try:
+                for target in targets:
+                    memory = ScanMemory(known=await _known(store, target), fresh=fresh)
+                    reports.append(await scanner.scan(target, memory))
+                    memories.append(memory)
+            finally:
+                bus.close()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+        learned = [e for m in memories for e in m.learned]
+        vanished = [p for m in memories for p in m.vanished]
+        if learned:
+            await store.upsert_files(learned)
+        if vanished:
+            # Rows the engine acted on stay: it cancels their queued jobs when it sees them gone.
+            await store.remove_files(vanished, undecided_only=True)
+    probed = pool.probed  # every file a probe worker opened (copies checked included)
+    reused = sum(m.reused for m in memories)
+    err.print(f"catalog: {probed} files probed, {reused} unchanged files not probed again")
     files = [f for report in reports for f in report.files]
     jf: dict[str, JellyfinColumn] | None = None
     if getattr(args, "jellyfin", False):  # Jellyfin's own reasons beside castui's
@@ -144,6 +166,16 @@ async def run_scan_command(args: argparse.Namespace) -> int:
             out.print(table)
         out.print(summary_line(reports), soft_wrap=True)
     return 0
+
+
+async def _known(store: Store, target: ScanTarget) -> dict[str, KnownFile]:
+    """The catalog rows a target's scan may reuse: its library's, or those under its PATHs."""
+    if not target.explicit:
+        return await store.known_files(library=target.library)
+    known: dict[str, KnownFile] = {}
+    for root in target.roots:
+        known |= await store.known_files(under=str(root))
+    return known
 
 
 def summary_line(reports: list[ScanReport]) -> str:

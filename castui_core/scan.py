@@ -3,7 +3,14 @@
 The walk runs in a thread (``os.scandir`` blocks, and on a network share it blocks for long)
 and streams paths to the probe pool while it is still going, so probing starts at once. It
 survives unreadable directories and symlink loops and reports them as ``ScanProblem`` events
-instead of failing. A scan only reads: it changes nothing on disk.
+instead of failing. A scan changes nothing in the library.
+
+With a :class:`ScanMemory` (the catalog's rows for what is scanned) a file whose size, mtime
+and inode match its row is decided from the recorded probe instead of being opened again:
+probing is what costs (every file opened, often over the network), deciding is cheap, so the
+decisions are always made afresh against today's profile and the output does not depend on
+whether a file was probed now or before. What was probed is collected for the caller to write
+back; the scanner itself never writes the database.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
+import json
 import os
 import time
 from collections import Counter
@@ -33,7 +41,8 @@ from castui_core.media import MediaInfo, ProbeFailure
 from castui_core.probe import ProbePool, ProbeResult, probe_ffprobe
 from castui_core.profiles import Profile
 from castui_core.settings import DEFAULT_EXTENSIONS
-from castui_core.store.models import OutputRecord
+from castui_core.store.catalog import KnownFile
+from castui_core.store.models import CatalogEntry, OutputRecord
 from castui_core.swap import plan_placement
 
 _PROGRESS_INTERVAL_S = 0.25
@@ -85,6 +94,73 @@ class ScanReport:
         return sum(f.size for f in self.files if f.action.needs_work)
 
 
+# --- what the catalog remembers ----------------------------------------------------------------
+
+#: (size, mtime_ns, inode) of a walked file; None where it could not be stat'ed.
+Fingerprint = tuple[int, int, int] | None
+
+
+@dataclass
+class ScanMemory:
+    """The catalog rows of what is being scanned, and what this scan learned for them.
+
+    ``fresh`` ignores the rows (everything is probed again) but still collects what the scan
+    learned. ``learned`` holds the rows to write back (new or changed files, no decision: a
+    scan queues nothing, so the engine must not take them for acted upon); ``vanished`` the
+    remembered paths the walk did not find (under no folder it failed to read).
+    """
+
+    known: dict[str, KnownFile] = field(default_factory=dict)
+    fresh: bool = False
+    learned: list[CatalogEntry] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
+    reused: int = 0
+    probed: int = 0
+
+    def recall(self, path: str, stat: Fingerprint) -> ProbeResult | None:
+        """The recorded probe of an unchanged file, or None (probe it)."""
+        if self.fresh or stat is None:
+            return None
+        row = self.known.get(path)
+        if row is None or row.probe is None or (row.size, row.mtime_ns) != stat[:2]:
+            return None
+        if row.inode is not None and row.inode != stat[2]:
+            return None  # replaced by another file with the same size and time
+        try:
+            data = json.loads(row.probe)
+            if "failure" in data:
+                return ProbeFailure(path, stat[0], str(data["failure"]))
+            return MediaInfo.from_json(data)
+        except (ValueError, TypeError, KeyError):
+            return None  # a row an older castui wrote differently: probe again
+
+    def learn(self, library: str, path: str, stat: Fingerprint, result: ProbeResult) -> None:
+        """Remember a fresh probe. A hang or crash may be passing: not remembered."""
+        self.probed += 1
+        if stat is None or (isinstance(result, ProbeFailure) and result.extra):
+            return
+        row = self.known.get(path)
+        probe = result.to_json() if isinstance(result, MediaInfo) else {"failure": result.reason}
+        self.learned.append(
+            CatalogEntry(
+                path=path,
+                library=row.library if row is not None else library,
+                size=stat[0],
+                mtime_ns=stat[1],
+                inode=stat[2],
+                probe=probe,
+            )
+        )
+
+
+def _fingerprint(path: str) -> Fingerprint:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
 # --- an output name that is already taken ------------------------------------------------------
 
 
@@ -127,6 +203,7 @@ async def copy_decisions(
     library_root: Path | None = None,
     output_dir: Path | None = None,
     own: OwnOutput | None = None,
+    probed: Mapping[str, ProbeResult] | None = None,
 ) -> dict[str, Decision]:
     """New decisions for sources whose output name is already taken (by source path).
 
@@ -134,6 +211,8 @@ async def copy_decisions(
     makes the source ``skip`` with the copy named; any other file there adds a reason that
     says what to do (see :func:`castui_core.decide.copy_decision`). Sources with a free output
     name are not in the result. The existence checks run in a thread (slow shares).
+    ``probed``: results this scan already has (the copy is usually in the same library), so
+    a copy is not opened a second time.
     """
     wanted: dict[str, tuple[MediaInfo, Decision, Path]] = {}
     for info, decision in decided:
@@ -156,8 +235,15 @@ async def copy_decisions(
             changed[src] = Decision(Action.SKIP, (f"castui already converted it: {final.name}",))
         else:
             to_probe[str(final)] = src
-    if to_probe:
-        async for copy in pool.probe_many(list(to_probe)):
+    have = probed or {}
+    ready = [have[copy] for copy in to_probe if copy in have]
+    missing = [copy for copy in to_probe if copy not in have]
+    for copy_info in ready:
+        src = to_probe[copy_info.path]
+        info, decision, final = wanted[src]
+        changed[src] = copy_decision(decision, info, copy_info, profile, final.name)
+    if missing:
+        async for copy in pool.probe_many(missing):
             src = to_probe[copy.path]
             info, decision, final = wanted[src]
             changed[src] = copy_decision(decision, info, copy, profile, final.name)
@@ -282,6 +368,10 @@ def _version_notes(
 _VIDEO_EXTENSIONS = frozenset(DEFAULT_EXTENSIONS)
 
 
+def _under_any(path: str, prefixes: Sequence[str]) -> bool:
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in prefixes)
+
+
 class Scanner:
     """Walk + probe + decide, publishing progress on the bus."""
 
@@ -303,8 +393,11 @@ class Scanner:
         #: The outputs castui recorded (``store.read_outputs``), to recognise its own work.
         self.outputs = outputs or {}
 
-    async def scan(self, target: ScanTarget) -> ScanReport:
-        """Scan one target; every file found ends in the report with a decision."""
+    async def scan(self, target: ScanTarget, memory: ScanMemory | None = None) -> ScanReport:
+        """Scan one target; every file found ends in the report with a decision.
+
+        With ``memory`` unchanged files are decided from their recorded probe (see the module
+        docstring) and ``memory`` collects what to write back to the catalog."""
         started = self.clock()
         report = ScanReport()
         library = target.library
@@ -334,17 +427,24 @@ class Scanner:
                     )
                 )
 
+        seen: dict[str, Fingerprint] = {}
+
         async def paths() -> AsyncIterator[str]:
             nonlocal found, walk_done
-            async for path in self._walk(target, problem):
+            async for path, stat in self._walk(target, problem, stats=memory is not None):
                 found += 1
+                if memory is not None:
+                    seen[path] = stat
+                    recalled = memory.recall(path, stat)
+                    if recalled is not None:
+                        memory.reused += 1
+                        decided(recalled)
+                        continue
                 progress()
                 yield path
             walk_done = True
 
-        async for result in self.pool.probe_many(paths()):
-            if isinstance(result, ProbeFailure) and result.extra.get("crashed"):
-                result = await self._ffprobe_fallback(result)
+        def decided(result: ProbeResult) -> None:
             decision = decide(result, target.profile)
             scanned = ScannedFile(
                 library=library,
@@ -364,7 +464,19 @@ class Scanner:
                 )
             )
             progress()
+
+        async for result in self.pool.probe_many(paths()):
+            if isinstance(result, ProbeFailure) and result.extra.get("crashed"):
+                result = await self._ffprobe_fallback(result)
+            if memory is not None:
+                memory.learn(library, result.path, seen.get(result.path), result)
+            decided(result)
         walk_done = True
+        if memory is not None:
+            failed = [p.path for p in report.problems]
+            memory.vanished = [
+                p for p in memory.known if p not in seen and not _under_any(p, failed)
+            ]
         await self._check_copies(target, report)
         progress(force=True)
         report.files.sort(key=lambda f: f.path)
@@ -417,6 +529,7 @@ class Scanner:
             library_root=root,
             output_dir=target.output_dir,
             own=own if outputs else None,
+            probed={f.path: f.info for f in report.files if f.info is not None},
         )
         if target.version_label is not None:
             changed |= await asyncio.to_thread(_version_notes, report.files, changed, target)
@@ -436,31 +549,32 @@ class Scanner:
             )
 
     async def _walk(
-        self, target: ScanTarget, problem: Callable[[str, str], None]
-    ) -> AsyncIterator[str]:
-        """Run the blocking walk in a thread and stream its paths in chunks."""
+        self, target: ScanTarget, problem: Callable[[str, str], None], *, stats: bool = False
+    ) -> AsyncIterator[tuple[str, Fingerprint]]:
+        """Run the blocking walk in a thread and stream its paths in chunks (with their
+        fingerprints when ``stats``: the stat is made in the thread too)."""
         loop = asyncio.get_running_loop()
         # Unbounded on purpose: a bounded queue would block the walk thread forever if the
         # consumer went away, and a path list is small next to what probing it costs.
-        chunks: asyncio.Queue[list[str] | None] = asyncio.Queue()
+        chunks: asyncio.Queue[list[tuple[str, Fingerprint]] | None] = asyncio.Queue()
         stop = False
 
         def report_problem(path: str, reason: str) -> None:
             loop.call_soon_threadsafe(problem, path, reason)
 
-        def put(item: list[str] | None) -> None:
+        def put(item: list[tuple[str, Fingerprint]] | None) -> None:
             with contextlib.suppress(RuntimeError):  # loop already closed: nobody listens
                 loop.call_soon_threadsafe(chunks.put_nowait, item)
 
         def walk() -> None:
             try:
-                chunk: list[str] = []
+                chunk: list[tuple[str, Fingerprint]] = []
                 for root in target.roots:
                     for path in self._paths_under(root, target, report_problem):
                         if stop:
                             return
-                        chunk.append(path)
-                        if len(chunk) >= 64:
+                        chunk.append((path, _fingerprint(path) if stats else None))
+                        if len(chunk) >= 256:
                             put(chunk)
                             chunk = []
                 if chunk:
@@ -471,8 +585,8 @@ class Scanner:
         task = asyncio.create_task(asyncio.to_thread(walk))
         try:
             while (chunk := await chunks.get()) is not None:
-                for path in chunk:
-                    yield path
+                for item in chunk:
+                    yield item
             await task
         finally:
             stop = True

@@ -8,8 +8,9 @@ for reads).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, NamedTuple
 
 import aiosqlite
 
@@ -78,15 +79,64 @@ async def needs_probe(
 
 
 async def fingerprints(
-    conn: aiosqlite.Connection, library: str | None = None
+    conn: aiosqlite.Connection, library: str | None = None, *, decided: bool = False
 ) -> dict[str, tuple[int, int]]:
-    """path -> (size, mtime_ns) for probed files, so a scan can diff a whole tree in memory."""
+    """path -> (size, mtime_ns) for probed files, so a scan can diff a whole tree in memory.
+
+    ``decided``: only rows the engine acted on (a decision recorded, the file queued if it
+    needed work). ``castui scan`` records probes without a decision, since it queues nothing:
+    the engine must not take such a row for "already queued" and skip the file for ever.
+    """
     sql = "SELECT path, size, mtime_ns FROM files WHERE probe IS NOT NULL"
+    if decided:
+        sql += " AND decision IS NOT NULL"
     params: tuple[Any, ...] = ()
     if library is not None:
         sql += " AND library = ?"
         params = (library,)
-    return {r[0]: (r[1], r[2]) for r in await fetchall(conn, sql, params)}
+    return {_text(r[0]): (r[1], r[2]) for r in await fetchall(conn, sql, params)}
+
+
+class KnownFile(NamedTuple):
+    """A catalog row as a scan needs it: the fingerprint and the probe, still JSON text
+    (parsed only for files that turn out unchanged, so a big rescan parses nothing twice)."""
+
+    library: str
+    size: int
+    mtime_ns: int
+    inode: int | None
+    probe: str | None
+    decided: bool
+
+
+def _text(value: Any) -> str:
+    return os.fsdecode(value) if type(value) is bytes else str(value)
+
+
+async def known_files(
+    conn: aiosqlite.Connection, *, library: str | None = None, under: str | None = None
+) -> dict[str, KnownFile]:
+    """Every probed row of ``library`` (or below the folder/file ``under``) in one SELECT.
+
+    A rescan diffs the whole tree against this in memory: one query per library instead of
+    one per file. ``under`` is a range on the primary key (``path`` and ``path/…``).
+    """
+    sql = "SELECT path, library, size, mtime_ns, inode, probe, decision FROM files"
+    where = ["probe IS NOT NULL"]
+    params: list[Any] = []
+    if library is not None:
+        where.append("library = ?")
+        params.append(library)
+    if under is not None:
+        prefix = under.rstrip("/")
+        # ``path = X`` or ``X/`` <= path < ``X0`` ('0' sorts right after '/').
+        where.append("(path = ? OR (path >= ? AND path < ?))")
+        params += [prefix, prefix + "/", prefix + "0"]
+    sql += " WHERE " + " AND ".join(where)
+    return {
+        _text(r[0]): KnownFile(_text(r[1]), r[2], r[3], r[4], r[5], r[6] is not None)
+        for r in await fetchall(conn, sql, params)
+    }
 
 
 async def list_files(conn: aiosqlite.Connection, library: str | None = None) -> list[CatalogEntry]:
@@ -99,8 +149,15 @@ async def list_files(conn: aiosqlite.Connection, library: str | None = None) -> 
     return [catalog_from_row(r) for r in rows]
 
 
-async def remove_files(conn: aiosqlite.Connection, paths: Iterable[str]) -> int:
+async def remove_files(
+    conn: aiosqlite.Connection, paths: Iterable[str], *, undecided_only: bool = False
+) -> int:
+    """Delete rows by path; ``undecided_only`` keeps the rows the engine acted on (it cancels
+    their queued jobs itself when it sees the file gone, and needs the row to do so)."""
+    sql = "DELETE FROM files WHERE path = ?"
+    if undecided_only:
+        sql += " AND decision IS NULL"
     removed = 0
     for path in paths:
-        removed += await execute_count(conn, "DELETE FROM files WHERE path = ?", (path,))
+        removed += await execute_count(conn, sql, (path,))
     return removed

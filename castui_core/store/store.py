@@ -414,17 +414,26 @@ class Store:
         async with self._read("reading the catalog") as conn:
             return await catalog.needs_probe(conn, path, size, mtime_ns, inode)
 
-    async def fingerprints(self, library: str | None = None) -> dict[str, tuple[int, int]]:
+    async def fingerprints(
+        self, library: str | None = None, *, decided: bool = False
+    ) -> dict[str, tuple[int, int]]:
         async with self._read("reading the catalog") as conn:
-            return await catalog.fingerprints(conn, library)
+            return await catalog.fingerprints(conn, library, decided=decided)
+
+    async def known_files(
+        self, *, library: str | None = None, under: str | None = None
+    ) -> dict[str, catalog.KnownFile]:
+        """One library's (or one folder's) catalog rows in one query, for a rescan's diff."""
+        async with self._read("reading the catalog") as conn:
+            return await catalog.known_files(conn, library=library, under=under)
 
     async def list_files(self, library: str | None = None) -> list[CatalogEntry]:
         async with self._read("reading the catalog") as conn:
             return await catalog.list_files(conn, library)
 
-    async def remove_files(self, paths: Iterable[str]) -> int:
+    async def remove_files(self, paths: Iterable[str], *, undecided_only: bool = False) -> int:
         async with self._write("updating the catalog") as conn:
-            return await catalog.remove_files(conn, paths)
+            return await catalog.remove_files(conn, paths, undecided_only=undecided_only)
 
     # --- outputs castui wrote -------------------------------------------------------------
 
