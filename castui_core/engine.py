@@ -209,7 +209,9 @@ class Engine(StoreReads):
             for line in await originals_at_start(settings, self.store, self.bus):
                 self._log("info", line)  # crash-left restores recorded; originals_keep_days
             self.pool = ProbePool(
-                settings.scan.probe_workers, timeout=settings.scan.probe_timeout_s
+                settings.scan.probe_workers,
+                timeout=settings.scan.probe_timeout_s,
+                idle_timeout_s=settings.scan.probe_idle_s,  # idle engine: no probe processes
             )
             stack.callback(self.pool.close)
             if self._nvenc is None and settings.operational.encoder != "cpu":

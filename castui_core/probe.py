@@ -21,6 +21,7 @@ import queue
 import signal
 import stat
 import threading
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable, Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -460,6 +461,11 @@ class ProbePool:
 
     One thread in this process serves each worker (blocking pipe reads stay off the event
     loop). Use ``probe_many`` from async code; it yields results as they complete.
+
+    Workers start when work arrives. With ``idle_timeout_s`` they also stop once no probe has
+    run for that long: each one holds PyAV and FFmpeg's libraries (about 40 MB), which made an
+    idle engine's process tree twice its own size while nothing needed probing. The next
+    probe starts them again (a spawn costs about 0.3 s, once per burst of work).
     """
 
     def __init__(
@@ -468,32 +474,97 @@ class ProbePool:
         *,
         timeout: float = 30.0,
         probe_fn: ProbeFn = probe_pyav,
+        idle_timeout_s: float | None = None,
     ) -> None:
         self.size = workers or min(4, os.cpu_count() or 1)
         self.timeout = timeout
+        self.idle_timeout_s = idle_timeout_s
         self._probe_fn = probe_fn
         self._ctx = multiprocessing.get_context("spawn")
         self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
         self._started = 0
         self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._busy = 0  # batches taking or holding a worker
+        self._last_used = time.monotonic()
+        self._reaper: threading.Thread | None = None
         self._closed = False
+        #: Set while no worker runs because they were stopped for being idle (tests and
+        #: benchmarks wait on it); cleared when work starts one again.
+        self.stopped_idle = threading.Event()
+        self.idle_stops = 0  # times the workers were stopped for being idle
         self.replaced = 0  # workers killed or lost and replaced (for tests and logs)
+        #: Files handed to the workers so far: what ``castui scan`` reports as "probed", so a
+        #: rescan's "0 probed" counts every open a worker made (copies checked included).
+        self.probed = 0
+
+    @property
+    def running(self) -> int:
+        """Worker processes started and not stopped (busy or idle)."""
+        with self._lock:
+            return self._started
 
     def _take_worker(self) -> _Worker:
         with self._lock:
             if self._closed:
                 raise RuntimeError("probe pool is closed")
+            self._busy += 1
             try:
                 return self._idle.get_nowait()
             except queue.Empty:
                 pass
             if self._started < self.size:
                 self._started += 1
-                return _Worker(self._ctx, self._probe_fn)
+                self.stopped_idle.clear()
+                self._start_reaper()
+                try:
+                    return _Worker(self._ctx, self._probe_fn)
+                except BaseException:
+                    self._started -= 1
+                    self._busy -= 1
+                    raise
         return self._idle.get()
 
     def _give_back(self, worker: _Worker) -> None:
         self._idle.put(worker)
+        with self._cond:
+            self._busy -= 1
+            self._last_used = time.monotonic()
+            self._cond.notify_all()
+
+    def _start_reaper(self) -> None:
+        """(Lock held.) One thread stops idle workers after ``idle_timeout_s`` of no work."""
+        if self.idle_timeout_s is None or self._reaper is not None:
+            return
+        self._reaper = threading.Thread(target=self._reap, name="castui-probe-idle", daemon=True)
+        self._reaper.start()
+
+    def _reap(self) -> None:
+        assert self.idle_timeout_s is not None
+        while True:
+            stopping: list[_Worker] = []
+            with self._cond:
+                if self._closed:
+                    return
+                if self._busy or not self._started:
+                    self._cond.wait()
+                    continue
+                left = self._last_used + self.idle_timeout_s - time.monotonic()
+                if left > 0:
+                    self._cond.wait(left)
+                    continue
+                while True:  # every started worker is idle here: take them all
+                    try:
+                        stopping.append(self._idle.get_nowait())
+                    except queue.Empty:
+                        break
+                self._started -= len(stopping)
+                self.idle_stops += 1
+            for worker in stopping:
+                worker.stop()
+            with self._cond:
+                if not self._started:
+                    self.stopped_idle.set()
 
     def _replace(self, worker: _Worker, *, kill: bool) -> _Worker:
         worker.stop(kill=kill)
@@ -504,6 +575,8 @@ class ProbePool:
         """Probe ``paths`` on one worker (blocking); ``emit`` each result as it arrives."""
         worker = self._take_worker()
         pending = list(paths)
+        with self._lock:
+            self.probed += len(pending)
         try:
             while pending:
                 worker.conn.send(pending)
@@ -611,8 +684,9 @@ class ProbePool:
 
     def close(self) -> None:
         """Stop every worker (idempotent)."""
-        with self._lock:
+        with self._cond:
             self._closed = True
+            self._cond.notify_all()
         while True:
             try:
                 worker = self._idle.get_nowait()

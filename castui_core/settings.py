@@ -209,6 +209,13 @@ class ScanSettings(_Strict):
     probe_timeout_s: float = Field(
         30.0, gt=0, le=600, description="A file whose probe takes longer is rejected."
     )
+    probe_idle_s: float = Field(
+        60.0,
+        gt=0,
+        le=86400,
+        description="The engine stops its probe processes after this long without a probe"
+        " (each holds ~40 MB) and starts them again when a file needs probing.",
+    )
     settle_seconds: float = Field(
         30.0,
         ge=0,
