@@ -71,6 +71,7 @@ from castui_core.store.models import (
     Progress,
 )
 from castui_core.store.outbox import JELLYFIN, OutboxEntry, OutboxRow
+from castui_core.store.store import DEFAULT_EVENT_RETENTION_S
 
 log = logging.getLogger("castui.queue.redis")
 
@@ -96,6 +97,7 @@ _SCRIPTS = (
     "outbox",
     "node_heartbeat",
     "jobs",
+    "prune_events",
 )
 
 #: Items per enqueue script call: big enough to amortise the round trip, small enough that one
@@ -405,6 +407,7 @@ class RedisQueue:
         rng: random.Random | None = None,
         require_durable: bool | None = True,
         socket_timeout_s: float = 10.0,
+        event_retention_s: float | None = DEFAULT_EVENT_RETENTION_S,
     ) -> RedisQueue:
         """Connect to ``url`` (``redis://host:port/db``, ``rediss://…``, ``unix:///path``),
         check that the server keeps what it acknowledges, and return the queue.
@@ -412,7 +415,8 @@ class RedisQueue:
         Raises :class:`QueueUnreachableError` when Redis does not answer (or refuses the
         password) and :class:`QueueUnsafeError` when its persistence could lose changes and
         ``require_durable`` is true (``False``: a logged warning; ``None``: not checked, for
-        ``castui doctor``, which reports it itself).
+        ``castui doctor``, which reports it itself). ``event_retention_s`` prunes older audit
+        events (``None``: keep all), as :meth:`Store.connect <castui_core.store.Store.connect>`.
         """
         if lease_seconds <= 0 or max_attempts < 1:
             raise ValueError("lease_seconds must be > 0 and max_attempts >= 1")
@@ -459,6 +463,11 @@ class RedisQueue:
                 await reader.ping()
             if require_durable is not None:
                 await queue.check_durability(require=require_durable)
+            if event_retention_s is not None:
+                # As the SQLite store does at open: the audit stream must not grow forever
+                # in a server that may not evict.
+                now = await queue._server_time()
+                await queue.prune_events(older_than=now - event_retention_s)
         except BaseException:
             await queue.close()
             raise
@@ -1027,6 +1036,30 @@ class RedisQueue:
             raw,
         )
         return int(eid)
+
+    async def prune_events(self, *, older_than: float, keep_last: int | None = None) -> int:
+        """Delete audit events before ``older_than`` (server clock, epoch s); ``keep_last``
+        also caps their number. Returns how many went."""
+        removed = 0
+        while True:
+            n = int(
+                await self._run(
+                    "prune_events",
+                    "pruning the audit log",
+                    _num(older_than),
+                    str(-1 if keep_last is None else max(0, keep_last)),
+                    "2000",
+                )
+            )
+            removed += n
+            if n < 2000:
+                return removed
+
+    async def _server_time(self) -> float:
+        client = self._reader()
+        async with self._talk("reading the server's clock"):
+            sec, usec = await client.time()
+        return int(sec) + int(usec) / 1_000_000
 
     async def list_events(
         self,

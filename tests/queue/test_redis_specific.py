@@ -620,3 +620,28 @@ async def test_sigkill_right_after_acknowledged_transitions_loses_none(tmp_path:
     finally:
         await q.close()
         srv.stop()
+
+
+async def test_old_audit_events_are_pruned_with_their_job_lists(
+    server: Server, prefix: str
+) -> None:
+    q = await _queue(server, prefix)
+    try:
+        first = await q.enqueue("/m/a.mkv", "films", "remux")  # 1 event
+        c = await q.claim("w")
+        assert c is not None
+        await q.complete(c.id, c.token, JobResult())  # 2 more for job a
+        for i in range(5):
+            await q.record_event("guardrail", reason=f"hot {i}")
+        assert len(await q.list_events(limit=100)) == 8
+        assert await q.prune_events(older_than=0.0, keep_last=6) == 2  # the oldest two
+        assert [e.to_state for e in await q.list_events(job_id=first.job_id)] == ["done"]
+        later = (await q.list_events(limit=1))[0].at + 1
+        assert await q.prune_events(older_than=later) == 6
+        assert await q.list_events(limit=100) == []
+        assert await q.list_events(job_id=first.job_id) == []
+        again = await q.enqueue("/m/b.mkv", "films", "remux")  # ids go on from where they were
+        (event,) = await q.list_events(job_id=again.job_id)
+        assert event.id == 9
+    finally:
+        await q.close()
