@@ -5,7 +5,8 @@ one small service (Debian ships ``redis-server``) that every node can reach.
 
 How it keeps the :class:`~castui_core.queue.protocol.JobQueue` contract:
 
-* every state change is ONE Lua script (``lua/*.lua``, each prefixed with ``lua/common.lua``)
+* every state change is ONE Lua script (``lua/*.lua``, prefixed with ``lua/base.lua`` and,
+  for those that move jobs, ``lua/common.lua``)
   that checks the fencing token, reads the server's clock (``TIME``) for leases and run-after,
   keeps the indexes and appends the audit event in the same atomic step;
 * decisions that need the policy (what a failure or an expired lease leads to) are computed in
@@ -98,6 +99,22 @@ _SCRIPTS = (
     "node_heartbeat",
     "jobs",
     "prune_events",
+)
+
+#: Scripts that need only lua/base.lua, not the job-index helpers of lua/common.lua.
+_BASE_ONLY = frozenset(
+    {
+        "heartbeat",
+        "expired",
+        "node_heartbeat",
+        "record_event",
+        "pause",
+        "history",
+        "totals",
+        "list_events",
+        "jobs",
+        "prune_events",
+    }
 )
 
 #: Items per enqueue script call: big enough to amortise the round trip, small enough that one
@@ -385,9 +402,12 @@ class RedisQueue:
             backoff_cap_s=backoff_cap_s,
             rng=rng,
         )
-        common = _lua("common")
+        base, common = _lua("base"), _lua("common")
         self._scripts: dict[str, AsyncScript] = {
-            name: client.register_script(common + "\n" + _lua(name)) for name in _SCRIPTS
+            name: client.register_script(
+                "\n".join((base, "" if name in _BASE_ONLY else common, _lua(name)))
+            )
+            for name in _SCRIPTS
         }
         self._p = _b(prefix)
 

@@ -1,38 +1,6 @@
--- castui queue (Redis): helpers prepended to every script in this folder.
---
--- Why one prelude: each transition is ONE script (atomic on the server), and every one of them
--- must keep the same indexes and write its audit event the same way. Keys are built from the
--- prefix in ARGV[1]; castui needs one Redis (or one primary), not a cluster.
---
--- Times are the Redis server's clock (TIME), so hosts whose clocks differ agree on leases.
--- Numbers are written with %.17g so a float read back in Python is the one Lua computed.
-if redis.replicate_commands then pcall(redis.replicate_commands) end
-
-local P = ARGV[1]
-local K_ACTIVE = P .. ':active'       -- hash: path -> id of its queued/running job
-local K_DELAYED = P .. ':delayed'     -- zset: queued jobs not ready yet, score run_after
-local K_READY = P .. ':ready'         -- zset: ready jobs in claim order (score -priority)
-local K_RUNNING = P .. ':running'     -- zset: running jobs, score lease_expires
-local K_FINISHED = P .. ':finished'   -- zset: finished jobs, score finished_at
-local K_EVENTS = P .. ':events'       -- stream: the audit log, entry id = '<event id>-0'
-
-local function now_s()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) + tonumber(t[2]) / 1000000
-end
-
-local function num(x) return string.format('%.17g', x) end
-local function int(x) return string.format('%d', x) end
-local function jkey(id) return P .. ':job:' .. int(id) end
-
--- Ties in a zset sort by member, so the member carries the rest of the order:
--- ready: run_after then id (priority is the score); finished: id.
-local function ready_member(id, run_after)
-  return string.format('%020.6f:%015d', run_after, id)
-end
-local function finished_member(id) return string.format('%015d', id) end
-
-local function opt(v) if v == false or v == nil or v == '' then return nil end return v end
+-- castui queue (Redis): the job-index helpers (index, totals, re-run, outbox), added after
+-- base.lua for the scripts that move jobs; left out of the others because every script runs
+-- its whole prelude on each call (~15 us of server time for this part).
 
 -- Running totals of the finished jobs (all, and per library), so totals() without a time
 -- filter reads a few counters instead of scanning history: +1 when a job enters a finished
@@ -96,27 +64,6 @@ local function index(id, now)
   end
 end
 
--- One audit event (same script as the change it describes). Returns its id.
-local function audit(now, kind, job_id, path, actor, from_state, to_state, reason, details)
-  local eid = redis.call('INCR', P .. ':event_ids')
-  local fields = {'at', num(now), 'kind', kind}
-  local function add(name, value)
-    if opt(value) then fields[#fields + 1] = name; fields[#fields + 1] = value end
-  end
-  if job_id then add('job_id', int(job_id)) end
-  add('path', path)
-  add('actor', actor)
-  add('from_state', from_state)
-  add('to_state', to_state)
-  add('reason', reason)
-  add('details', details)
-  redis.call('XADD', K_EVENTS, int(eid) .. '-0', unpack(fields))
-  if job_id then redis.call('RPUSH', P .. ':jobev:' .. int(job_id), int(eid)) end
-  return eid
-end
-
-local function hgetall(id) return redis.call('HGETALL', jkey(id)) end
-
 local function new_job(now, path, library, action, reasons, priority, max_attempts, run_after)
   local id = redis.call('INCR', P .. ':job_ids')
   redis.call('HSET', jkey(id), 'id', int(id), 'path', path, 'library', library,
@@ -176,12 +123,6 @@ local function outbox_add(now, job_id, first, n)
     redis.call('ZADD', P .. ':ob:pending:' .. ARGV[a + 4], num(now), int(oid))
     redis.call('ZADD', P .. ':ob:all:' .. ARGV[a + 4], oid, int(oid))
   end
-end
-
--- A fenced call matches only the job's current token while it is running.
-local function holds_lease(id, token)
-  local f = redis.call('HMGET', jkey(id), 'state', 'lease_token')
-  return f[1] == 'running' and f[2] == token
 end
 
 -- Move queued jobs whose run_after has come into the claim-ordered set.
