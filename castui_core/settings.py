@@ -566,6 +566,41 @@ class QueueSettings(_Strict):
         return os.environ.get(self.password_env, "").strip() or None
 
 
+class NodeSettings(_Strict):
+    """This castui process as one node of several sharing a queue (castui_core/nodes.py).
+
+    ``role: worker`` only claims and converts (no scan, watch or senders); ``path_map`` maps the
+    library host's paths (what jobs carry) onto this node's mounts, longest prefix first.
+    """
+
+    name: str | None = Field(
+        None,
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        max_length=64,
+        description="Shown in the nodes table and job history (default: the host name).",
+    )
+    role: Literal["all", "worker"] = "all"
+    path_map: dict[str, str] = Field(
+        default_factory=dict,
+        description="Library path as the scanning host sees it -> this node's mount.",
+    )
+
+    @field_validator("path_map")
+    @classmethod
+    def _absolute_paths(cls, value: dict[str, str]) -> dict[str, str]:
+        from castui_core.nodes import validate_path_map
+
+        problems = validate_path_map(value)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    def node_name(self) -> str:
+        from castui_core.nodes import default_node_name
+
+        return self.name or default_node_name()
+
+
 class Settings(_Strict):
     """The whole settings file."""
 
@@ -582,6 +617,7 @@ class Settings(_Strict):
     metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     service: ServiceSettings = Field(default_factory=ServiceSettings)
     queue: QueueSettings = Field(default_factory=QueueSettings)
+    node: NodeSettings = Field(default_factory=NodeSettings)
     jellyfin: JellyfinSettings | None = None
     notify: NotifySettings | None = None
     arr: tuple[ArrSettings, ...] = Field(

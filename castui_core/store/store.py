@@ -9,6 +9,7 @@ transactions, and an unrelated read must not land inside another task's transact
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import sqlite3
@@ -16,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
-from typing import Any, TypedDict, Unpack
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 import aiosqlite
 
@@ -43,9 +44,13 @@ from castui_core.store.models import (
 from castui_core.store.originals import OriginalRecord, OriginalState
 from castui_core.store.outbox import OutboxEntry, OutboxRow
 
+if TYPE_CHECKING:
+    from castui_core.queue.protocol import NodeStatus
+
 Clock = Callable[[], float]
 
 DEFAULT_EVENT_RETENTION_S = 180 * 86400.0
+NODE_KEY_PREFIX = "node:"
 
 
 class StoreOptions(TypedDict, total=False):
@@ -641,6 +646,62 @@ class Store:
     ) -> list[OutboxRow]:
         async with self._read("reading the outbox") as conn:
             return await outbox_db.rows(conn, limit, target)
+
+    # --- nodes (castui_core.nodes) ----------------------------------------------------------
+
+    async def node_heartbeat(self, node: NodeStatus) -> None:
+        """Keep a node's status as a ``meta`` row ``node:<name>`` (JSON, no migration needed:
+        a handful of rows, read whole); ``last_seen`` is this store's clock, not the node's."""
+        body = {
+            "name": node.name,
+            "role": node.role,
+            "pid": node.pid,
+            "started_at": node.started_at,
+            "version": node.version,
+            "current_jobs": list(node.current_jobs),
+            "encoder": node.encoder,
+            "gpu_temp_c": node.gpu_temp_c,
+            "guard": node.guard,
+            "last_seen": self._now(),
+        }
+        async with self._write("recording a node's heartbeat") as conn:
+            await execute(
+                conn,
+                "INSERT INTO meta (key, value) VALUES (?, ?) "
+                "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                (NODE_KEY_PREFIX + node.name, json.dumps(body)),
+            )
+
+    async def nodes(self) -> list[NodeStatus]:
+        """Every node that ever sent a heartbeat, by name; judge "offline" by ``last_seen``."""
+        # Imported here: protocol imports store.models, which loads this package (a cycle).
+        from castui_core.queue.protocol import NodeStatus
+
+        async with self._read("listing nodes") as conn:
+            rows = await fetchall(
+                conn,
+                "SELECT value FROM meta WHERE key >= ? AND key < ? ORDER BY key",
+                (NODE_KEY_PREFIX, NODE_KEY_PREFIX[:-1] + chr(ord(NODE_KEY_PREFIX[-1]) + 1)),
+            )
+        out: list[NodeStatus] = []
+        for (raw,) in rows:
+            d = json.loads(raw)
+            temp = d.get("gpu_temp_c")
+            out.append(
+                NodeStatus(
+                    name=str(d["name"]),
+                    role=str(d["role"]),
+                    pid=int(d["pid"]),
+                    started_at=float(d["started_at"]),
+                    version=str(d["version"]),
+                    current_jobs=tuple(int(j) for j in d.get("current_jobs", ())),
+                    encoder=d.get("encoder"),
+                    gpu_temp_c=None if temp is None else float(temp),
+                    guard=d.get("guard"),
+                    last_seen=float(d.get("last_seen", 0.0)),
+                )
+            )
+        return out
 
     # --- watch history across a swap (castui_core.integrations.jellyfin.userdata) ----------
 

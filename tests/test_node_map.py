@@ -1,0 +1,150 @@
+"""Table tests of castui_core.nodes' pure rules (path maps, owners, the root check's rule)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from castui_core.nodes import (
+    check_roots,
+    is_online,
+    map_in,
+    map_out,
+    node_of_owner,
+    root_problem,
+    validate_path_map,
+    worker_owner,
+)
+
+MAP = {"/media": "/mnt/nas", "/media/tv": "/srv/tv", "/": "/chroot"}
+
+
+@pytest.mark.parametrize(
+    ("path", "path_map", "expected"),
+    [
+        ("/media/a.mkv", {}, "/media/a.mkv"),  # no map: same path
+        ("/media/a.mkv", {"/media": "/mnt/nas"}, "/mnt/nas/a.mkv"),
+        ("/media", {"/media": "/mnt/nas"}, "/mnt/nas"),  # the root itself
+        ("/media/", {"/media/": "/mnt/nas/"}, "/mnt/nas"),  # trailing slashes ignored
+        ("/media2/a.mkv", {"/media": "/mnt/nas"}, "/media2/a.mkv"),  # whole components only
+        ("/media/tv/s1/e1.mkv", MAP, "/srv/tv/s1/e1.mkv"),  # longest prefix wins
+        ("/media/film/x.mkv", MAP, "/mnt/nas/film/x.mkv"),
+        ("/other/x.mkv", MAP, "/chroot/other/x.mkv"),  # "/" covers everything else
+        ("/media/ä ö/x y.mkv", {"/media": "/m"}, "/m/ä ö/x y.mkv"),
+    ],
+)
+def test_map_in(path: str, path_map: dict[str, str], expected: str) -> None:
+    assert map_in(path, path_map) == expected
+
+
+@pytest.mark.parametrize(
+    ("path", "path_map", "expected"),
+    [
+        ("/mnt/nas/a.mkv", {"/media": "/mnt/nas"}, "/media/a.mkv"),
+        (
+            "/srv/tv/s1/e1.mkv",
+            {"/media": "/mnt/nas", "/media/tv": "/srv/tv"},
+            "/media/tv/s1/e1.mkv",
+        ),
+        ("/elsewhere/a.mkv", {"/media": "/mnt/nas"}, "/elsewhere/a.mkv"),
+        ("/mnt/nas2/a.mkv", {"/media": "/mnt/nas"}, "/mnt/nas2/a.mkv"),
+    ],
+)
+def test_map_out(path: str, path_map: dict[str, str], expected: str) -> None:
+    assert map_out(path, path_map) == expected
+
+
+@pytest.mark.parametrize("path", ["/media/tv/s1/e1.mkv", "/media/film/x.mkv", "/media"])
+def test_map_round_trip(path: str) -> None:
+    m = {"/media": "/mnt/nas", "/media/tv": "/srv/tv"}
+    assert map_out(map_in(path, m), m) == path
+
+
+@pytest.mark.parametrize(
+    ("path_map", "fragments"),
+    [
+        ({"/a": "/b"}, []),
+        ({"a": "/b"}, ["library path 'a' is not absolute"]),
+        ({"/a": "b"}, ["mount 'b' is not absolute"]),
+        ({"/a": "/m", "/b": "/m/"}, ["both map to"]),
+    ],
+)
+def test_validate_path_map(path_map: dict[str, str], fragments: list[str]) -> None:
+    problems = validate_path_map(path_map)
+    assert len(problems) == len(fragments)
+    for problem, fragment in zip(problems, fragments, strict=True):
+        assert fragment in problem
+
+
+@pytest.mark.parametrize(
+    ("owner", "node"),
+    [
+        (worker_owner("gpu-1", 42, 3), "gpu-1"),
+        ("gpu-1:42/w3", "gpu-1"),
+        ("1234/w0", None),  # before nodes: no node part
+        (None, None),
+        ("", None),
+    ],
+)
+def test_node_of_owner(owner: str | None, node: str | None) -> None:
+    assert node_of_owner(owner) == node
+
+
+def test_worker_owner_format() -> None:
+    assert worker_owner("nas", 7, 0) == "nas:7/w0"
+
+
+@pytest.mark.parametrize(
+    ("exists", "is_dir", "readable", "writable", "fragment"),
+    [
+        (True, True, True, True, None),
+        (False, False, False, False, "does not exist on this node"),
+        (True, False, False, False, "is not a directory"),
+        (True, True, True, False, "is not writable"),
+        (True, True, False, False, "is not readable and writable"),
+    ],
+)
+def test_root_problem_rule(
+    exists: bool, is_dir: bool, readable: bool, writable: bool, fragment: str | None
+) -> None:
+    problem = root_problem(
+        "TV",
+        "/media/tv",
+        "/mnt/tv",
+        exists=exists,
+        is_dir=is_dir,
+        readable=readable,
+        writable=writable,
+    )
+    if fragment is None:
+        assert problem is None
+    else:
+        assert problem is not None
+        assert fragment in problem.message
+        assert "'TV'" in problem.message and "/mnt/tv" in problem.message
+        if not exists or not is_dir:
+            assert "(mapped from /media/tv)" in problem.message
+            assert "node.path_map" in problem.message
+
+
+def test_check_roots_on_real_directories(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    link = tmp_path / "mount"
+    os.symlink(lib, link)
+    assert check_roots({"Films": ["/library/films"]}, {"/library/films": str(link)}) == []
+    missing = check_roots({"Films": ["/library/films"]}, {"/library/films": str(tmp_path / "no")})
+    assert [p.library for p in missing] == ["Films"]
+    assert "does not exist" in missing[0].message
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    assert "not a directory" in check_roots({"F": [str(afile)]}, {})[0].message
+
+
+@pytest.mark.parametrize(
+    ("age", "online"), [(0.0, True), (14.9, True), (15.0, True), (15.1, False)]
+)
+def test_is_online(age: float, online: bool) -> None:
+    assert is_online(1000.0 - age, 1000.0, 5.0) is online
