@@ -1,4 +1,5 @@
-"""Developer sessions: ``nox -s lint typecheck tests``; ``nox -s bench`` for benchmarks."""
+"""Developer sessions: ``nox -s lint typecheck tests``; ``nox -s bench`` for benchmarks;
+``nox -s container`` builds and runs the container image (root, buildah, debootstrap)."""
 
 from __future__ import annotations
 
@@ -35,3 +36,13 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".")
     for script in sorted(Path("bench").glob("bench_*.py")):
         session.run("python", str(script), *session.posargs)
+
+
+@nox.session(venv_backend="none")
+def container(session: nox.Session) -> None:
+    """Build the container image from the Dockerfile with buildah and run it (minutes; root).
+
+    Not a default session: it needs root, buildah and debootstrap (apt), and the Debian mirror
+    apt uses. scripts/container-smoke says what it checks; arguments go to it (--rebuild-base).
+    """
+    session.run("scripts/container-smoke", *session.posargs, external=True)
