@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
+from castui.cli_args import add_node
 from castui.keymap import keymap_problems
 from castui.version_view import VersionAction
 from castui_core.datadir import data_dir_problems, prepare_data_dir
@@ -67,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DURATION",
         help="with --once: while jobs wait (a guardrail holds), log why this often (default 60s)",
     )
+    add_node(parser)  # --node, --role: which node this is, with --no-ui
     parser.add_argument(
         "--log-format",
         choices=("text", "json"),

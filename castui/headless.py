@@ -25,6 +25,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
+from castui.cli_args import apply_node
 from castui.scan_view import format_bytes
 from castui_core.bus import Subscription
 from castui_core.control import ControlServer
@@ -270,7 +271,7 @@ async def _log_events(sub: Subscription, formatter: EventFormatter) -> None:
 
 
 async def run_headless(args: argparse.Namespace) -> int:
-    settings = load_settings(args.config)
+    settings = apply_node(load_settings(args.config), args)  # --node, --role
     # Before the log set-up: an unwritable folder is one sentence naming it, not a traceback.
     await asyncio.to_thread(prepare_data_dir, settings.database)
     log_file = setup_logging(settings, args.log_format, sys.stderr)
@@ -293,7 +294,7 @@ async def run_headless(args: argparse.Namespace) -> int:
 
     async def reload() -> None:
         try:
-            new = load_settings(args.config)
+            new = apply_node(load_settings(args.config), args)
         except CastuiError as exc:
             logger.error("SIGHUP: settings not reloaded: %s", exc)
             return
@@ -320,8 +321,8 @@ async def run_headless(args: argparse.Namespace) -> int:
         await control.start()
         if metrics is not None:
             metrics.serve(settings.metrics.listen, engine)
-        if settings.notify is not None:
-            notifier = Notifier(engine.store, settings.notify, engine.bus)
+        if settings.notify is not None and engine.role != "worker":  # the library host tells
+            notifier = Notifier(engine.queue, settings.notify, engine.bus)
         if once:
             gave_up = await drain(
                 engine,
@@ -397,7 +398,7 @@ async def drain(
 
 async def waiting_reason(engine: Engine) -> tuple[int, str] | None:
     """How many jobs are queued and why none of them runs; ``None`` when none is queued."""
-    jobs = await engine.store.active_jobs()
+    jobs = await engine.queue.active_jobs()
     queued = [j for j in jobs if j.state is JobState.QUEUED]
     if not queued:
         return None

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from castui_core.bus import EventBus
 from castui_core.events import Event
+from castui_core.queue.protocol import JobQueue
 from castui_core.settings import Settings
 from castui_core.store import Event as AuditEvent
 from castui_core.store import HistoryTotals, Job, JobState, Store
@@ -121,15 +122,20 @@ class StoreReads:
 
     store: Store
 
+    @property
+    def queue(self) -> JobQueue:
+        """Where jobs live; this host's store unless a subclass has a shared queue (Redis)."""
+        return self.store
+
     async def active_jobs(self) -> list[Job]:
         """Running jobs first, then the queue in the order it will run."""
-        return await self.store.active_jobs()
+        return await self.queue.active_jobs()
 
     async def get_job(self, job_id: int) -> Job:
-        return await self.store.get_job(job_id)
+        return await self.queue.get_job(job_id)
 
     async def job_events(self, job_id: int, *, limit: int = 20) -> list[AuditEvent]:
-        return await self.store.list_events(job_id=job_id, limit=limit)
+        return await self.queue.list_events(job_id=job_id, limit=limit)
 
     async def jellyfin_confirmations(self, job_ids: Sequence[int]) -> dict[int, StoredConfirmation]:
         return await self.store.jellyfin_confirmations(job_ids)
@@ -147,10 +153,10 @@ class StoreReads:
         library: str | None = None,
         limit: int = 100,
     ) -> list[Job]:
-        return await self.store.history(states=states, library=library, limit=limit)
+        return await self.queue.history(states=states, library=library, limit=limit)
 
     async def totals(self, *, library: str | None = None) -> HistoryTotals:
-        return await self.store.totals(library=library)
+        return await self.queue.totals(library=library)
 
 
 __all__ = [

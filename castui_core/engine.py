@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
-import socket
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -24,11 +24,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
+from castui_core import __version__, nodes
 from castui_core import events as ev
 from castui_core.api import StoreReads
 from castui_core.bus import EventBus
-from castui_core.convert import Converter, ConvertOutcome, options_for
-from castui_core.errors import CastuiError, LeaseLostError
+from castui_core.convert import Converter, ConvertOptions, ConvertOutcome, options_for
+from castui_core.errors import CastuiError, LeaseLostError, QueueUnreachableError
 from castui_core.events import (
     GuardrailCleared,
     GuardrailTripped,
@@ -60,6 +61,8 @@ from castui_core.originals import at_start as originals_at_start
 from castui_core.originals import restore_job
 from castui_core.probe import ProbePool
 from castui_core.profiles import DEFAULT_PROFILE
+from castui_core.queue.open import open_queue
+from castui_core.queue.protocol import JobQueue, NodeStatus
 from castui_core.settings import Settings
 from castui_core.store import ClaimedJob, Job, JobResult, JobState, Progress, Store
 from castui_core.swap import Journal, recover
@@ -72,6 +75,12 @@ DISK_WAIT = frozenset({"disk_space", "disk_full"})
 #: How long ``stop`` waits, after cancelling running jobs, for their workers to record the
 #: hand-back (a cancel ends ffmpeg within its SIGTERM grace; the swap is short).
 _RECORD_GRACE_S = 30.0
+
+#: How often a node tells the queue it is alive (the nodes table judges "offline" on it).
+NODE_HEARTBEAT_S = 5.0
+#: Backoff between claims while the queue is unreachable.
+_QUEUE_BACKOFF_MIN_S = 1.0
+_QUEUE_BACKOFF_MAX_S = 30.0
 
 #: Failure kinds that will fail again the same way: recorded as failed, never retried.
 NOT_RETRYABLE = frozenset(
@@ -92,6 +101,8 @@ class RunningJob:
     """A job this engine is working on right now."""
 
     claimed: ClaimedJob
+    #: The source as this node sees it (the job's path through ``node.path_map``).
+    path: str = ""
     encoder: str | None = None
     progress: Progress | None = None
     paused: bool = False
@@ -137,10 +148,25 @@ class Engine(StoreReads):
         tools: Tools | None = None,
         free_space: FreeSpaceReader = read_free_space,
         now: Callable[[], datetime] = datetime.now,
+        queue: JobQueue | None = None,
+        node_heartbeat_s: float = NODE_HEARTBEAT_S,
     ) -> None:
         self.settings = settings
         self.bus = bus if bus is not None else EventBus()
-        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}"
+        #: This node's name (nodes table, job history) and role (``worker``: claim and convert
+        #: only). Workers' lease owners are ``{node}:{pid}/wN`` (castui_core.nodes).
+        self.node = settings.node.node_name()
+        self.role = settings.node.role
+        self.owner = owner or f"{self.node}:{os.getpid()}"
+        self._queue_given = queue
+        self._queue: JobQueue | None = queue
+        self._node_heartbeat_s = node_heartbeat_s
+        self._beat = asyncio.Event()  # set (and replaced) after each node heartbeat
+        self._started_at = time.time()
+        #: Why this node claims nothing now (its path map does not reach a library), or None.
+        self.refusal: str | None = None
+        #: "queue unreachable: ..." while the queue cannot be reached, else None.
+        self.queue_problem: str | None = None
         self.summary = RunSummary()
         self._gpu = gpu
         self._nvenc = nvenc
@@ -176,6 +202,11 @@ class Engine(StoreReads):
         self.watch_keeper: WatchHistoryKeeper | None = None  # users' state across a swap
         self.arr: list[ArrSender] = []  # asks Sonarr/Radarr to rescan after each swap
 
+    @property
+    def queue(self) -> JobQueue:
+        """The job queue (shared by every node): the settings' backend, or this host's store."""
+        return self._queue if self._queue is not None else self.store
+
     # --- lifecycle -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Engine:
@@ -193,14 +224,22 @@ class Engine(StoreReads):
             tools = self._tools or find_tools(settings.ffmpeg, settings.ffprobe)
             self.store = await Store.connect(settings.database, lease_seconds=self._lease_seconds)
             stack.push_async_callback(self.store.close)
-            self.jellyfin = await start_sender(settings, self.store, self.bus)
-            if self.jellyfin is not None:
-                stack.push_async_callback(self.jellyfin.stop)
-            self.watch_keeper = await start_keeper(settings, self.store, self.bus)
-            if self.watch_keeper is not None:  # users' watched state across each swap
-                stack.push_async_callback(self.watch_keeper.stop)
-            self.arr = await start_arr_senders(settings, self.store, self.bus)
-            stack.push_async_callback(self._stop_arr)  # Sonarr/Radarr rescans, same outbox
+            if self._queue is None:  # the settings' queue: this store, or a shared Redis
+                self._queue = await open_queue(
+                    settings, self.store, lease_seconds=self._lease_seconds
+                )
+                if self._queue is not self.store:
+                    stack.push_async_callback(self._queue.close)
+            worker_only = self.role == "worker"  # claim and convert: no senders, no ingest
+            if not worker_only:
+                self.jellyfin = await start_sender(settings, self.queue, self.bus)
+                if self.jellyfin is not None:
+                    stack.push_async_callback(self.jellyfin.stop)
+                self.watch_keeper = await start_keeper(settings, self.store, self.bus)
+                if self.watch_keeper is not None:  # users' watched state across each swap
+                    stack.push_async_callback(self.watch_keeper.stop)
+                self.arr = await start_arr_senders(settings, self.queue, self.bus)
+                stack.push_async_callback(self._stop_arr)  # Sonarr/Radarr rescans, same outbox
             journal = Journal(settings.database.parent / "journal")
             stack.callback(journal.close)  # after the workers: their entries are finished
             self.journal = journal  # restores from the dashboard journal here too
@@ -255,14 +294,15 @@ class Engine(StoreReads):
                 now=self._now,
             )
             await stack.enter_async_context(self.guardrails)
-            if settings.jellyfin is not None:  # confirmations and the sessions guard
+            if settings.jellyfin is not None and not worker_only:  # confirmations, sessions
                 watchers = JellyfinWatchers(settings, self.store, self.bus, self.guardrails)
                 self.jellyfin_watchers = watchers
                 stack.push_async_callback(watchers.stop)
                 await watchers.start()
-            if await self.store.is_paused():  # persisted by an operator: say so at start
+            if await self.queue.is_paused():  # persisted by an operator: say so at start
                 self.bus.publish(QueueState(paused=True, reason="paused before this start"))
-            if self._watch or self._scan_at_start:
+            await self._check_path_map()
+            if (self._watch or self._scan_at_start) and not worker_only:
                 self.ingest = Ingest(
                     settings,
                     self.store,
@@ -270,12 +310,14 @@ class Engine(StoreReads):
                     self.bus,
                     watch=self._watch,
                     scan_at_start=self._scan_at_start,
+                    queue=self.queue,
                 )
                 await stack.enter_async_context(self.ingest)
             self.converter.publish_finished = False  # published by _record, once committed
             self._spawn(self._reap_forever(max(5.0, self._lease_seconds / 2)))
             self._spawn(self._watch_events())
             self._spawn(self._enforce_pauses())
+            self._spawn(self._node_heartbeats())
             self._start_workers()
         except BaseException:
             await stack.aclose()
@@ -311,7 +353,7 @@ class Engine(StoreReads):
                 async with asyncio.timeout(grace):
                     await self._none_running.wait()
             for running in list(self._running.values()):
-                await self.converter.cancel(running.claimed.path, "castui is stopping")
+                await self.converter.cancel(running.path, "castui is stopping")
             # Every phase (encode, validation) ends on the cancel; let the workers record the
             # hand-back (no attempt used) before their tasks go. A swap in progress finishes.
             with contextlib.suppress(TimeoutError):
@@ -342,7 +384,7 @@ class Engine(StoreReads):
 
     async def _ready_jobs(self) -> bool:
         now = time.time()
-        for job in await self.store.active_jobs():
+        for job in await self.queue.active_jobs():
             if job.state is JobState.RUNNING or job.run_after <= now:
                 return True
         return False
@@ -350,33 +392,33 @@ class Engine(StoreReads):
     # --- commands (from the TUI, signals, tests) -----------------------------------------------
 
     async def pause_queue(self, *, actor: str = "operator", reason: str | None = None) -> None:
-        await self.store.pause(actor=actor, reason=reason)
+        await self.queue.pause(actor=actor, reason=reason)
         self.bus.publish(QueueState(paused=True, actor=actor, reason=reason or ""))
 
     async def resume_queue(self, *, actor: str = "operator", reason: str | None = None) -> None:
-        await self.store.resume(actor=actor, reason=reason)
+        await self.queue.resume(actor=actor, reason=reason)
         self.bus.publish(QueueState(paused=False, actor=actor, reason=reason or ""))
         self._wake.set()
 
     async def cancel_job(self, job_id: int, *, actor: str = "operator") -> Job:
         """Cancel a queued or running job (a running encode is stopped, its output discarded)."""
-        old = (await self.store.get_job(job_id)).state
-        job = await self.store.cancel(job_id, actor=actor)
+        old = (await self.queue.get_job(job_id)).state
+        job = await self.queue.cancel(job_id, actor=actor)
         self._committed(job, old, actor=actor)
         running = self._running.get(job_id)
         if running is not None:
-            await self.converter.cancel(running.claimed.path, f"cancelled by {actor}")
+            await self.converter.cancel(running.path, f"cancelled by {actor}")
         return job
 
     async def retry_job(self, job_id: int, *, actor: str = "operator") -> Job:
-        old = (await self.store.get_job(job_id)).state
-        job = await self.store.retry(job_id, actor=actor)
+        old = (await self.queue.get_job(job_id)).state
+        job = await self.queue.retry(job_id, actor=actor)
         self._committed(job, old, actor=actor, reason=f"retried by {actor}")
         self._wake.set()
         return job
 
     async def set_priority(self, job_id: int, priority: int, *, actor: str = "operator") -> Job:
-        job = await self.store.set_priority(job_id, priority, actor=actor)
+        job = await self.queue.set_priority(job_id, priority, actor=actor)
         self._committed(job, job.state, actor=actor, reason=f"priority {priority} by {actor}")
         self._wake.set()
         return job
@@ -404,7 +446,7 @@ class Engine(StoreReads):
     async def _reap_forever(self, interval_s: float) -> None:
         """Reclaim expired leases (a crashed worker's jobs) and publish each change."""
         while True:
-            for job in await self.store.reclaim_expired():
+            for job in await self.queue.reclaim_expired():
                 self._committed(job, JobState.RUNNING, reason="lease expired", actor="reaper")
             await asyncio.sleep(interval_s)
 
@@ -481,17 +523,98 @@ class Engine(StoreReads):
 
     async def _worker(self, n: int) -> None:
         owner = f"{self.owner}/w{n}"
+        backoff = _QUEUE_BACKOFF_MIN_S
         # n >= the limit: a reload lowered max_concurrent_jobs; exit between jobs.
         while not self._stopping.is_set() and n < self._worker_limit:
+            if self.refusal is not None:  # the path map does not reach a library: claim nothing
+                await self._idle()
+                continue
             try:
                 handled = await self._work_once(owner)
             except asyncio.CancelledError:
                 raise
+            except QueueUnreachableError as exc:
+                # Stop claiming and try again with backoff; running encodes go on while their
+                # lease allows (their heartbeats keep trying), and claiming resumes when back.
+                self._queue_unreachable(exc)
+                await self._sleep_unless_stopping(backoff)
+                backoff = min(backoff * 2, _QUEUE_BACKOFF_MAX_S)
+                continue
             except CastuiError as exc:
                 self._log("error", f"worker {n}: {exc}")
                 handled = False
+            backoff = _QUEUE_BACKOFF_MIN_S
+            self._queue_reachable()
             if not handled:
                 await self._idle()
+
+    def _queue_unreachable(self, exc: CastuiError) -> None:
+        problem = f"queue unreachable: {exc}"
+        if self.queue_problem != problem:
+            self.queue_problem = problem
+            self._log("error", f"{problem}; not claiming, trying again with backoff")
+
+    def _queue_reachable(self) -> None:
+        if self.queue_problem is not None:
+            self.queue_problem = None
+            self._log("info", "queue reachable again: claiming resumes")
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._stopping.wait()
+
+    # --- nodes (castui_core.nodes) --------------------------------------------------------------
+
+    async def _check_path_map(self) -> None:
+        """Check each library root, through ``node.path_map``, once at start: a node that cannot
+        reach a library refuses to claim (and says why) instead of failing its jobs one by one."""
+        roots = {lib.name: [str(lib.path)] for lib in self.settings.libraries}
+        problems = await asyncio.to_thread(nodes.check_roots, roots, self.settings.node.path_map)
+        if problems:
+            self.refusal = "; ".join(p.message for p in problems)
+            self._log("error", f"node {self.node} claims no jobs: {self.refusal}")
+        else:
+            self.refusal = None
+
+    def node_status(self) -> NodeStatus:
+        """This node's heartbeat (current jobs, encoder, GPU temperature, why it waits)."""
+        encoders = sorted({r.encoder for r in self._running.values() if r.encoder})
+        temps = [
+            r.temperature_c for r in self.guardrails.gpu_readings if r.temperature_c is not None
+        ]
+        guard = self.refusal or self.queue_problem
+        if guard is None and self.guardrails.active:
+            guard = "; ".join(self.guardrails.active.values())
+        return NodeStatus(
+            name=self.node,
+            role=self.role,
+            pid=os.getpid(),
+            started_at=self._started_at,
+            version=__version__,
+            current_jobs=tuple(sorted(self._running)),
+            encoder=", ".join(encoders) or self._default_backend(),
+            gpu_temp_c=float(max(temps)) if temps else None,
+            guard=guard,
+        )
+
+    async def _node_heartbeats(self) -> None:
+        """Tell the queue every few seconds that this node is alive and what it does."""
+        while True:
+            try:
+                await self.queue.node_heartbeat(self.node_status())
+            except QueueUnreachableError as exc:
+                self._queue_unreachable(exc)
+            except CastuiError as exc:
+                self._log("warning", f"node heartbeat not recorded: {exc}")
+            beat, self._beat = self._beat, asyncio.Event()
+            beat.set()
+            await asyncio.sleep(self._node_heartbeat_s)
+
+    async def wait_heartbeat(self) -> None:
+        """Return after this node's next heartbeat was sent (or tried): tests and tools wait
+        on it instead of sleeping."""
+        await self._beat.wait()
 
     async def _idle(self) -> None:
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation, which
@@ -509,7 +632,7 @@ class Engine(StoreReads):
         )
         if waiting is not None:
             return False
-        claimed = await self.store.claim(owner)
+        claimed = await self.queue.claim(owner)
         if claimed is None:
             return False
         self._committed(claimed.job, JobState.QUEUED, reason="claimed", actor=owner)
@@ -518,11 +641,11 @@ class Engine(StoreReads):
         if waiting is not None:
             # Not the file's fault (e.g. the disk is full): hand it back without using an
             # attempt, and wait for a guardrail change before claiming again.
-            job = await self.store.release(claimed.id, claimed.token, waiting)
+            job = await self.queue.release(claimed.id, claimed.token, waiting)
             self._committed(job, JobState.RUNNING, reason=waiting, actor=owner)
             await self.guardrails.wait_change(timeout=self.settings.guardrails.sample_interval_s)
             return False
-        running = RunningJob(claimed)
+        running = RunningJob(claimed, path=self._map_in(claimed.path))
         self._running[claimed.id] = running
         self._none_running.clear()
         try:
@@ -541,14 +664,14 @@ class Engine(StoreReads):
     def _needs(self, job: Job) -> JobNeeds:
         """What a job needs from the machine, before it is probed: the source size is the
         estimate (the converter checks again with a real estimate once it has probed)."""
-        source = Path(job.path)
+        source = Path(self._map_in(job.path))
         try:
             library = self.settings.library_named(job.library)
         except CastuiError:
             library = None
         destination = source.parent
         if library is not None and library.output_dir is not None:
-            destination = library.output_dir
+            destination = Path(self._map_in(str(library.output_dir)))
         try:
             size = source.stat().st_size
         except OSError:
@@ -572,7 +695,7 @@ class Engine(StoreReads):
             library = self.settings.library_named(job.library)
         except CastuiError:
             library = None
-        options = options_for(self.settings, library)
+        options = self._mapped_options(options_for(self.settings, library))
         heartbeat = asyncio.create_task(self._heartbeat(running))
 
         async def before_commit() -> None:
@@ -585,17 +708,17 @@ class Engine(StoreReads):
             ):
                 await keeper.before_swap(claimed.id, job.path)
             # Fenced: raises LeaseLostError when another worker owns the job now.
-            await self.store.heartbeat(claimed.id, claimed.token, running.progress)
+            await self.queue.heartbeat(claimed.id, claimed.token, running.progress)
 
         try:
             outcome = await self.converter.convert(
-                Path(job.path), options, before_commit=before_commit
+                Path(running.path), options, before_commit=before_commit
             )
         except asyncio.CancelledError:
             # The worker task itself was cancelled (stop() after its grace): the job must
             # not stay "running" until its lease expires and then cost an attempt.
             with contextlib.suppress(CastuiError):
-                released = await self.store.release(
+                released = await self.queue.release(
                     claimed.id, claimed.token, "castui stopped before the job finished"
                 )
                 self._committed(released, JobState.RUNNING, actor=job.lease_owner or "")
@@ -615,10 +738,29 @@ class Engine(StoreReads):
         """``JobFinished`` for the dashboard and logs, after ``_record`` committed the state."""
         self.bus.publish(outcome.finished_event())
 
+    def _mapped_options(self, options: ConvertOptions) -> ConvertOptions:
+        """The library root and output folder as this node sees them (``node.path_map``)."""
+        if not self.settings.node.path_map:
+            return options
+        root, out = options.library_root, options.output_dir
+        return dataclasses.replace(
+            options,
+            library_root=None if root is None else Path(self._map_in(str(root))),
+            output_dir=None if out is None else Path(self._map_in(str(out))),
+        )
+
+    def _map_in(self, path: str) -> str:
+        return nodes.map_in(path, self.settings.node.path_map)
+
+    def _map_out(self, path: str | None) -> str | None:
+        return None if path is None else nodes.map_out(path, self.settings.node.path_map)
+
     async def _record(self, running: RunningJob, outcome: ConvertOutcome, library: str) -> None:
         claimed = running.claimed
+        # The queue, catalog and Jellyfin speak the library host's paths: map the output back.
+        output_path = self._map_out(outcome.output_path)
         result = JobResult(
-            output_path=outcome.output_path,
+            output_path=output_path,
             source_size=outcome.bytes_before,
             output_size=outcome.bytes_after,
             duration_s=outcome.seconds,
@@ -631,51 +773,49 @@ class Engine(StoreReads):
         running_state = JobState.RUNNING
         try:
             if outcome.status in ("done", "skipped"):
-                entries = await outbox_entries(
-                    self.settings, library, claimed.path, outcome.output_path
-                )
+                entries = await outbox_entries(self.settings, library, claimed.path, output_path)
                 if outcome.status == "done":  # Sonarr/Radarr rescan what a swap renamed
-                    entries += arr_entries(self.settings, library, outcome.output_path)
-                job = await self.store.complete(claimed.id, claimed.token, result, entries)
+                    entries += arr_entries(self.settings, library, output_path)
+                job = await self.queue.complete(claimed.id, claimed.token, result, entries)
                 if entries and self.jellyfin is not None:
                     self.jellyfin.poke()  # its own task sends: a job never waits for Jellyfin
                 for arr in self.arr if entries else ():
                     arr.poke()
                 self._committed(job, running_state, reason=outcome.status, actor=owner)
-                if outcome.output_path and self.ingest is not None:
-                    await self.ingest.note_output(outcome.output_path, library)
+                if output_path and self.ingest is not None:
+                    await self.ingest.note_output(output_path, library)
                 self.summary.outcomes.append(outcome)
             elif outcome.status == "cancelled":
                 if self._stopping.is_set():
                     why = f"castui stopped before the job finished ({outcome.reason})"
-                    job = await self.store.release(claimed.id, claimed.token, why)
+                    job = await self.queue.release(claimed.id, claimed.token, why)
                     self._committed(job, running_state, reason=why, actor=owner)
             elif outcome.failure_kind == "source_changed":
                 # The file was replaced during its encode: the new content is not at fault
                 # and has not been tried. Requeue it (no attempt used); the output was
                 # discarded.
                 why = outcome.reason or "changed"
-                job = await self.store.release(claimed.id, claimed.token, why)
+                job = await self.queue.release(claimed.id, claimed.token, why)
                 self._committed(job, running_state, reason=why, actor=owner)
                 self._log("info", outcome.reason or f"{claimed.path} changed: requeued")
             elif outcome.failure_kind in DISK_WAIT:
                 # Not the file's fault: hand it back without using an attempt and wait for
                 # space, with the reason shown.
                 why = f"waiting for disk space: {outcome.reason or 'disk full'}"
-                job = await self.store.release(claimed.id, claimed.token, why)
+                job = await self.queue.release(claimed.id, claimed.token, why)
                 self._committed(job, running_state, reason=why, actor=owner)
                 running.released_for_space = True
                 if outcome.failure_kind == "disk_full":
                     # ENOSPC although the pre-check passed: the guard holds until space is
                     # freed there (else the same "fits" answer starts it again at once).
-                    destination = self._needs(claimed.job).destination or Path(claimed.path)
+                    destination = self._needs(claimed.job).destination or Path(running.path)
                     await self.guardrails.trip_disk_full(destination, f"waiting: {why}")
                 else:
                     reason = f"waiting: {outcome.reason}"
                     self.bus.publish(GuardrailTripped(name="disk", reason=reason))
             else:
                 kind = outcome.failure_kind or "rejected"
-                job = await self.store.fail(
+                job = await self.queue.fail(
                     claimed.id,
                     claimed.token,
                     outcome.reason or "failed",
@@ -689,16 +829,16 @@ class Engine(StoreReads):
             pass
 
     async def _heartbeat(self, running: RunningJob) -> None:
-        interval = max(1.0, self.store.lease_seconds / 3)
+        interval = max(1.0, self.queue.lease_seconds / 3)
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.store.heartbeat(
+                await self.queue.heartbeat(
                     running.claimed.id, running.claimed.token, running.progress
                 )
             except LeaseLostError:
                 running.lease_lost = True
-                await self.converter.cancel(running.claimed.path, "lease lost")
+                await self.converter.cancel(running.path, "lease lost")
                 return
 
     # --- guardrails: pause and resume running encodes ------------------------------------------
@@ -707,7 +847,7 @@ class Engine(StoreReads):
         """Audit-log every trip and clear; wake idle workers when something cleared."""
         kind = "guardrail_tripped" if reason else "guardrail_cleared"
         with contextlib.suppress(CastuiError):
-            await self.store.record_event(kind, actor="guardrails", reason=reason or name)
+            await self.queue.record_event(kind, actor="guardrails", reason=reason or name)
         self._wake.set()
 
     async def _enforce_pauses(self) -> None:
@@ -715,7 +855,7 @@ class Engine(StoreReads):
         while True:
             reasons = []
             for running in list(self._running.values()):
-                path = running.claimed.path
+                path = running.path
                 encoder = running.encoder or ""
                 backend: Literal["cpu", "nvenc"] = "nvenc" if encoder.endswith("_nvenc") else "cpu"
                 reason = self.guardrails.should_pause_running(backend)
@@ -740,7 +880,7 @@ class Engine(StoreReads):
             async for event in sub:
                 if isinstance(event, JobStarted | JobProgress):
                     for running in self._running.values():
-                        if running.claimed.path != event.path:
+                        if running.path != event.path:
                             continue
                         if isinstance(event, JobStarted):
                             running.encoder = event.encoder
@@ -766,7 +906,7 @@ class Engine(StoreReads):
 
     async def initial_events(self) -> list[ev.Event]:
         """Events that describe the engine's state now, for a viewer that joins late."""
-        paused = await self.store.is_paused()
+        paused = await self.queue.is_paused()
         found: list[ev.Event] = [
             QueueState(paused=paused, reason="paused by an operator" if paused else "")
         ]
@@ -803,4 +943,4 @@ class Engine(StoreReads):
         reason: str | None = None,
         details: Mapping[str, Any] | None = None,
     ) -> None:
-        await self.store.record_event(kind, actor=actor, reason=reason, details=details)
+        await self.queue.record_event(kind, actor=actor, reason=reason, details=details)

@@ -30,7 +30,7 @@ from castui_core.settings import NotifySettings
 from castui_core.store.outbox import NOTIFY, OutboxEntry, OutboxRow
 
 if TYPE_CHECKING:
-    from castui_core.store import Store
+    from castui_core.queue.protocol import JobQueue
 
 log = logging.getLogger("castui.notify")
 
@@ -84,7 +84,7 @@ def send_blocking(urls: list[str], title: str, body: str) -> bool:
 class Notifier:
     """Turns events into outbox rows and delivers ``notify`` rows through Apprise."""
 
-    def __init__(self, store: Store, settings: NotifySettings, bus: EventBus) -> None:
+    def __init__(self, store: JobQueue, settings: NotifySettings, bus: EventBus) -> None:
         self._store = store
         self._settings = settings
         self._bus = bus

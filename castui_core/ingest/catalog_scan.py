@@ -38,6 +38,7 @@ from castui_core.ingest.settle import FileStat
 from castui_core.media import MediaInfo, ProbeFailure
 from castui_core.probe import ProbePool, ProbeResult
 from castui_core.profiles import Profile
+from castui_core.queue.protocol import JobQueue
 from castui_core.scan import IgnoreRules, copy_decisions, walk_media
 from castui_core.settings import LibrarySettings
 from castui_core.store import (
@@ -196,7 +197,7 @@ def catalog_entry(
 
 
 async def cancel_queued(
-    store: Store,
+    store: JobQueue,
     bus: EventBus,
     matches: Callable[[str], bool],
     reason: str,
@@ -235,8 +236,11 @@ class CatalogScanner:
         settle_seconds: float,
         clock: Callable[[], float] = time.monotonic,
         wall_ns: Callable[[], int] = time.time_ns,
+        queue: JobQueue | None = None,
     ) -> None:
         self.store = store
+        # Jobs go to the queue (shared by every node); the catalog stays in this host's store.
+        self.queue: JobQueue = queue if queue is not None else store
         self.pool = pool
         self.bus = bus
         self.rules = rules
@@ -307,7 +311,7 @@ class CatalogScanner:
                 )
                 for w, d in work
             ]
-            for job, res in zip(jobs, await self.store.enqueue_many(jobs), strict=True):
+            for job, res in zip(jobs, await self.queue.enqueue_many(jobs), strict=True):
                 results[job.path] = res
                 if res.outcome is EnqueueOutcome.ALREADY_RUNNING:
                     continue  # nothing changed: the running job converts this version
@@ -443,7 +447,7 @@ class CatalogScanner:
         if gone:
             gone_set = set(gone)
             await cancel_queued(
-                self.store,
+                self.queue,
                 self.bus,
                 gone_set.__contains__,
                 "file no longer in the library (deleted or moved away)",

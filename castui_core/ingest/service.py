@@ -67,6 +67,7 @@ from castui_core.ingest.watcher import (
 )
 from castui_core.media import ProbeFailure
 from castui_core.probe import ProbePool
+from castui_core.queue.protocol import JobQueue
 from castui_core.scan import IgnoreRules
 from castui_core.settings import LibrarySettings, Settings, WatchMode
 from castui_core.store import Store
@@ -121,16 +122,25 @@ class Ingest:
         health_interval_s: float | None = None,
         max_probe_retries: int = 2,
         clock: Callable[[], float] = time.monotonic,
+        queue: JobQueue | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        # Jobs and their audit go to the queue (shared by every node); the catalog stays local.
+        self.queue: JobQueue = queue if queue is not None else store
         self.pool = pool
         self.bus = bus
         scan = settings.scan
         self.rules = IgnoreRules(scan.extensions, scan.ignore)
         self.tracker = SettleTracker(scan.settle_seconds, clock=clock)
         self.scanner = CatalogScanner(
-            store, pool, bus, self.rules, settle_seconds=scan.settle_seconds, clock=clock
+            store,
+            pool,
+            bus,
+            self.rules,
+            settle_seconds=scan.settle_seconds,
+            clock=clock,
+            queue=self.queue,
         )
         self.clock = clock
         self.poll_interval_s = scan.poll_interval_s
@@ -374,7 +384,7 @@ class Ingest:
             message = watch_limit_message(lib.name, root, exc, self.poll_interval_s)
             lib.forced_poll = why = message
             self._log("warning", message)
-            await self.store.record_event(
+            await self.queue.record_event(
                 EVENT_WATCH_FALLBACK, actor=ACTOR, reason=message, details={"library": lib.name}
             )
             kind = WatchKind.POLL
@@ -412,7 +422,7 @@ class Ingest:
         await self._stop_watcher(lib)
         self._set_state(lib, "paused", reason)
         self._log("warning", f"library {lib.name!r} paused: {reason}")
-        await self.store.record_event(
+        await self.queue.record_event(
             EVENT_LIBRARY_PAUSED,
             actor=ACTOR,
             reason=reason,
@@ -421,7 +431,7 @@ class Ingest:
 
     async def _resume(self, lib: _Library) -> None:
         lib.paused = False
-        await self.store.record_event(
+        await self.queue.record_event(
             EVENT_LIBRARY_RESUMED,
             actor=ACTOR,
             reason="library folder is back",
@@ -579,13 +589,13 @@ class Ingest:
                         known_paths = list(await self.store.fingerprints(lib.name))
                     paths = [p for p in known_paths if p.startswith(prefix)]
                     reason = f"folder {event.reason}"
-                    await cancel_queued(self.store, self.bus, _starts_with(prefix), reason)
+                    await cancel_queued(self.queue, self.bus, _starts_with(prefix), reason)
                 else:
                     self.tracker.forget(event.path)
                     paths = [event.path]
                     reason = f"file {event.reason}"
                     target = event.path
-                    await cancel_queued(self.store, self.bus, target.__eq__, reason)
+                    await cancel_queued(self.queue, self.bus, target.__eq__, reason)
                 if paths:
                     await self.store.remove_files(paths)
         for appeared in events:

@@ -43,7 +43,7 @@ from castui_core.tasks import cancel_and_wait
 if TYPE_CHECKING:
     import httpx
 
-    from castui_core.store import Store
+    from castui_core.queue.protocol import JobQueue
 
 log = logging.getLogger("castui.arr")
 
@@ -253,7 +253,7 @@ class ArrSender:
 
     def __init__(
         self,
-        store: Store,
+        store: JobQueue,
         settings: Settings,
         entry: ArrSettings,
         bus: EventBus,
@@ -374,7 +374,7 @@ class ArrSender:
         self._bus.publish(LogLine(level, line))
 
 
-async def start_arr_senders(settings: Settings, store: Store, bus: EventBus) -> list[ArrSender]:
+async def start_arr_senders(settings: Settings, store: JobQueue, bus: EventBus) -> list[ArrSender]:
     """One sender per ``arr:`` entry (none when there are none)."""
     senders = []
     for entry in settings.arr:

@@ -34,8 +34,8 @@ from castui_core.events import JellyfinState, LogLine
 from castui_core.integrations.jellyfin.client import JellyfinClient
 from castui_core.integrations.jellyfin.health import HealthReport, check_health
 from castui_core.integrations.jellyfin.paths import to_jellyfin
+from castui_core.queue.protocol import JobQueue
 from castui_core.settings import JellyfinSettings, Settings
-from castui_core.store import Store
 from castui_core.store.outbox import OutboxEntry, OutboxRow
 
 log = logging.getLogger("castui.jellyfin")
@@ -119,7 +119,7 @@ class JellyfinSender:
 
     def __init__(
         self,
-        store: Store,
+        store: JobQueue,
         settings: Settings,
         bus: EventBus,
         *,
@@ -348,7 +348,7 @@ class JellyfinSender:
         )
 
 
-async def start_sender(settings: Settings, store: Store, bus: EventBus) -> JellyfinSender | None:
+async def start_sender(settings: Settings, store: JobQueue, bus: EventBus) -> JellyfinSender | None:
     """The sender for an engine, or ``None`` when Jellyfin is not configured."""
     if settings.jellyfin is None:
         return None

@@ -1,0 +1,214 @@
+"""Nodes end to end (issue 13): two engines as two hosts share one queue and convert a library
+of real files with the real ffmpeg, each file exactly once.
+
+On SQLite the "hosts" share the queue database file (each keeps its own local store, as two
+machines would); the worker sees the library through a symlinked folder and a ``path_map``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+from engine_helpers import wait_event
+
+from castui_core.engine import Engine
+from castui_core.events import JobFinished, LogLine
+from castui_core.ffmpeg.nvenc import NvencStatus
+from castui_core.guardrails import FakeGpu
+from castui_core.nodes import node_of_owner
+from castui_core.settings import Settings, parse_settings
+from castui_core.store import JobState, Store
+from castui_core.tools import Tools
+
+FFMPEG = Path(shutil.which("ffmpeg") or "ffmpeg")
+FFPROBE = Path(shutil.which("ffprobe") or "ffprobe")
+FILES = {"a.mkv": "compliant.mkv", "b.avi": "mpeg4.avi", "c.mkv": "high10.mkv"}
+
+
+def node_settings(tmp_path: Path, state: str, node: dict[str, Any], **guardrails: Any) -> Settings:
+    data = {
+        "database": f"{tmp_path}/{state}/castui.db",
+        "libraries": [{"name": "Test", "path": f"{tmp_path}/lib", "watch": "off"}],
+        "scan": {"settle_seconds": 0.3, "probe_workers": 1},
+        "service": {"lease_seconds": 5, "shutdown_grace_s": 0},
+        "guardrails": {"sample_interval_s": 0.2, **guardrails},
+        "operational": {"encoder": "cpu", "min_free_gb": 0, "max_concurrent_jobs": 1},
+        "node": node,
+    }
+    return parse_settings(yaml.safe_dump(data))
+
+
+def library(tmp_path: Path, samples: dict[str, Path]) -> Path:
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    past = time.time() - 60
+    for name, sample in FILES.items():
+        shutil.copy(samples[sample], lib / name)
+        os.utime(lib / name, (past, past))
+    return lib
+
+
+def engine(settings: Settings, **kwargs: Any) -> Engine:
+    defaults: dict[str, Any] = {
+        "gpu": FakeGpu(),
+        "nvenc": NvencStatus(available=False, reason="test: CPU only"),
+        "tools": Tools(ffmpeg=FFMPEG, ffprobe=FFPROBE),
+        "watch": False,
+        "idle_poll_s": 0.2,
+        "node_heartbeat_s": 0.2,
+    }
+    return Engine(settings, **(defaults | kwargs))
+
+
+@asynccontextmanager
+async def running(*engines: Engine) -> AsyncIterator[None]:
+    started: list[Engine] = []
+    try:
+        for e in engines:
+            await e.start()
+            started.append(e)
+        yield
+    finally:
+        for e in reversed(started):
+            await e.stop()
+
+
+async def finished_paths(engines: list[Engine], count: int, timeout: float = 120) -> list[str]:
+    """Paths of the first ``count`` JobFinished events across ``engines``' buses."""
+    subs = [e.bus.subscribe() for e in engines]
+    seen: list[str] = []
+    done = asyncio.Event()
+
+    async def watch(sub: Any) -> None:
+        async for event in sub:
+            if isinstance(event, JobFinished):
+                seen.append(event.path)
+                if len(seen) >= count:
+                    done.set()
+
+    tasks = [asyncio.create_task(watch(s)) for s in subs]
+    try:
+        async with asyncio.timeout(timeout):
+            await done.wait()
+    finally:
+        for t in tasks:
+            t.cancel()
+        for s in subs:
+            s.close()
+    return seen
+
+
+async def test_worker_node_converts_through_its_path_map_while_the_library_host_is_held(
+    samples: dict[str, Path], tmp_path: Path
+) -> None:
+    lib = library(tmp_path, samples)
+    mount = tmp_path / "mnt"
+    mount.symlink_to(lib, target_is_directory=True)
+    # The library host scans but claims nothing: its schedule window is closed (its clock says
+    # noon), a per-node guard: the jobs are left for the worker, whose guards are clear.
+    host = engine(
+        node_settings(tmp_path, "nas", {"name": "nas"}, schedule=["01:00-07:00"]),
+        now=lambda: datetime(2024, 5, 1, 12, 0),
+    )
+    shared = await Store.connect(tmp_path / "nas" / "castui.db", lease_seconds=5)
+    worker = engine(
+        node_settings(
+            tmp_path, "gpu", {"name": "gpu", "role": "worker", "path_map": {str(lib): str(mount)}}
+        ),
+        queue=shared,
+    )
+    try:
+        async with running(worker, host):
+            assert worker.ingest is None and worker.jellyfin is None  # role worker: no ingest
+            paths = await finished_paths([host, worker], len(FILES))
+            history = await shared.history()
+            nodes = {n.name: n for n in await shared.nodes()}
+    finally:
+        await shared.close()
+    # The worker touched the files through its mount ...
+    assert sorted(paths) == sorted(str(mount / n) for n in FILES)
+    # ... and the queue speaks the library host's paths: each job once, by the worker.
+    assert sorted(j.path for j in history) == sorted(str(lib / n) for n in FILES)
+    for job in history:
+        assert job.state is JobState.DONE, job
+        assert job.attempts == 1
+        assert node_of_owner(job.lease_owner) == "gpu", job.lease_owner
+        assert job.result.output_path is not None
+        assert job.result.output_path.startswith(str(lib) + "/"), job.result.output_path
+        assert Path(job.result.output_path).is_file()
+    assert nodes["gpu"].role == "worker" and nodes["nas"].role == "all"
+    assert nodes["nas"].guard is not None and "01:00" in nodes["nas"].guard
+
+
+async def test_two_nodes_share_a_library_and_convert_each_file_once(
+    samples: dict[str, Path], tmp_path: Path
+) -> None:
+    lib = library(tmp_path, samples)
+    shared = await Store.connect(tmp_path / "one" / "castui.db", lease_seconds=5)
+    one = engine(node_settings(tmp_path, "one", {"name": "one"}))
+    two = engine(node_settings(tmp_path, "two", {"name": "two", "role": "worker"}), queue=shared)
+    try:
+        async with running(two, one):
+            paths = await finished_paths([one, two], len(FILES))
+            await one.wait_idle()
+            history = await shared.history()
+    finally:
+        await shared.close()
+    assert sorted(paths) == sorted(str(lib / n) for n in FILES)  # no file finished twice
+    assert len(history) == len(FILES)
+    assert all(j.state is JobState.DONE and j.attempts == 1 for j in history), history
+    assert {node_of_owner(j.lease_owner) for j in history} <= {"one", "two"}
+
+
+async def test_a_node_whose_path_map_misses_the_library_refuses_to_claim(
+    samples: dict[str, Path], tmp_path: Path
+) -> None:
+    lib = library(tmp_path, samples)
+    gone = tmp_path / "not-mounted"
+    host = engine(
+        node_settings(tmp_path, "nas", {"name": "nas"}, schedule=["01:00-07:00"]),
+        now=lambda: datetime(2024, 5, 1, 12, 0),
+    )
+    shared = await Store.connect(tmp_path / "nas" / "castui.db", lease_seconds=5)
+    worker = engine(
+        node_settings(
+            tmp_path, "gpu", {"name": "gpu", "role": "worker", "path_map": {str(lib): str(gone)}}
+        ),
+        queue=shared,
+    )
+    log = worker.bus.subscribe()
+    try:
+        async with running(host, worker):
+            assert host.ingest is not None
+            await host.ingest.wait_scans()  # the scan queued the library (nobody claims)
+            line = await wait_event(
+                log, lambda e: isinstance(e, LogLine) and "claims no jobs" in e.message
+            )
+            assert isinstance(line, LogLine)
+            assert "'Test'" in line.message and str(gone) in line.message
+            assert "node.path_map" in line.message
+            # A second later (five heartbeats, several idle polls) still nothing is claimed,
+            # and the nodes table says why.
+            until = time.time() + 1.0
+            async with asyncio.timeout(30):
+                while not any(
+                    n.name == "gpu" and n.last_seen > until for n in await shared.nodes()
+                ):
+                    await worker.wait_heartbeat()
+            jobs = await shared.active_jobs()
+            nodes = {n.name: n for n in await shared.nodes()}
+    finally:
+        log.close()
+        await shared.close()
+    assert len(jobs) == len(FILES)
+    assert all(j.state is JobState.QUEUED and j.attempts == 0 for j in jobs), jobs
+    assert nodes["gpu"].guard is not None and str(gone) in nodes["gpu"].guard
