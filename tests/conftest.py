@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from media import make_samples
+from redis_server import redis_server, redis_url  # noqa: F401  (fixtures for every test)
 
 
 @pytest.fixture(scope="session")
