@@ -36,7 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from castui.cli_args import add_config
-from castui_core.control import find_service
 from castui_core.datadir import prepare_data_dir
 from castui_core.errors import CastuiError, ConfigError
 from castui_core.settings import Settings, load_settings
@@ -358,6 +357,10 @@ async def start_service(settings: Settings) -> asyncio.subprocess.Process | None
     Returns once the service holds its lock (``find_service`` sees it), so a dashboard
     started after this attaches; ``None`` when one already ran. Raises when it exits first.
     """
+    # Here, not at the top: castui_core.control imports the engine, and every castui
+    # command imports this module to register `serve` (0.25 s of start-up for `castui scan`).
+    from castui_core.control import find_service
+
     if await asyncio.to_thread(find_service, settings.database) is not None:
         return None
     argv = castui_argv(settings, "--no-ui")

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from castui_core import __version__
-from castui_core.doctor import parse_version
 from castui_core.errors import CastuiError
 from castui_core.settings import load_settings
 from castui_core.store.db import SCHEMA_VERSION
@@ -50,6 +49,9 @@ def ffmpeg_line(configured: Path | None) -> str:
         )
     except OSError as exc:
         return f"ffmpeg: {path} did not run ({exc or type(exc).__name__})"
+    # Imported here: castui_core.doctor is heavy and every castui command imports this module.
+    from castui_core.doctor import parse_version
+
     version = parse_version(done.stdout.decode("utf-8", errors="replace")) or "unknown version"
     return f"ffmpeg {version} ({path})"
 
