@@ -7,20 +7,21 @@ import asyncio
 import contextlib
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
-from castui.jellyfin_scan import JellyfinColumn, jellyfin_columns
 from castui_core.bus import EventBus, Subscription
 from castui_core.decide import Action
 from castui_core.errors import ConfigError, ToolNotFoundError
 from castui_core.events import ScanProblem, ScanProgress
 from castui_core.layout import label_from_profile
-from castui_core.paths import display_path, display_text, json_safe, path_json
+from castui_core.paths import display_path, display_text, is_utf8, json_safe, path_json
 from castui_core.probe import ProbePool
 from castui_core.scan import IgnoreRules, ScanMemory, Scanner, ScanReport, ScanTarget
 from castui_core.settings import Settings, load_settings
@@ -28,6 +29,9 @@ from castui_core.store import Store
 from castui_core.store.catalog import KnownFile
 from castui_core.store.outputs import read_outputs
 from castui_core.tools import find_tool
+
+if TYPE_CHECKING:
+    from castui.jellyfin_scan import JellyfinColumn
 
 #: Library label of a scan of PATHs given on the command line.
 PATHS_LABEL = "(paths)"
@@ -123,20 +127,26 @@ async def run_scan_command(args: argparse.Namespace) -> int:
     files = [f for report in reports for f in report.files]
     jf: dict[str, JellyfinColumn] | None = None
     if getattr(args, "jellyfin", False):  # Jellyfin's own reasons beside castui's
+        from castui.jellyfin_scan import jellyfin_columns  # only then: 0.1 s of imports
+
         jf = await jellyfin_columns(settings, args, files)
     if args.json:
-        data = [
-            {
-                **path_json(f.path),
-                "action": f.action.value,
-                "reasons": list(f.decision.reasons),
-                "size": f.size,
-                "library": f.library,
-                **({"jellyfin": jf[f.path].to_json()} if jf and f.path in jf else {}),
-            }
-            for f in files
-        ]
-        sys.stdout.write(json.dumps(json_safe(data), indent=2, ensure_ascii=False) + "\n")
+        write_json_array(
+            sys.stdout,
+            (
+                {
+                    **path_json(f.path),
+                    "action": f.action.value,
+                    "reasons": [_safe(r) for r in f.decision.reasons],
+                    "size": f.size,
+                    "library": _safe(f.library),
+                    **(
+                        {"jellyfin": json_safe(jf[f.path].to_json())} if jf and f.path in jf else {}
+                    ),
+                }
+                for f in files
+            ),
+        )
     else:
         out = Console(highlight=False, soft_wrap=False)
         # With --jellyfin a file castui leaves but Jellyfin would transcode is shown too.
@@ -176,6 +186,26 @@ async def _known(store: Store, target: ScanTarget) -> dict[str, KnownFile]:
     for root in target.roots:
         known |= await store.known_files(under=str(root))
     return known
+
+
+def _safe(text: str) -> str:
+    return text if text.isascii() or is_utf8(text) else display_text(text)
+
+
+def write_json_array(out: TextIO, items: Iterable[object]) -> None:
+    """A JSON array, one object per line, each encoded by the C encoder.
+
+    ``json.dumps(indent=2)`` runs the pure-Python encoder: on a 100,000-file library it took
+    4 of a rescan's 8 seconds. The items' strings must already be valid Unicode.
+    """
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+    out.write("[")
+    first = True
+    for item in items:
+        out.write("\n  " if first else ",\n  ")
+        out.write(encode(item))
+        first = False
+    out.write("\n]\n" if not first else "]\n")
 
 
 def summary_line(reports: list[ScanReport]) -> str:

@@ -116,6 +116,7 @@ class ScanMemory:
     vanished: list[str] = field(default_factory=list)
     reused: int = 0
     probed: int = 0
+    _failures: dict[str, str] = field(default_factory=dict, repr=False)
 
     def recall(self, path: str, stat: Fingerprint) -> ProbeResult | None:
         """The recorded probe of an unchanged file, or None (probe it)."""
@@ -127,6 +128,12 @@ class ScanMemory:
         if row.inode is not None and row.inode != stat[2]:
             return None  # replaced by another file with the same size and time
         try:
+            if row.probe.startswith('{"failure"'):
+                # Unreadable files share a handful of reasons: parse each text once.
+                reason = self._failures.get(row.probe)
+                if reason is None:
+                    reason = self._failures[row.probe] = str(json.loads(row.probe)["failure"])
+                return ProbeFailure(path, stat[0], reason)
             data = json.loads(row.probe)
             if "failure" in data:
                 return ProbeFailure(path, stat[0], str(data["failure"]))
