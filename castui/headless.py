@@ -284,7 +284,7 @@ async def run_headless(args: argparse.Namespace) -> int:
     if settings.metrics.enabled:
         from castui_core.metrics import Metrics
 
-        metrics = Metrics(engine.bus)
+        metrics = Metrics(engine.bus, node=engine.node)  # every series labelled node
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
+from prometheus_client.core import Metric
+from prometheus_client.registry import Collector
 
 from castui_core.bus import EventBus
 from castui_core.errors import ConfigError
@@ -66,11 +68,37 @@ def _routes(metrics_app: _App, health: Health) -> _App:
     return app
 
 
+class _NodeLabelled(Collector):
+    """The registry's families with ``node="<this node>"`` added to every sample at scrape
+    time: the collectors keep their own labels (tests and code read them unchanged) while
+    Prometheus gets one label to tell the nodes sharing a queue apart."""
+
+    def __init__(self, registry: CollectorRegistry, node: str) -> None:
+        self._registry = registry
+        self._node = node
+
+    def collect(self) -> Iterable[Metric]:
+        for family in self._registry.collect():
+            if not self._node:
+                yield family
+                continue
+            labelled = Metric(family.name, family.documentation, family.type, family.unit)
+            labelled.samples = [
+                s._replace(labels={**s.labels, "node": self._node}) for s in family.samples
+            ]
+            yield labelled
+
+
 class Metrics:
     """Collectors on a private registry, updated from the bus."""
 
-    def __init__(self, bus: EventBus, *, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, bus: EventBus, *, registry: CollectorRegistry | None = None, node: str = ""
+    ) -> None:
         self.registry = registry or CollectorRegistry()
+        #: This castui's node name: a scrape gives every series a ``node`` label (see
+        #: :class:`_NodeLabelled`), so nodes sharing a queue are told apart by node.
+        self.node = node
         r = self.registry
         self.queue_depth = Gauge(
             "castui_queue_jobs",
@@ -123,6 +151,19 @@ class Metrics:
             ["result"],
             registry=r,
         )
+        self.node_last_seen = Gauge(
+            "castui_node_last_seen_seconds",
+            "When each node sharing the queue last sent its heartbeat (epoch seconds, the"
+            " queue's clock); label seen_node is that node",
+            ["seen_node", "role"],
+            registry=r,
+        )
+        self.node_claiming = Gauge(
+            "castui_node_claiming",
+            "1 while this node claims jobs; 0 while its path map misses a library or the queue"
+            " is unreachable",
+            registry=r,
+        )
         self._jellyfin_seen = (0, 0)  # the sender's sent/failed totals already counted
         self._sub = bus.subscribe()
         self._tasks: list[asyncio.Task[None]] = [asyncio.create_task(self._follow())]
@@ -140,7 +181,9 @@ class Metrics:
     ) -> None:
         host, _, port = listen.rpartition(":")
         self.health = Health(engine, stall_s=stall_s)
-        app = _routes(make_wsgi_app(self.registry), self.health)
+        scraped = CollectorRegistry(auto_describe=False)
+        scraped.register(_NodeLabelled(self.registry, self.node))
+        app = _routes(make_wsgi_app(scraped), self.health)
         try:
             server = make_server(
                 host, int(port), app, _ThreadingServer, handler_class=_QuietHandler
@@ -156,14 +199,20 @@ class Metrics:
     async def _count_queue(self, engine: Engine, refresh_s: float) -> None:
         while True:
             counts: dict[str, int] = {"queued": 0, "running": 0}
-            for job in await engine.store.active_jobs():
+            for job in await engine.queue.active_jobs():
                 counts[job.state.value] = counts.get(job.state.value, 0) + 1
             # Failed and dead jobs wait for an operator (castui retry): counted so an alert can
             # say "a job went dead" without reading the database.
-            totals = await engine.store.totals()
+            totals = await engine.queue.totals()
             counts["failed"], counts["dead"] = totals.failed, totals.dead
             for state, n in counts.items():
                 self.queue_depth.labels(state=state).set(n)
+            for status in await engine.queue.nodes():
+                self.node_last_seen.labels(seen_node=status.name, role=status.role).set(
+                    status.last_seen
+                )
+            claiming = engine.refusal is None and engine.queue_problem is None
+            self.node_claiming.set(1 if claiming else 0)
             await asyncio.sleep(refresh_s)
 
     async def _follow(self) -> None:

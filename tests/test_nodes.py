@@ -11,6 +11,7 @@ import asyncio
 import os
 import shutil
 import time
+import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -24,6 +25,7 @@ from castui_core.engine import Engine
 from castui_core.events import JobFinished, LogLine
 from castui_core.ffmpeg.nvenc import NvencStatus
 from castui_core.guardrails import FakeGpu
+from castui_core.metrics import Metrics
 from castui_core.nodes import node_of_owner
 from castui_core.settings import Settings, parse_settings
 from castui_core.store import JobState, Store
@@ -212,3 +214,39 @@ async def test_a_node_whose_path_map_misses_the_library_refuses_to_claim(
     assert len(jobs) == len(FILES)
     assert all(j.state is JobState.QUEUED and j.attempts == 0 for j in jobs), jobs
     assert nodes["gpu"].guard is not None and str(gone) in nodes["gpu"].guard
+
+
+async def test_metrics_carry_the_node_label_and_every_nodes_last_heartbeat(
+    samples: dict[str, Path], tmp_path: Path
+) -> None:
+    library(tmp_path, samples)
+    nas = engine(
+        node_settings(tmp_path, "nas", {"name": "nas"}, schedule=["01:00-07:00"]),
+        now=lambda: datetime(2024, 5, 1, 12, 0),
+    )
+    metrics = Metrics(nas.bus, node="nas")
+    try:
+        async with running(nas):
+            await nas.wait_heartbeat()
+            metrics.serve("127.0.0.1:0", nas, refresh_s=0.1)
+            url = f"http://127.0.0.1:{metrics.port}/metrics"
+            async with asyncio.timeout(30):
+                while True:
+                    text = await asyncio.to_thread(_get, url)
+                    if "castui_node_last_seen_seconds{" in text:
+                        break
+                    await nas.wait_heartbeat()
+    finally:
+        metrics.close()
+    assert 'castui_queue_jobs{node="nas",state="queued"}' in text or (
+        'castui_queue_jobs{state="queued",node="nas"}' in text
+    ), text
+    seen = [line for line in text.splitlines() if line.startswith("castui_node_last_seen_seconds{")]
+    assert len(seen) == 1 and 'seen_node="nas"' in seen[0] and 'role="all"' in seen[0], seen
+    assert abs(float(seen[0].rsplit(" ", 1)[1]) - time.time()) < 30
+    assert 'castui_node_claiming{node="nas"} 1.0' in text
+
+
+def _get(url: str) -> str:
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return response.read().decode()
