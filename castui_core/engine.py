@@ -302,6 +302,15 @@ class Engine(StoreReads):
             if await self.queue.is_paused():  # persisted by an operator: say so at start
                 self.bus.publish(QueueState(paused=True, reason="paused before this start"))
             await self._check_path_map()
+            nvenc_missing = nodes.nvenc_refusal(
+                self.role,
+                settings.operational.encoder,
+                self._nvenc is not None and self._nvenc.available,
+                self._nvenc.reason if self._nvenc is not None else None,
+            )
+            if nvenc_missing is not None:  # leave the jobs to a node that has NVENC
+                self.refusal = "; ".join(r for r in (self.refusal, nvenc_missing) if r)
+                self._log("error", f"node {self.node} claims no jobs: {nvenc_missing}")
             if (self._watch or self._scan_at_start) and not worker_only:
                 self.ingest = Ingest(
                     settings,

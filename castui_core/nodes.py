@@ -188,3 +188,21 @@ def check_roots(
 def is_online(last_seen: float, now: float, heartbeat_s: float) -> bool:
     """A node is online while its last heartbeat is younger than a few intervals."""
     return now - last_seen <= OFFLINE_AFTER_BEATS * heartbeat_s
+
+
+def nvenc_refusal(
+    role: str, preference: str, available: bool | None, reason: str | None
+) -> str | None:
+    """Why a node must not claim because the settings want NVENC and it has none (pure).
+
+    Only a ``worker`` refuses: another node can take its jobs, so claiming them here would
+    only burn their attempts. A lone ``all`` node keeps the single-host rule (castui_core
+    .ffmpeg.nvenc.choose_backend): its jobs fail with the NVENC reason, where a person sees it.
+    """
+    if role != "worker" or preference != "nvenc" or available:
+        return None
+    why = reason or "NVENC was not detected"
+    return (
+        f"operational.encoder is nvenc but this node has no working NVENC ({why}); its jobs "
+        "are left for another node. Fix the GPU driver, or set encoder: auto on this node."
+    )

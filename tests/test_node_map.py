@@ -13,6 +13,7 @@ from castui_core.nodes import (
     map_in,
     map_out,
     node_of_owner,
+    nvenc_refusal,
     root_problem,
     validate_path_map,
     worker_owner,
@@ -148,3 +149,21 @@ def test_check_roots_on_real_directories(tmp_path: Path) -> None:
 )
 def test_is_online(age: float, online: bool) -> None:
     assert is_online(1000.0 - age, 1000.0, 5.0) is online
+
+
+@pytest.mark.parametrize(
+    ("role", "preference", "available", "refuses"),
+    [
+        ("worker", "nvenc", False, True),
+        ("worker", "nvenc", None, True),
+        ("worker", "nvenc", True, False),
+        ("worker", "auto", False, False),  # auto falls back to the CPU: it can do the job
+        ("worker", "cpu", False, False),
+        ("all", "nvenc", False, False),  # a lone host: jobs fail with the reason, seen there
+    ],
+)
+def test_nvenc_refusal(role: str, preference: str, available: bool | None, refuses: bool) -> None:
+    why = nvenc_refusal(role, preference, available, "no driver")
+    assert (why is not None) is refuses
+    if why is not None:
+        assert "no driver" in why and "another node" in why

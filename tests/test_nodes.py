@@ -250,3 +250,17 @@ async def test_metrics_carry_the_node_label_and_every_nodes_last_heartbeat(
 def _get(url: str) -> str:
     with urllib.request.urlopen(url, timeout=10) as response:
         return response.read().decode()
+
+
+async def test_a_worker_without_nvenc_leaves_nvenc_jobs_to_another_node(tmp_path: Path) -> None:
+    (tmp_path / "lib").mkdir()
+    settings = node_settings(tmp_path, "gpu", {"name": "gpu", "role": "worker"})
+    settings = settings.model_copy(
+        update={"operational": settings.operational.model_copy(update={"encoder": "nvenc"})}
+    )
+    worker = engine(settings, nvenc=NvencStatus(available=False, reason="no NVIDIA driver"))
+    async with running(worker):
+        await worker.wait_heartbeat()
+        nodes = await worker.queue.nodes()
+    assert worker.refusal is not None and "no NVIDIA driver" in worker.refusal
+    assert [n.guard for n in nodes] == [worker.refusal]
