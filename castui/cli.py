@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 
 from rich.console import Console
 
-from castui.cli_args import add_node
+from castui.cli_args import add_node, apply_node
 from castui.keymap import keymap_problems
 from castui.version_view import VersionAction
 from castui_core.datadir import data_dir_problems, prepare_data_dir
@@ -258,7 +258,7 @@ def run_tui(args: argparse.Namespace) -> int:
     from castui.tui.app import dashboard_for
     from castui_core.control import ForeignServiceError
 
-    settings = load_settings(args.config)
+    settings = apply_node(load_settings(args.config), args)  # --node, --role
     # First: another user's service is named as such, not as an unwritable folder of theirs.
     try:
         app = dashboard_for(settings)  # says plainly when it can neither attach nor run one

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 from castui_core.bus import EventBus
 from castui_core.events import Event
-from castui_core.queue.protocol import JobQueue
+from castui_core.queue.protocol import JobQueue, NodeStatus
 from castui_core.settings import Settings
 from castui_core.store import Event as AuditEvent
 from castui_core.store import HistoryTotals, Job, JobState, Store
@@ -110,6 +110,10 @@ class EngineAPI(Protocol):
 
     async def totals(self, *, library: str | None = ...) -> HistoryTotals: ...
 
+    async def nodes(self) -> list[NodeStatus]:
+        """Every node that heartbeats into the queue (the dashboard's nodes panel)."""
+        ...
+
 
 class StoreReads:
     """The EngineAPI reads, answered from ``self.store``.
@@ -157,6 +161,9 @@ class StoreReads:
 
     async def totals(self, *, library: str | None = None) -> HistoryTotals:
         return await self.queue.totals(library=library)
+
+    async def nodes(self) -> list[NodeStatus]:
+        return await self.queue.nodes()
 
 
 __all__ = [

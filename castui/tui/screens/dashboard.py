@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+
+from textual import work
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
 from textual.widgets import Footer, Header, Label
@@ -10,7 +13,12 @@ from castui.tui.screens.base import LiveScreen
 from castui.tui.widgets.active_jobs import ActiveJobs
 from castui.tui.widgets.guardrail_panel import GuardrailPanel
 from castui.tui.widgets.log_pane import LogPane
+from castui.tui.widgets.nodes_panel import NodesPanel
 from castui.tui.widgets.queue_view import QueueView
+from castui_core.errors import CastuiError
+
+#: How often the dashboard re-reads the nodes table (nodes heartbeat every 5 s).
+NODES_REFRESH_S = 2.0
 
 
 class DashboardScreen(LiveScreen):
@@ -32,6 +40,7 @@ class DashboardScreen(LiveScreen):
             with Vertical(id="queue-box"):
                 yield Label("Queue: empty", id="queue-title", classes="title")
                 yield QueueView(clock=self.castui.clock, id="queue")
+                yield NodesPanel(id="nodes")  # hidden until a node has sent a heartbeat
             with Vertical(id="guard-box"):
                 yield Label("Guardrails", classes="title")
                 yield GuardrailPanel(id="guards")
@@ -40,6 +49,29 @@ class DashboardScreen(LiveScreen):
 
     def on_mount(self) -> None:
         self.live_changed({"jobs", "progress", "guards", "log", "service", "jellyfin"})
+        self.query_one(NodesPanel).display = False
+        self.set_interval(NODES_REFRESH_S, self._refresh_nodes)
+        self._refresh_nodes()
+
+    @work(group="nodes", exclusive=True, exit_on_error=False)
+    async def _refresh_nodes(self) -> None:
+        """Nodes heartbeat into the queue, not onto this bus: read them every few seconds."""
+        try:
+            found = await self.castui.engine.nodes()
+        except CastuiError:
+            return  # the queue's trouble is already in the log and the banner
+        self._node_statuses = {n.name: n for n in found}
+        self.query_one(NodesPanel).show(found, time.time())
+
+    def on_nodes_panel_selected(self, message: NodesPanel.Selected) -> None:
+        node = getattr(self, "_node_statuses", {}).get(message.name)
+        if node is not None:
+            jobs = ", ".join(f"#{j}" for j in node.current_jobs) or "no job"
+            self.notify(
+                f"{node.name} ({node.role}, pid {node.pid}, castui {node.version}): {jobs}"
+                + (f"; waiting: {node.guard}" if node.guard else ""),
+                timeout=8,
+            )
 
     def live_changed(self, changed: set[str]) -> None:
         app = self.castui

@@ -13,6 +13,7 @@ from textual.widgets import DataTable, Footer, Header, Label, Select
 from castui.tui.format import ago, duration, format_bytes, name_of
 from castui.tui.screens.base import LiveScreen
 from castui_core.errors import CastuiError
+from castui_core.nodes import node_of_owner
 from castui_core.paths import display_path
 from castui_core.store import FINISHED_STATES, HistoryTotals, Job
 from castui_core.store.originals import OriginalRecord
@@ -37,6 +38,13 @@ def original_cell(record: OriginalRecord | None) -> str:
     if record.state == "archived":
         return f"archived: {display_path(record.archive)}"
     return record.state  # restored / purged
+
+
+def state_on_node(job: Job) -> str:
+    """``done on gpu-1``: which node ran the job (the node part of its lease owner); the bare
+    state for jobs no node has run, or run before nodes had names."""
+    node = node_of_owner(job.lease_owner)
+    return f"{job.state.value} on {node}" if node else job.state.value
 
 
 class HistoryScreen(LiveScreen):
@@ -122,7 +130,7 @@ class HistoryScreen(LiveScreen):
             result = job.result
             table.add_row(
                 f"#{job.id}",
-                job.state.value,
+                state_on_node(job),
                 Text(name_of(job.path)),  # Text: a "[b]" in a name is not markup
                 job.reason or "",
                 format_bytes(result.source_size) if result.source_size is not None else "—",

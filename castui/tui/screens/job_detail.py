@@ -17,6 +17,7 @@ from castui.tui.format import ago, duration, format_bytes
 from castui.tui.screens.base import LiveScreen
 from castui.tui.screens.restore import RestoreScreen
 from castui_core.errors import CastuiError
+from castui_core.nodes import node_of_owner
 from castui_core.paths import display_path
 from castui_core.store import Event, Job, JobState
 from castui_core.store.originals import OriginalRecord
@@ -115,7 +116,8 @@ class JobDetailScreen(LiveScreen):
             f"Job #{job.id}  {job.state.value.upper()}  {job.action.value}  library {job.library}",
             display_path(job.path),
             f"attempts {job.attempts}/{job.max_attempts} · priority {job.priority}"
-            f" · queued {ago(job.created_at, now)}"
+            + (f" · node {node}" if (node := node_of_owner(job.lease_owner)) else "")
+            + f" · queued {ago(job.created_at, now)}"
             + (f" · finished {ago(job.finished_at, now)}" if job.finished_at else ""),
         ]
         if job.reason:
