@@ -166,6 +166,27 @@ def test_the_image_builds_from_debian_bookworm_with_a_wheel_builder_stage() -> N
     assert install and "--no-index" in install[0] and "python3 -m venv /opt/castui" in install[0]
 
 
+def test_dockerignore_lets_in_exactly_what_the_dockerfile_copies() -> None:
+    """.dockerignore is an allow-list: a COPY of a path it does not let in fails the build
+    elsewhere, and anything more (a .venv, a database) would bloat or leak into the context."""
+    allowed = [
+        line[1:].rstrip("/")
+        for line in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+        if line.startswith("!")
+    ]
+    assert "*" in (ROOT / ".dockerignore").read_text(encoding="utf-8").splitlines()
+    sources = []
+    for keyword, args in instructions():
+        if keyword == "COPY" and not args.startswith("--from"):
+            sources += args.split()[:-1]
+    assert sources
+    for source in sources:
+        assert (ROOT / source).exists(), source
+        assert any(source == a or source.startswith(a + "/") for a in allowed), source
+    for entry in allowed:
+        assert any(s == entry or s.startswith(entry + "/") for s in sources), entry
+
+
 def test_debians_ffmpeg_without_recommends() -> None:
     apt = [args for args in final("RUN") if "apt-get install" in args]
     assert apt, "the final stage installs packages with apt"
