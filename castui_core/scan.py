@@ -202,6 +202,29 @@ def output_name(
     return None if placement.backup is not None else placement.final
 
 
+def _maybe_taken(sources: Sequence[str]) -> set[str]:
+    """The sources whose output name (next to them) may be taken (blocking: lists each folder
+    once). Naming an output costs more than deciding a file, and on a rescan most folders hold
+    nothing it could be: the name is ``<stem, maybe shortened>.mp4``, so only a folder entry
+    ending in ``.mp4`` whose stem starts the source's name can be it (compared ignoring case,
+    as a case-insensitive share would). A superset: the caller checks these exactly."""
+    mp4s: dict[str, list[str]] = {}
+    maybe: set[str] = set()
+    for source in sources:
+        folder, name = os.path.split(source)
+        stems = mp4s.get(folder)
+        if stems is None:
+            try:
+                names = os.listdir(folder)
+            except OSError:
+                names = [".mp4"]  # cannot tell: check this folder's sources exactly
+            stems = mp4s[folder] = [n[:-4].lower() for n in names if n.lower().endswith(".mp4")]
+        low = name.lower()
+        if any(low.startswith(stem) for stem in stems):
+            maybe.add(source)
+    return maybe
+
+
 async def copy_decisions(
     pool: ProbePool,
     decided: Sequence[tuple[MediaInfo, Decision]],
@@ -221,10 +244,12 @@ async def copy_decisions(
     ``probed``: results this scan already has (the copy is usually in the same library), so
     a copy is not opened a second time.
     """
+    work = [(i, d) for i, d in decided if d.action.needs_work]
+    if output_dir is None and work:
+        maybe = await asyncio.to_thread(_maybe_taken, [i.path for i, _ in work])
+        work = [(i, d) for i, d in work if i.path in maybe]
     wanted: dict[str, tuple[MediaInfo, Decision, Path]] = {}
-    for info, decision in decided:
-        if not decision.action.needs_work:
-            continue
+    for info, decision in work:
         final = output_name(info.path, library_root=library_root, output_dir=output_dir)
         if final is not None:
             wanted[info.path] = (info, decision, final)
