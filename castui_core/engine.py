@@ -18,11 +18,11 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from castui_core import __version__, nodes
 from castui_core import events as ev
@@ -68,6 +68,8 @@ from castui_core.store import ClaimedJob, Job, JobResult, JobState, Progress, St
 from castui_core.swap import Journal, recover
 from castui_core.tools import Tools, find_tools
 
+T = TypeVar("T")
+
 #: Failure kinds that mean "the disk is full", not "this file is bad": the job is handed back
 #: without using an attempt and waits for space (``disk_space``: the pre-check refused it;
 #: ``disk_full``: ENOSPC while writing, from ffmpeg's stderr or the swap's OSError).
@@ -76,8 +78,7 @@ DISK_WAIT = frozenset({"disk_space", "disk_full"})
 #: hand-back (a cancel ends ffmpeg within its SIGTERM grace; the swap is short).
 _RECORD_GRACE_S = 30.0
 
-#: How often a node tells the queue it is alive (the nodes table judges "offline" on it).
-NODE_HEARTBEAT_S = 5.0
+NODE_HEARTBEAT_S = nodes.HEARTBEAT_S
 #: Backoff between claims while the queue is unreachable.
 _QUEUE_BACKOFF_MIN_S = 1.0
 _QUEUE_BACKOFF_MAX_S = 30.0
@@ -455,8 +456,13 @@ class Engine(StoreReads):
     async def _reap_forever(self, interval_s: float) -> None:
         """Reclaim expired leases (a crashed worker's jobs) and publish each change."""
         while True:
-            for job in await self.queue.reclaim_expired():
-                self._committed(job, JobState.RUNNING, reason="lease expired", actor="reaper")
+            try:
+                for job in await self.queue.reclaim_expired():
+                    self._committed(job, JobState.RUNNING, reason="lease expired", actor="reaper")
+            except QueueUnreachableError as exc:
+                self._queue_unreachable(exc)  # try again next round
+            except CastuiError as exc:
+                self._log("warning", f"reclaiming expired leases: {exc}")
             await asyncio.sleep(interval_s)
 
     async def scan(self, library: str | None = None) -> None:
@@ -567,6 +573,22 @@ class Engine(StoreReads):
         if self.queue_problem is not None:
             self.queue_problem = None
             self._log("info", "queue reachable again: claiming resumes")
+
+    async def _reachable(self, call: Callable[[], Awaitable[T]]) -> T:
+        """``call()``, tried again with backoff while the queue is unreachable: a finished
+        job's outcome is recorded once the queue is back (a lease that expired meanwhile
+        answers LeaseLostError, so a job another node took over is never recorded twice)."""
+        backoff = _QUEUE_BACKOFF_MIN_S
+        while True:
+            try:
+                result = await call()
+            except QueueUnreachableError as exc:
+                self._queue_unreachable(exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _QUEUE_BACKOFF_MAX_S)
+                continue
+            self._queue_reachable()
+            return result
 
     async def _sleep_unless_stopping(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -717,7 +739,9 @@ class Engine(StoreReads):
             ):
                 await keeper.before_swap(claimed.id, job.path)
             # Fenced: raises LeaseLostError when another worker owns the job now.
-            await self.queue.heartbeat(claimed.id, claimed.token, running.progress)
+            await self._reachable(
+                lambda: self.queue.heartbeat(claimed.id, claimed.token, running.progress)
+            )
 
         try:
             outcome = await self.converter.convert(
@@ -785,7 +809,9 @@ class Engine(StoreReads):
                 entries = await outbox_entries(self.settings, library, claimed.path, output_path)
                 if outcome.status == "done":  # Sonarr/Radarr rescan what a swap renamed
                     entries += arr_entries(self.settings, library, output_path)
-                job = await self.queue.complete(claimed.id, claimed.token, result, entries)
+                job = await self._reachable(
+                    lambda: self.queue.complete(claimed.id, claimed.token, result, entries)
+                )
                 if entries and self.jellyfin is not None:
                     self.jellyfin.poke()  # its own task sends: a job never waits for Jellyfin
                 for arr in self.arr if entries else ():
@@ -797,21 +823,27 @@ class Engine(StoreReads):
             elif outcome.status == "cancelled":
                 if self._stopping.is_set():
                     why = f"castui stopped before the job finished ({outcome.reason})"
-                    job = await self.queue.release(claimed.id, claimed.token, why)
+                    job = await self._reachable(
+                        lambda: self.queue.release(claimed.id, claimed.token, why)
+                    )
                     self._committed(job, running_state, reason=why, actor=owner)
             elif outcome.failure_kind == "source_changed":
                 # The file was replaced during its encode: the new content is not at fault
                 # and has not been tried. Requeue it (no attempt used); the output was
                 # discarded.
                 why = outcome.reason or "changed"
-                job = await self.queue.release(claimed.id, claimed.token, why)
+                job = await self._reachable(
+                    lambda: self.queue.release(claimed.id, claimed.token, why)
+                )
                 self._committed(job, running_state, reason=why, actor=owner)
                 self._log("info", outcome.reason or f"{claimed.path} changed: requeued")
             elif outcome.failure_kind in DISK_WAIT:
                 # Not the file's fault: hand it back without using an attempt and wait for
                 # space, with the reason shown.
                 why = f"waiting for disk space: {outcome.reason or 'disk full'}"
-                job = await self.queue.release(claimed.id, claimed.token, why)
+                job = await self._reachable(
+                    lambda: self.queue.release(claimed.id, claimed.token, why)
+                )
                 self._committed(job, running_state, reason=why, actor=owner)
                 running.released_for_space = True
                 if outcome.failure_kind == "disk_full":
@@ -824,12 +856,14 @@ class Engine(StoreReads):
                     self.bus.publish(GuardrailTripped(name="disk", reason=reason))
             else:
                 kind = outcome.failure_kind or "rejected"
-                job = await self.queue.fail(
-                    claimed.id,
-                    claimed.token,
-                    outcome.reason or "failed",
-                    retryable=kind not in NOT_RETRYABLE and outcome.status != "rejected",
-                    result=result,
+                job = await self._reachable(
+                    lambda: self.queue.fail(
+                        claimed.id,
+                        claimed.token,
+                        outcome.reason or "failed",
+                        retryable=kind not in NOT_RETRYABLE and outcome.status != "rejected",
+                        result=result,
+                    )
                 )
                 self._committed(job, running_state, actor=owner)
                 self.summary.outcomes.append(outcome)
@@ -849,6 +883,10 @@ class Engine(StoreReads):
                 running.lease_lost = True
                 await self.converter.cancel(running.path, "lease lost")
                 return
+            except QueueUnreachableError as exc:
+                # The encode goes on while the lease allows; the next beat tries again (once
+                # the queue is back an expired lease answers LeaseLostError: fenced).
+                self._queue_unreachable(exc)
 
     # --- guardrails: pause and resume running encodes ------------------------------------------
 

@@ -22,7 +22,7 @@ import yaml
 from engine_helpers import wait_event
 
 from castui_core.engine import Engine
-from castui_core.events import JobFinished, LogLine
+from castui_core.events import JobFinished, JobQueued, LogLine
 from castui_core.ffmpeg.nvenc import NvencStatus
 from castui_core.guardrails import FakeGpu
 from castui_core.metrics import Metrics
@@ -36,8 +36,15 @@ FFPROBE = Path(shutil.which("ffprobe") or "ffprobe")
 FILES = {"a.mkv": "compliant.mkv", "b.avi": "mpeg4.avi", "c.mkv": "high10.mkv"}
 
 
-def node_settings(tmp_path: Path, state: str, node: dict[str, Any], **guardrails: Any) -> Settings:
+def node_settings(
+    tmp_path: Path,
+    state: str,
+    node: dict[str, Any],
+    queue: dict[str, Any] | None = None,
+    **guardrails: Any,
+) -> Settings:
     data = {
+        "queue": queue or {"backend": "sqlite"},
         "database": f"{tmp_path}/{state}/castui.db",
         "libraries": [{"name": "Test", "path": f"{tmp_path}/lib", "watch": "off"}],
         "scan": {"settle_seconds": 0.3, "probe_workers": 1},
@@ -264,3 +271,66 @@ async def test_a_worker_without_nvenc_leaves_nvenc_jobs_to_another_node(tmp_path
         nodes = await worker.queue.nodes()
     assert worker.refusal is not None and "no NVIDIA driver" in worker.refusal
     assert [n.guard for n in nodes] == [worker.refusal]
+
+
+# --- the same on a shared Redis (tests/redis_server.py: a real redis-server) ------------------
+
+
+async def test_two_nodes_on_redis_convert_each_file_once_through_a_path_map(
+    samples: dict[str, Path], tmp_path: Path, redis_url: str
+) -> None:
+    lib = library(tmp_path, samples)
+    mount = tmp_path / "mnt"
+    mount.symlink_to(lib, target_is_directory=True)
+    queue = {"backend": "redis", "url": redis_url}
+    host = engine(node_settings(tmp_path, "nas", {"name": "nas"}, queue))
+    worker = engine(
+        node_settings(
+            tmp_path,
+            "gpu",
+            {"name": "gpu", "role": "worker", "path_map": {str(lib): str(mount)}},
+            queue,
+        )
+    )
+    async with running(worker, host):
+        assert type(host.queue).__name__ == "RedisQueue" and host.queue is not host.store
+        paths = await finished_paths([host, worker], len(FILES))
+        history = await host.queue.history()
+        nodes = {n.name: n for n in await host.queue.nodes()}
+    assert len(paths) == len(FILES)  # each file finished once, on one node or the other
+    assert sorted(j.path for j in history) == sorted(str(lib / n) for n in FILES)
+    assert all(j.state is JobState.DONE and j.attempts == 1 for j in history), history
+    for job in history:
+        assert job.result.output_path and job.result.output_path.startswith(str(lib) + "/")
+    assert set(nodes) == {"nas", "gpu"} and nodes["gpu"].role == "worker"
+
+
+async def test_redis_stopped_during_a_run_then_started_the_run_completes(
+    samples: dict[str, Path], tmp_path: Path, redis_url: str, redis_server: Any
+) -> None:
+    lib = library(tmp_path, samples)
+    queue = {"backend": "redis", "url": redis_url}
+    host = engine(node_settings(tmp_path, "nas", {"name": "nas"}, queue))
+    worker = engine(node_settings(tmp_path, "gpu", {"name": "gpu", "role": "worker"}, queue))
+    subs = [host.bus.subscribe(), worker.bus.subscribe()]
+    try:
+        async with running(worker, host):
+            await wait_event(subs[0], lambda e: isinstance(e, JobQueued))
+            await asyncio.to_thread(redis_server.stop)
+            down = await wait_event(
+                subs[1],
+                lambda e: isinstance(e, LogLine) and e.message.startswith("queue unreachable: "),
+            )
+            assert isinstance(down, LogLine)
+            await asyncio.to_thread(redis_server.start)
+            await wait_event(
+                subs[1], lambda e: isinstance(e, LogLine) and "queue reachable again" in e.message
+            )
+            async with asyncio.timeout(120):
+                while len(history := await host.queue.history()) < len(FILES):
+                    await host.wait_heartbeat()
+    finally:
+        for sub in subs:
+            sub.close()
+    assert sorted(j.path for j in history) == sorted(str(lib / n) for n in FILES)
+    assert all(j.state is JobState.DONE for j in history), history
