@@ -16,6 +16,7 @@ import itertools
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 import threading
@@ -343,6 +344,70 @@ def test_the_redis_profile_keeps_acknowledged_changes() -> None:
         assert option in command
     assert "redis-data:/data" in [str(v) for v in redis["volumes"]]
     assert set(compose()["volumes"]) >= {"castui-data", "redis-data"}
+
+
+def _redis_profile_shell(folder: Path) -> list[str]:
+    """The redis service's command as its container would run it ($$ is compose's escape of
+    $), moved onto a Unix socket in ``folder`` (no TCP port) with its AOF there too."""
+    command = [str(c) for c in service("redis")["command"]]
+    assert command[:2] == ["sh", "-c"]
+    script = command[2].replace("$$", "$")
+    return ["sh", "-c", f"{script} --port 0 --unixsocket {folder}/redis.sock --dir {folder}"]
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="redis-server not installed")
+def test_the_redis_profiles_command_starts_a_redis_castui_accepts(tmp_path: Path) -> None:
+    """Debian's real redis-server runs the profile's command: it needs a password, and has
+    the three settings castui's Redis queue refuses to run without."""
+    import redis
+
+    env = {**os.environ, "REDIS_PASSWORD": "s3cret pass"}
+    proc = subprocess.Popen(
+        _redis_profile_shell(tmp_path), env=env, stdout=subprocess.PIPE, text=True
+    )
+    ready = threading.Event()
+
+    def watch() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if "ready to accept connections" in line.lower():
+                ready.set()
+
+    threading.Thread(target=watch, daemon=True).start()
+    try:
+        assert ready.wait(20), "redis-server did not start"
+        socket_path = str(tmp_path / "redis.sock")
+        with pytest.raises(redis.AuthenticationError):
+            redis.Redis(unix_socket_path=socket_path).ping()
+        client = redis.Redis(unix_socket_path=socket_path, password="s3cret pass")
+        config = {
+            **client.config_get("appendonly"),
+            **client.config_get("appendfsync"),
+            **client.config_get("maxmemory-policy"),
+        }
+        assert config == {
+            "appendonly": "yes",
+            "appendfsync": "everysec",
+            "maxmemory-policy": "noeviction",
+        }
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+
+
+def test_the_redis_profile_refuses_to_start_without_a_password(tmp_path: Path) -> None:
+    env = {**os.environ, "REDIS_PASSWORD": ""}
+    done = subprocess.run(
+        _redis_profile_shell(tmp_path),
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "set REDIS_PASSWORD" in done.stdout
 
 
 # -- the guide -------------------------------------------------------------------------
