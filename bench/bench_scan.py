@@ -139,6 +139,9 @@ async def seed_catalog(database: Path, library: str, paths: list[str]) -> None:
     from castui_core.errors import ProbeError
     from castui_core.probe import probe_pyav
     from castui_core.store import CatalogEntry, Store
+    from castui_core.store.catalog import scan_label
+
+    label = scan_label(library)  # rows as `castui scan` writes them
 
     try:
         probe_pyav(paths[0])
@@ -151,7 +154,7 @@ async def seed_catalog(database: Path, library: str, paths: list[str]) -> None:
         st = os.stat(path)
         entries.append(
             CatalogEntry(
-                path, library, st.st_size, st.st_mtime_ns, st.st_ino, probe={"failure": reason}
+                path, label, st.st_size, st.st_mtime_ns, st.st_ino, probe={"failure": reason}
             )
         )
     async with Store.open(database) as store:

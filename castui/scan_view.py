@@ -120,7 +120,7 @@ async def run_scan_command(args: argparse.Namespace) -> int:
             await store.upsert_files(learned)
         if vanished:
             # Rows the engine acted on stay: it cancels their queued jobs when it sees them gone.
-            await store.remove_files(vanished, undecided_only=True)
+            await store.remove_files(vanished, scan_only=True)
     probed = pool.probed  # every file a probe worker opened (copies checked included)
     reused = sum(m.reused for m in memories)
     err.print(f"catalog: {probed} files probed, {reused} unchanged files not probed again")

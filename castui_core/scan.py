@@ -41,7 +41,7 @@ from castui_core.media import MediaInfo, ProbeFailure
 from castui_core.probe import ProbePool, ProbeResult, probe_ffprobe
 from castui_core.profiles import Profile
 from castui_core.settings import DEFAULT_EXTENSIONS
-from castui_core.store.catalog import KnownFile
+from castui_core.store.catalog import KnownFile, scan_label
 from castui_core.store.models import CatalogEntry, OutputRecord
 from castui_core.swap import plan_placement
 
@@ -105,9 +105,10 @@ class ScanMemory:
     """The catalog rows of what is being scanned, and what this scan learned for them.
 
     ``fresh`` ignores the rows (everything is probed again) but still collects what the scan
-    learned. ``learned`` holds the rows to write back (new or changed files, no decision: a
-    scan queues nothing, so the engine must not take them for acted upon); ``vanished`` the
-    remembered paths the walk did not find (under no folder it failed to read).
+    learned. ``learned`` holds the rows to write back (new or changed files, labelled as a
+    scan's, see :data:`castui_core.store.catalog.SCAN_PREFIX`: a scan queues nothing, so the
+    engine must not take them for acted upon); ``vanished`` the remembered paths the walk did
+    not find (under no folder it failed to read).
     """
 
     known: dict[str, KnownFile] = field(default_factory=dict)
@@ -151,7 +152,8 @@ class ScanMemory:
         self.learned.append(
             CatalogEntry(
                 path=path,
-                library=row.library if row is not None else library,
+                # Labelled as a scan's row (see SCAN_PREFIX), in the library it was in.
+                library=scan_label(row.library if row is not None else library),
                 size=stat[0],
                 mtime_ns=stat[1],
                 inode=stat[2],

@@ -24,6 +24,7 @@ from cli_helpers import castui_env, run_castui
 
 from castui_core.probe import ProbePool, probe_pyav
 from castui_core.store import CatalogEntry, Store
+from castui_core.store.catalog import scan_label
 
 PROBED = re.compile(r"catalog: (\d+) files probed, (\d+) unchanged files not probed again")
 
@@ -132,10 +133,10 @@ def test_explicit_paths_use_the_catalog_too(library: Path, tmp_path: Path) -> No
 
 
 async def test_scan_rows_and_engine_rows_keep_their_meaning(library: Path, tmp_path: Path) -> None:
-    """A scan queues nothing, so its rows carry no decision and the engine's diff (decided
-    rows only) still probes and queues those files; a row the engine wrote is reused by a
-    scan while the file is unchanged, and stays when the file vanishes (the engine cancels
-    its queued job then, and needs the row to do so)."""
+    """A scan queues nothing, so its rows are labelled as a scan's and the engine's diff (its
+    own library's rows) still probes and queues those files; a row the engine wrote is reused
+    by a scan while the file is unchanged, and stays when the file vanishes (the engine
+    cancels its queued job then, and needs the row to do so)."""
     config = _settings(tmp_path, library)
     acted = library / "high10_mkv" / "high10.mkv"
     vanished = library / "was here.mkv"
@@ -157,10 +158,20 @@ async def test_scan_rows_and_engine_rows_keep_their_meaning(library: Path, tmp_p
     assert reused == 1 and probed == len(files) - 1
     assert {f["path"]: f["action"] for f in files}[str(acted)] == "transcode"
     async with Store.open(tmp_path / "castui.db") as store:
-        decided = await store.fingerprints("films", decided=True)
-        everything = await store.fingerprints("films")
-    assert set(decided) == {str(acted), str(vanished)}
-    assert set(everything) == {str(p) for p in library.rglob("*.m*")} | {str(vanished)}
+        engine = await store.fingerprints("films")  # what the engine's diff reads
+        scans = await store.fingerprints(scan_label("films"))
+        known = await store.known_files(library="films")  # what a scan reads
+    assert set(engine) == {str(acted), str(vanished)}
+    assert set(scans) == {str(p) for p in library.rglob("*.m*")} - {str(acted)}
+    assert set(known) == set(engine) | set(scans)
+
+    # Touched: the scan probes it again and labels the row as its own, so the engine's next
+    # scan does not take the new fingerprint for "queued already".
+    os.utime(acted, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    _, probed, _ = _scan(tmp_path, "--config", str(config))
+    assert probed == 1
+    async with Store.open(tmp_path / "castui.db") as store:
+        assert set(await store.fingerprints("films")) == {str(vanished)}
 
 
 def test_two_scans_at_once_both_succeed(library: Path, tmp_path: Path) -> None:

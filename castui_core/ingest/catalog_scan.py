@@ -397,7 +397,7 @@ class CatalogScanner:
         )
         for path, reason in walk.problems:
             self._problem(result, path, reason)
-        known = await self.store.fingerprints(name, decided=True)
+        known = await self.store.fingerprints(name)
 
         if walk.root_problem is not None:
             result.paused_reason = walk.root_problem

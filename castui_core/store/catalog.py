@@ -79,22 +79,28 @@ async def needs_probe(
 
 
 async def fingerprints(
-    conn: aiosqlite.Connection, library: str | None = None, *, decided: bool = False
+    conn: aiosqlite.Connection, library: str | None = None
 ) -> dict[str, tuple[int, int]]:
-    """path -> (size, mtime_ns) for probed files, so a scan can diff a whole tree in memory.
-
-    ``decided``: only rows the engine acted on (a decision recorded, the file queued if it
-    needed work). ``castui scan`` records probes without a decision, since it queues nothing:
-    the engine must not take such a row for "already queued" and skip the file for ever.
-    """
+    """path -> (size, mtime_ns) for probed files, so a scan can diff a whole tree in memory."""
     sql = "SELECT path, size, mtime_ns FROM files WHERE probe IS NOT NULL"
-    if decided:
-        sql += " AND decision IS NOT NULL"
     params: tuple[Any, ...] = ()
     if library is not None:
         sql += " AND library = ?"
         params = (library,)
     return {_text(r[0]): (r[1], r[2]) for r in await fetchall(conn, sql, params)}
+
+
+#: ``library`` of the rows ``castui scan`` writes: ``castui scan: <library>``. A scan queues
+#: nothing, so its rows must not look like the engine's (a row in the engine's own library
+#: with a matching fingerprint means "recorded and queued if needed": the engine would skip
+#: the file for ever). The engine's diff reads its library's rows only, so it probes such a
+#: file and its upsert makes the row its own.
+SCAN_PREFIX = "castui scan: "
+
+
+def scan_label(library: str) -> str:
+    """The ``library`` value of a row written by ``castui scan`` for ``library``."""
+    return library if library.startswith(SCAN_PREFIX) else SCAN_PREFIX + library
 
 
 class KnownFile(NamedTuple):
@@ -106,7 +112,6 @@ class KnownFile(NamedTuple):
     mtime_ns: int
     inode: int | None
     probe: str | None
-    decided: bool
 
 
 def _text(value: Any) -> str:
@@ -116,17 +121,18 @@ def _text(value: Any) -> str:
 async def known_files(
     conn: aiosqlite.Connection, *, library: str | None = None, under: str | None = None
 ) -> dict[str, KnownFile]:
-    """Every probed row of ``library`` (or below the folder/file ``under``) in one SELECT.
+    """Every probed row of ``library`` (the engine's and ``castui scan``'s, see
+    :data:`SCAN_PREFIX`; or every row below the folder/file ``under``) in one SELECT.
 
     A rescan diffs the whole tree against this in memory: one query per library instead of
     one per file. ``under`` is a range on the primary key (``path`` and ``path/…``).
     """
-    sql = "SELECT path, library, size, mtime_ns, inode, probe, decision FROM files"
+    sql = "SELECT path, library, size, mtime_ns, inode, probe FROM files"
     where = ["probe IS NOT NULL"]
     params: list[Any] = []
     if library is not None:
-        where.append("library = ?")
-        params.append(library)
+        where.append("library IN (?, ?)")
+        params += [library, scan_label(library)]
     if under is not None:
         prefix = under.rstrip("/")
         # ``path = X`` or ``X/`` <= path < ``X0`` ('0' sorts right after '/').
@@ -134,7 +140,7 @@ async def known_files(
         params += [prefix, prefix + "/", prefix + "0"]
     sql += " WHERE " + " AND ".join(where)
     return {
-        _text(r[0]): KnownFile(_text(r[1]), r[2], r[3], r[4], r[5], r[6] is not None)
+        _text(r[0]): KnownFile(_text(r[1]), r[2], r[3], r[4], r[5])
         for r in await fetchall(conn, sql, params)
     }
 
@@ -150,14 +156,17 @@ async def list_files(conn: aiosqlite.Connection, library: str | None = None) -> 
 
 
 async def remove_files(
-    conn: aiosqlite.Connection, paths: Iterable[str], *, undecided_only: bool = False
+    conn: aiosqlite.Connection, paths: Iterable[str], *, scan_only: bool = False
 ) -> int:
-    """Delete rows by path; ``undecided_only`` keeps the rows the engine acted on (it cancels
-    their queued jobs itself when it sees the file gone, and needs the row to do so)."""
+    """Delete rows by path; ``scan_only`` deletes only rows ``castui scan`` wrote: the engine
+    cancels the queued jobs of its own rows' files when it sees them gone, and needs the row
+    to do so."""
     sql = "DELETE FROM files WHERE path = ?"
-    if undecided_only:
-        sql += " AND decision IS NULL"
+    params: tuple[Any, ...] = ()
+    if scan_only:
+        sql += " AND substr(library, 1, ?) = ?"
+        params = (len(SCAN_PREFIX), SCAN_PREFIX)
     removed = 0
     for path in paths:
-        removed += await execute_count(conn, sql, (path,))
+        removed += await execute_count(conn, sql, (path, *params))
     return removed

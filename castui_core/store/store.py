@@ -419,11 +419,9 @@ class Store:
         async with self._read("reading the catalog") as conn:
             return await catalog.needs_probe(conn, path, size, mtime_ns, inode)
 
-    async def fingerprints(
-        self, library: str | None = None, *, decided: bool = False
-    ) -> dict[str, tuple[int, int]]:
+    async def fingerprints(self, library: str | None = None) -> dict[str, tuple[int, int]]:
         async with self._read("reading the catalog") as conn:
-            return await catalog.fingerprints(conn, library, decided=decided)
+            return await catalog.fingerprints(conn, library)
 
     async def known_files(
         self, *, library: str | None = None, under: str | None = None
@@ -436,9 +434,9 @@ class Store:
         async with self._read("reading the catalog") as conn:
             return await catalog.list_files(conn, library)
 
-    async def remove_files(self, paths: Iterable[str], *, undecided_only: bool = False) -> int:
+    async def remove_files(self, paths: Iterable[str], *, scan_only: bool = False) -> int:
         async with self._write("updating the catalog") as conn:
-            return await catalog.remove_files(conn, paths, undecided_only=undecided_only)
+            return await catalog.remove_files(conn, paths, scan_only=scan_only)
 
     # --- outputs castui wrote -------------------------------------------------------------
 
