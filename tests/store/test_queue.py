@@ -181,25 +181,6 @@ async def test_worker_crashing_every_time_ends_dead(db_path: Path, clock: FakeCl
         assert await store.claim("w") is None
 
 
-async def test_non_retryable_failure_goes_to_failed(store: Store) -> None:
-    await store.enqueue("/m/a.mkv", "movies", "remux")
-    job = await store.claim("w1")
-    assert job is not None
-    failed = await store.fail(job.id, job.token, "source file vanished", retryable=False)
-    assert failed.state is JobState.FAILED and failed.attempts == 1
-    assert await store.claim("w1") is None
-
-
-async def test_release_does_not_use_an_attempt(store: Store) -> None:
-    await store.enqueue("/m/a.mkv", "movies", "remux")
-    job = await store.claim("w1")
-    assert job is not None
-    released = await store.release(job.id, job.token)
-    assert released.state is JobState.QUEUED and released.attempts == 0
-    again = await store.claim("w2")
-    assert again is not None and again.job.attempts == 1
-
-
 async def test_debounce_pushes_run_after(store: Store, clock: FakeClock) -> None:
     first = await store.enqueue("/m/a.mkv", "movies", "remux", debounce_s=30)
     clock.advance(20)
@@ -292,20 +273,6 @@ async def test_pause_is_persisted(db_path: Path, clock: FakeClock) -> None:
         assert kinds == ["resume", "pause"]
 
 
-async def test_cancel_running_job_fences_worker(store: Store) -> None:
-    await store.enqueue("/m/a.mkv", "movies", "remux")
-    job = await store.claim("w1")
-    assert job is not None
-    await store.enqueue("/m/a.mkv", "movies", "remux")  # rerun request dropped by cancel
-    cancelled = await store.cancel(job.id, reason="wrong file")
-    assert cancelled.state is JobState.CANCELLED and cancelled.reason == "wrong file"
-    with pytest.raises(LeaseLostError, match="operator cancelled"):
-        await store.heartbeat(job.id, job.token)
-    assert await store.active_jobs() == []
-    with pytest.raises(JobNotFoundError):
-        await store.cancel(job.id)
-
-
 async def test_retry_dead_job(db_path: Path, clock: FakeClock) -> None:
     async with Store.open(db_path, clock=clock, max_attempts=1) as store:
         await store.enqueue("/m/a.mkv", "movies", "remux")
@@ -323,30 +290,6 @@ async def test_retry_dead_job(db_path: Path, clock: FakeClock) -> None:
         events = await store.list_events(job_id=job.id)
         assert "corrupt stream" in (events[0].reason or "")
         assert events[0].actor == "operator"
-
-
-async def test_retry_refused_when_path_already_active(store: Store) -> None:
-    await store.enqueue("/m/a.mkv", "movies", "remux")
-    job = await store.claim("w1")
-    assert job is not None
-    await store.fail(job.id, job.token, "nope", retryable=False)
-    await store.enqueue("/m/a.mkv", "movies", "remux")
-    with pytest.raises(JobNotFoundError, match="already has an active job"):
-        await store.retry(job.id)
-
-
-async def test_set_priority(store: Store) -> None:
-    a = await store.enqueue("/m/a.mkv", "movies", "remux")
-    b = await store.enqueue("/m/b.mkv", "movies", "remux")
-    await store.set_priority(b.job_id, 10)
-    job = await store.claim("w1")
-    assert job is not None and job.id == b.job_id
-    [event] = await store.list_events(kind=EventKind.OPERATOR)
-    assert event.details == {"action": "priority", "before": 0, "after": 10}
-    await store.complete(job.id, job.token, JobResult())
-    with pytest.raises(JobNotFoundError):
-        await store.set_priority(b.job_id, 1)
-    assert (await store.get_job(a.job_id)).priority == 0
 
 
 async def _finish(store: Store, path: str, library: str, outcome: str) -> int:
@@ -399,16 +342,6 @@ async def test_clear_history(store: Store, clock: FakeClock) -> None:
         await store.clear_history(states=[JobState.QUEUED])
     assert await store.clear_history() == 1
     assert len(await store.active_jobs()) == 1
-
-
-async def test_lease_lost_after_history_cleared(store: Store) -> None:
-    await store.enqueue("/m/a.mkv", "movies", "remux")
-    job = await store.claim("w1")
-    assert job is not None
-    await store.cancel(job.id)
-    await store.clear_history()
-    with pytest.raises(LeaseLostError, match="no longer exists"):
-        await store.complete(job.id, job.token, JobResult())
 
 
 def test_backoff_delay_pure() -> None:
