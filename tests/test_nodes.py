@@ -8,8 +8,11 @@ machines would); the worker sees the library through a symlinked folder and a ``
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
+import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import AsyncIterator
@@ -18,7 +21,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
 import yaml
+from cli_helpers import castui_env
 from engine_helpers import wait_event
 
 from castui_core.engine import Engine
@@ -33,6 +38,7 @@ from castui_core.tools import Tools
 
 FFMPEG = Path(shutil.which("ffmpeg") or "ffmpeg")
 FFPROBE = Path(shutil.which("ffprobe") or "ffprobe")
+SHIM = Path(__file__).with_name("nvenc_shim.py")
 FILES = {"a.mkv": "compliant.mkv", "b.avi": "mpeg4.avi", "c.mkv": "high10.mkv"}
 
 
@@ -334,3 +340,88 @@ async def test_redis_stopped_during_a_run_then_started_the_run_completes(
             sub.close()
     assert sorted(j.path for j in history) == sorted(str(lib / n) for n in FILES)
     assert all(j.state is JobState.DONE for j in history), history
+
+
+async def test_a_node_killed_mid_encode_leaves_the_job_to_another_after_its_lease(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """``castui --no-ui`` (a real process, node "doomed") is SIGKILLed while it encodes; the
+    other node reclaims the job once the lease has expired and finishes it."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    source = lib / "long.avi"
+    subprocess.run(
+        [
+            str(FFMPEG), "-nostdin", "-v", "error", "-y",
+            "-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=8",
+            "-f", "lavfi", "-i", "sine=frequency=440:duration=8",
+            "-c:v", "mpeg4", "-c:a", "libmp3lame", str(source),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    past = time.time() - 60
+    os.utime(source, (past, past))
+    shim = tmp_path / "ffmpeg-shim"  # realtime encodes: the kill lands mid-encode
+    shim.write_text(
+        "#!/bin/sh\n"
+        'case " $* " in *" -progress "*) ;; *) unset CASTUI_SHIM_REALTIME ;; esac\n'
+        f'exec {sys.executable} {SHIM} "$@"\n'
+    )
+    shim.chmod(0o755)
+    queue = {"backend": "redis", "url": redis_url}
+    doomed = node_settings(tmp_path, "doomed", {"name": "doomed"}, queue).model_dump(mode="json")
+    doomed.pop("source", None)
+    doomed["ffmpeg"], doomed["ffprobe"] = str(shim), str(FFPROBE)
+    doomed["operational"]["encoder"] = "cpu"
+    config = tmp_path / "doomed.yaml"
+    config.write_text(yaml.safe_dump(_settings_file(doomed, queue)))
+    home = tmp_path / "home"
+    home.mkdir()
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "castui", "--no-ui", "--config", str(config),
+        env=castui_env(home, CASTUI_SHIM_REALTIME="1"),
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    lines: list[str] = []
+    try:
+        assert proc.stderr is not None
+        async with asyncio.timeout(60):
+            while not any("started transcode" in line for line in lines):
+                raw = await proc.stderr.readline()
+                assert raw, "castui exited:\n" + "".join(lines)
+                lines.append(raw.decode(errors="replace"))
+        encoders = psutil.Process(proc.pid).children(recursive=True)
+    finally:
+        proc.kill()  # SIGKILL: no hand-back, the lease stays until it expires
+        await proc.wait()
+    for child in encoders:  # a crashed host's encoder dies with it
+        with contextlib.suppress(psutil.NoSuchProcess):
+            child.kill()
+    survivor = engine(node_settings(tmp_path, "survivor", {"name": "survivor"}, queue))
+    sub = survivor.bus.subscribe()
+    try:
+        async with running(survivor):
+            done = await wait_event(
+                sub, lambda e: isinstance(e, JobFinished) and e.status == "done", timeout=120
+            )
+            history = await survivor.queue.history()
+            events = await survivor.queue.list_events(job_id=history[0].id, limit=50)
+    finally:
+        sub.close()
+    assert isinstance(done, JobFinished) and done.path == str(source)
+    assert len(history) == 1 and history[0].state is JobState.DONE
+    assert node_of_owner(history[0].lease_owner) == "survivor"
+    assert any("doomed" in (e.actor or "") for e in events), events  # doomed had claimed it
+    assert any("expired" in (e.reason or "") for e in events), events
+    assert Path(history[0].result.output_path or "").is_file()
+
+
+def _settings_file(data: dict[str, Any], queue: dict[str, Any]) -> dict[str, Any]:
+    """A settings dict as a file would hold it: the queue as given (the dump hides the URL, a
+    secret), unset values left out."""
+    out = {k: v for k, v in data.items() if v not in (None, {}, [])}
+    out["queue"] = queue
+    return out
