@@ -9,14 +9,16 @@ tests wait on the state they need with a timeout.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import time
 from typing import Any
 
 import pytest
 from queue_backends import Backend, wait_for
 
 from castui_core.errors import JobNotFoundError, LeaseLostError, StoreError
-from castui_core.queue.protocol import JobQueue
+from castui_core.queue.protocol import JobQueue, NodeStatus
 from castui_core.store import (
     EnqueueOutcome,
     EventKind,
@@ -537,3 +539,34 @@ async def test_restart_keeps_every_acknowledged_change(backend: Backend) -> None
         assert (await claim(q)).path == "/m/queued.mkv"
     finally:
         await q.close()
+
+
+async def test_enqueue_of_a_version_already_running_schedules_nothing(queue: JobQueue) -> None:
+    await queue.enqueue("/m/a.mkv", "movies", "remux")
+    job = await claim(queue)
+    assert job.job.started_at is not None
+    older = NewJob("/m/a.mkv", "movies", "remux", modified_at=job.job.started_at - 60)
+    [same] = await queue.enqueue_many([older])
+    assert (same.job_id, same.outcome) == (job.id, EnqueueOutcome.ALREADY_RUNNING)
+    assert not (await queue.get_job(job.id)).rerun_requested
+    newer = NewJob("/m/a.mkv", "movies", "remux", modified_at=job.job.started_at + 60)
+    [rerun] = await queue.enqueue_many([newer])
+    assert rerun.outcome is EnqueueOutcome.RERUN_SCHEDULED
+
+
+# --- nodes ------------------------------------------------------------------------------
+
+
+async def test_node_heartbeats_are_stamped_by_the_backend(queue: JobQueue) -> None:
+    b = NodeStatus("b-host", "worker", 42, 1.0, "1.2.3", current_jobs=(7, 9), last_seen=5.0)
+    a = NodeStatus("a-host", "all", 1, 2.0, "1.2.3", encoder="h264_nvenc", guard="GPU hot")
+    await queue.node_heartbeat(b)
+    await queue.node_heartbeat(a)
+    nodes = await queue.nodes()
+    assert [n.name for n in nodes] == ["a-host", "b-host"]
+    now = time.time()
+    for sent, got in zip((a, b), nodes, strict=True):
+        assert abs(got.last_seen - now) < 30  # the backend's clock, not the value sent
+        assert dataclasses.replace(got, last_seen=sent.last_seen) == sent
+    await queue.node_heartbeat(dataclasses.replace(b, current_jobs=()))
+    assert (await queue.nodes())[1].current_jobs == ()
