@@ -156,10 +156,12 @@ class Health:
         return verdict(probes)
 
     def _database(self) -> Probe:
-        store = getattr(self._engine, "store", None)
-        if store is None:
+        # The queue (the store, or a shared Redis): the engine cannot work without it.
+        # getattr: before start() the engine has neither, and its queue property raises.
+        queue = getattr(self._engine, "queue", None)
+        if queue is None:
             return Probe("database", False, "the engine has not opened the database yet")
-        future = asyncio.run_coroutine_threadsafe(store.is_paused(), self._loop)
+        future = asyncio.run_coroutine_threadsafe(queue.is_paused(), self._loop)
         try:
             paused = future.result(timeout=self._db_timeout_s)
         except FutureTimeout:

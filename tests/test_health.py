@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -104,8 +105,10 @@ def test_readiness_follows_a_library_root_during_a_real_run(tmp_path: Path) -> N
         (tmp_path / "lib.away").rename(lib)
         wait_for(f"{base}/readyz", lambda code, _: code == 200)
         with urllib.request.urlopen(f"{base}/metrics", timeout=10) as answer:
-            # metrics still served, dead jobs counted (for the CastuiDeadJobs alert)
-            assert b'castui_queue_jobs{state="dead"} 0.0' in answer.read()
+            # metrics still served, dead jobs counted (for the CastuiDeadJobs alert), every
+            # series labelled with the node that serves it (issue 13)
+            body = answer.read()
+            assert re.search(rb'castui_queue_jobs\{node="[^"]+",state="dead"\} 0\.0', body), body
     finally:
         proc.terminate()
         proc.wait(timeout=60)
