@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 from redis_server import RedisServer
 
 
@@ -37,3 +42,28 @@ def test_a_stopped_server_is_started_again_for_the_next_test(redis_server: Redis
 def test_after_stop(redis_server: RedisServer, redis_url: str) -> None:
     with redis_server.client() as c:
         assert c.ping() and c.dbsize() == 0
+
+
+def test_missing_redis_server_fails_instead_of_skipping(tmp_path: Path) -> None:
+    """CI must never go green by silently skipping every Redis test."""
+    (tmp_path / "conftest.py").write_text("from redis_server import redis_server, redis_url\n")
+    (tmp_path / "test_needs_redis.py").write_text("def test_x(redis_url):\n    pass\n")
+    env = dict(
+        os.environ,
+        PATH=str(Path(sys.executable).parent),  # no redis-server on it
+        PYTHONPATH=str(Path(__file__).parent),
+    )
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:randomly"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    out = run.stdout + run.stderr
+    assert run.returncode == 1, out
+    summary = out.strip().splitlines()[-1]
+    assert "1 error" in summary and "skipped" not in summary, out
+    assert "scripts/test installs it" in out
