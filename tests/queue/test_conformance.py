@@ -334,6 +334,23 @@ async def test_one_audit_event_per_transition_in_order(queue: JobQueue) -> None:
     ats = [e.at for e in reversed(events)]
     ids = [e.id for e in reversed(events)]
     assert ats == sorted(ats) and ids == sorted(ids) and len(set(ids)) == len(ids)
+    # the operator's transitions too, each once, with who did it
+    b = await queue.enqueue("/m/b.mkv", "movies", "remux")
+    job = await claim(queue)
+    await queue.fail(job.id, job.token, "unsupported codec", retryable=False)
+    await queue.retry(job.id)
+    await claim(queue)
+    await queue.cancel(job.id, reason="not wanted")
+    events = await queue.list_events(job_id=b.job_id)
+    assert transitions(events) == [
+        (None, "queued"),
+        ("queued", "running"),
+        ("running", "failed"),
+        ("failed", "queued"),
+        ("queued", "running"),
+        ("running", "cancelled"),
+    ]
+    assert events[0].actor == "operator" and events[0].reason == "not wanted"
     own = await queue.record_event("custom", job_id=a.job_id, details={"k": [1, "x"]})
     [latest] = await queue.list_events(job_id=a.job_id, limit=1)
     assert latest.id == own and latest.kind == "custom" and latest.details == {"k": [1, "x"]}
