@@ -18,7 +18,7 @@ from rich.text import Text
 
 from castui_core.bus import EventBus, Subscription
 from castui_core.decide import Action
-from castui_core.errors import ConfigError, ToolNotFoundError
+from castui_core.errors import ConfigError, StoreError, ToolNotFoundError
 from castui_core.events import ScanProblem, ScanProgress
 from castui_core.layout import label_from_profile
 from castui_core.paths import display_path, display_text, is_utf8, json_safe, path_json
@@ -96,10 +96,16 @@ async def run_scan_command(args: argparse.Namespace) -> int:
     fresh = bool(getattr(args, "fresh", False))
     # The catalog remembers each file's probe: unchanged files are not opened again. Opened
     # like the engine's ingest opens it (WAL, busy timeout, BEGIN IMMEDIATE writes), so two
-    # scans, or a scan beside a running engine, wait their turn instead of failing.
-    async with Store.open(
-        settings.database, reclaim_on_open=False, event_retention_s=None
-    ) as store:
+    # scans, or a scan beside a running engine, wait their turn instead of failing. Without
+    # a usable database (a read-only folder, say) the scan still runs, probing everything.
+    store: Store | None = None
+    try:
+        store = await Store.connect(
+            settings.database, reclaim_on_open=False, event_retention_s=None
+        )
+    except StoreError as exc:
+        err.print(Text.assemble(("warning", "yellow"), f": {exc}; every file is probed"))
+    try:
         with ProbePool(settings.scan.probe_workers, timeout=settings.scan.probe_timeout_s) as pool:
             # What castui wrote itself.
             outputs = await asyncio.to_thread(read_outputs, settings.database)
@@ -107,7 +113,8 @@ async def run_scan_command(args: argparse.Namespace) -> int:
             watcher = asyncio.create_task(_show_progress(bus.subscribe(), err))
             try:
                 for target in targets:
-                    memory = ScanMemory(known=await _known(store, target), fresh=fresh)
+                    known = await _known(store, target) if store is not None else {}
+                    memory = ScanMemory(known=known, fresh=fresh)
                     reports.append(await scanner.scan(target, memory))
                     memories.append(memory)
             finally:
@@ -116,11 +123,18 @@ async def run_scan_command(args: argparse.Namespace) -> int:
                     await watcher
         learned = [e for m in memories for e in m.learned]
         vanished = [p for m in memories for p in m.vanished]
-        if learned:
-            await store.upsert_files(learned)
-        if vanished:
-            # Rows the engine acted on stay: it cancels their queued jobs when it sees them gone.
-            await store.remove_files(vanished, scan_only=True)
+        if store is not None:
+            try:
+                if learned:
+                    await store.upsert_files(learned)
+                if vanished:
+                    # Rows the engine acted on stay: it cancels their queued jobs itself.
+                    await store.remove_files(vanished, scan_only=True)
+            except StoreError as exc:  # the scan's answer stands; only the memory is lost
+                err.print(Text.assemble(("warning", "yellow"), f": {exc}; nothing remembered"))
+    finally:
+        if store is not None:
+            await store.close()
     probed = pool.probed  # every file a probe worker opened (copies checked included)
     reused = sum(m.reused for m in memories)
     err.print(f"catalog: {probed} files probed, {reused} unchanged files not probed again")

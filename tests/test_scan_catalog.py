@@ -218,3 +218,17 @@ async def test_probe_pool_without_idle_timeout_keeps_its_workers(
         # What an idle timeout of 0.3 s would have stopped long before this wait ends.
         assert not await asyncio.to_thread(pool.stopped_idle.wait, 1.0)
         assert pool.running == 1
+
+
+def test_without_a_usable_database_the_scan_still_answers(library: Path, tmp_path: Path) -> None:
+    blocker = tmp_path / "not a folder"
+    blocker.write_text("a file where the database's folder should be\n")
+    config = tmp_path / "settings.yaml"
+    config.write_text(
+        f"database: {blocker / 'castui.db'}\n"
+        f"libraries:\n  - name: films\n    path: {library}\n    profile: chromecast-1080p\n"
+    )
+    result = run_castui("scan", "--json", "--config", str(config), home=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "every file is probed" in result.stderr and "Traceback" not in result.stderr
+    assert len(json.loads(result.stdout)) == len(list(library.rglob("*.m*")))
