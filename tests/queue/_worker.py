@@ -59,6 +59,9 @@ async def race(spec: str, owner: str, n: int) -> None:
         count = 0
         while (job := await q.claim(owner)) is not None:
             say(f"claimed {job.id} {job.token}")
+            # Stand-in for the encode: without it the first process to start can take every
+            # job before the others are scheduled, and nothing would contend.
+            await asyncio.sleep(0.005)
             await q.heartbeat(job.id, job.token, Progress(percent=50.0))
             await q.complete(job.id, job.token, JobResult(output_path=f"{job.path}.out"))
             count += 1
