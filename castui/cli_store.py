@@ -11,6 +11,8 @@ import argparse
 import asyncio
 import json
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,7 +25,9 @@ from castui.cli_args import add_config
 from castui_core.datadir import data_dir_problems
 from castui_core.errors import CastuiError, ConfigError
 from castui_core.paths import display_path, display_text, json_safe, path_json
-from castui_core.settings import load_settings
+from castui_core.queue.open import open_queue
+from castui_core.queue.protocol import JobQueue
+from castui_core.settings import Settings, load_settings
 from castui_core.store import FINISHED_STATES, Job, JobState, Store
 from castui_core.store.confirmations import StoredConfirmation
 from castui_core.store.watch_history import StoredWatchHistory
@@ -89,8 +93,9 @@ def run_queue(args: argparse.Namespace) -> int:
     database = _readable_database(args)
     jobs: list[Job] = []
     if database.exists():
-        jobs = asyncio.run(_read_jobs(database, active=True))
-        jobs += asyncio.run(_read_jobs(database, active=False, states=["dead"], limit=1000))
+        settings = load_settings(args.config)
+        jobs = asyncio.run(_read_jobs(settings, active=True))
+        jobs += asyncio.run(_read_jobs(settings, active=False, states=["dead"], limit=1000))
     if args.json:
         _print_json(jobs)
     else:
@@ -107,7 +112,7 @@ def run_history(args: argparse.Namespace) -> int:
     if database.exists():
         jobs = asyncio.run(
             _read_jobs(
-                database,
+                load_settings(args.config),
                 active=False,
                 states=states,
                 library=getattr(args, "library", None),
@@ -157,7 +162,7 @@ def run_retry(args: argparse.Namespace) -> int:
     database = _readable_database(args)
     if not database.exists():
         raise CastuiError(f"no database at {database} yet: there is nothing to retry")
-    retried = asyncio.run(_retry(database, ids, dead=bool(args.dead)))
+    retried = asyncio.run(_retry(load_settings(args.config), ids, dead=bool(args.dead)))
     out = Console(highlight=False, soft_wrap=True)
     if not retried:
         out.print("no dead jobs to retry")
@@ -166,31 +171,46 @@ def run_retry(args: argparse.Namespace) -> int:
     return 0
 
 
-async def _retry(database: Path, ids: list[int], *, dead: bool) -> list[Job]:
+async def _retry(settings: Settings, ids: list[int], *, dead: bool) -> list[Job]:
     """The store's retry (the dashboard's too), one job at a time; the first that cannot be
     retried stops with the store's reason (e.g. "job #7 is queued; only failed, dead or
     cancelled jobs can be retried")."""
-    async with Store.open(database, reclaim_on_open=False, event_retention_s=None) as store:
+    async with _queue(settings) as queue:
         if dead:
-            ids = [*ids, *(j.id for j in await store.history(states=["dead"], limit=100_000))]
+            ids = [*ids, *(j.id for j in await queue.history(states=["dead"], limit=100_000))]
         retried: list[Job] = []
         for job_id in dict.fromkeys(ids):
-            retried.append(await store.retry(job_id, actor="cli"))
+            retried.append(await queue.retry(job_id, actor="cli"))
         return retried
 
 
+@asynccontextmanager
+async def _queue(settings: Settings) -> AsyncIterator[JobQueue]:
+    """The queue the settings name (this host's database, or the shared Redis), opened for a
+    look: nothing reclaimed or pruned on the way."""
+    async with Store.open(
+        settings.database, reclaim_on_open=False, event_retention_s=None
+    ) as store:
+        queue = await open_queue(settings, store)
+        try:
+            yield queue
+        finally:
+            if queue is not store:
+                await queue.close()
+
+
 async def _read_jobs(
-    database: Path,
+    settings: Settings,
     *,
     active: bool,
     states: list[str] | None = None,
     library: str | None = None,
     limit: int = 50,
 ) -> list[Job]:
-    async with Store.open(database, reclaim_on_open=False, event_retention_s=None) as store:
+    async with _queue(settings) as queue:
         if active:
-            return await store.active_jobs()
-        return await store.history(states=states, library=library, limit=limit)
+            return await queue.active_jobs()
+        return await queue.history(states=states, library=library, limit=limit)
 
 
 async def _backup(database: Path, dest: Path, *, overwrite: bool) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ from typing import Any
 
 import psutil
 import yaml
-from cli_helpers import castui_env
+from cli_helpers import castui_env, run_castui
 from engine_helpers import wait_event
 
 from castui_core.engine import Engine
@@ -32,6 +33,7 @@ from castui_core.ffmpeg.nvenc import NvencStatus
 from castui_core.guardrails import FakeGpu
 from castui_core.metrics import Metrics
 from castui_core.nodes import node_of_owner
+from castui_core.queue.open import open_queue
 from castui_core.settings import Settings, parse_settings
 from castui_core.store import JobState, Store
 from castui_core.tools import Tools
@@ -425,3 +427,32 @@ def _settings_file(data: dict[str, Any], queue: dict[str, Any]) -> dict[str, Any
     out = {k: v for k, v in data.items() if v not in (None, {}, [])}
     out["queue"] = queue
     return out
+
+
+async def test_castui_queue_and_retry_read_the_shared_redis_queue(
+    tmp_path: Path, redis_url: str
+) -> None:
+    """The CLI views open the queue the settings name: on Redis they show its jobs, not this
+    host's (empty) database."""
+    config = tmp_path / "castui.yaml"
+    settings_data = {
+        "database": f"{tmp_path}/state/castui.db",
+        "queue": {"backend": "redis", "url": redis_url},
+    }
+    config.write_text(yaml.safe_dump(settings_data))
+    settings = parse_settings(yaml.safe_dump(settings_data))
+    (tmp_path / "state").mkdir()
+    async with Store.open(settings.database) as store:
+        queue = await open_queue(settings, store)
+        try:
+            await queue.enqueue("/media/x.avi", "Films", "transcode", ("mpeg4",))
+        finally:
+            await queue.close()
+    home = tmp_path / "home"
+    home.mkdir()
+    shown = await asyncio.to_thread(
+        run_castui, "queue", "--json", "--config", str(config), home=home
+    )
+    assert shown.returncode == 0, shown.stderr
+    jobs = json.loads(shown.stdout)
+    assert [j["path"] for j in jobs] == ["/media/x.avi"], jobs
