@@ -56,6 +56,7 @@ from castui_core.events import (
 )
 from castui_core.notify import Notifier
 from castui_core.paths import display_text, is_utf8, json_safe, path_json
+from castui_core.queue.open import open_queue
 from castui_core.settings import Settings, load_settings
 from castui_core.store import Job, JobState, Store
 
@@ -347,7 +348,7 @@ async def run_headless(args: argparse.Namespace) -> int:
     if not once:
         logger.info("castui headless stopped")
         return 0
-    queued, dead = await _leftovers(settings.database)
+    queued, dead = await _leftovers(settings)
     return print_summary(engine, queued=queued if gave_up else 0, waiting=gave_up, dead=dead)
 
 
@@ -419,12 +420,19 @@ async def waiting_reason(engine: Engine) -> tuple[int, str] | None:
     return len(queued), "; ".join(reasons)
 
 
-async def _leftovers(database: Path) -> tuple[int, list[Job]]:
+async def _leftovers(settings: Settings) -> tuple[int, list[Job]]:
     """Jobs still queued (or handed back by the stop) and every dead job, read after the
-    engine stopped: what the summary must not leave out."""
-    async with Store.open(database, reclaim_on_open=False, event_retention_s=None) as store:
-        active = await store.active_jobs()
-        dead = await store.history(states=[JobState.DEAD], limit=1000)
+    engine stopped from the queue the settings name: what the summary must not leave out."""
+    async with Store.open(
+        settings.database, reclaim_on_open=False, event_retention_s=None
+    ) as store:
+        queue = await open_queue(settings, store)
+        try:
+            active = await queue.active_jobs()
+            dead = await queue.history(states=[JobState.DEAD], limit=1000)
+        finally:
+            if queue is not store:
+                await queue.close()
     return len(active), dead
 
 
