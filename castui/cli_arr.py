@@ -39,8 +39,8 @@ def run_check(args: argparse.Namespace) -> int:
 
 async def _check(settings: Settings) -> int:
     # Imported here: every other castui command starts without loading the HTTP client.
+    from castui.cli_store import looking_queue
     from castui_core.integrations.arr import check
-    from castui_core.store import Store
     from castui_core.store.outbox import arr_target
 
     worst = 0
@@ -51,10 +51,8 @@ async def _check(settings: Settings) -> int:
         for line in health.lines:
             print(f"  {line}")
         if settings.database.is_file():  # looking never creates a database
-            async with Store.open(
-                settings.database, reclaim_on_open=False, event_retention_s=None
-            ) as store:
-                counts = await store.outbox_counts(arr_target(entry.name))
+            async with looking_queue(settings) as queue:  # the outbox lives with the jobs
+                counts = await queue.outbox_counts(arr_target(entry.name))
             line = f"  {counts['pending']} rescan(s) waiting"
             if counts["stopped"]:
                 line += f", {counts['stopped']} stopped by a refusal (fix it and restart castui)"

@@ -39,9 +39,9 @@ def run_check(args: argparse.Namespace) -> int:
 
 async def _check(settings: Settings) -> int:
     # Imported here: every other castui command starts without loading the HTTP client.
+    from castui.cli_store import looking_queue
     from castui_core.integrations.jellyfin.client import JellyfinClient
     from castui_core.integrations.jellyfin.health import check_health
-    from castui_core.store import Store
 
     jf = settings.jellyfin
     assert jf is not None
@@ -53,10 +53,8 @@ async def _check(settings: Settings) -> int:
     for line in report.lines():
         print(line)
     if settings.database.is_file():  # looking never creates a database
-        async with Store.open(
-            settings.database, reclaim_on_open=False, event_retention_s=None
-        ) as store:
-            counts = await store.outbox_counts()
+        async with looking_queue(settings) as queue:  # the outbox lives with the jobs
+            counts = await queue.outbox_counts()
         line = f"  info {counts['pending']} notification(s) waiting to be sent"
         if counts["stopped"]:
             line += f", {counts['stopped']} stopped by a refusal (fix it and reload castui)"

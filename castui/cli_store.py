@@ -175,7 +175,7 @@ async def _retry(settings: Settings, ids: list[int], *, dead: bool) -> list[Job]
     """The store's retry (the dashboard's too), one job at a time; the first that cannot be
     retried stops with the store's reason (e.g. "job #7 is queued; only failed, dead or
     cancelled jobs can be retried")."""
-    async with _queue(settings) as queue:
+    async with looking_queue(settings) as queue:
         if dead:
             ids = [*ids, *(j.id for j in await queue.history(states=["dead"], limit=100_000))]
         retried: list[Job] = []
@@ -185,7 +185,7 @@ async def _retry(settings: Settings, ids: list[int], *, dead: bool) -> list[Job]
 
 
 @asynccontextmanager
-async def _queue(settings: Settings) -> AsyncIterator[JobQueue]:
+async def looking_queue(settings: Settings) -> AsyncIterator[JobQueue]:
     """The queue the settings name (this host's database, or the shared Redis), opened for a
     look: nothing reclaimed or pruned on the way."""
     async with Store.open(
@@ -207,7 +207,7 @@ async def _read_jobs(
     library: str | None = None,
     limit: int = 50,
 ) -> list[Job]:
-    async with _queue(settings) as queue:
+    async with looking_queue(settings) as queue:
         if active:
             return await queue.active_jobs()
         return await queue.history(states=states, library=library, limit=limit)
