@@ -167,3 +167,28 @@ def test_nvenc_refusal(role: str, preference: str, available: bool | None, refus
     assert (why is not None) is refuses
     if why is not None:
         assert "no driver" in why and "another node" in why
+
+
+def test_node_and_role_flags_override_the_settings() -> None:
+    from castui.cli import build_parser
+    from castui.cli_args import apply_node
+    from castui_core.settings import parse_settings
+
+    settings = parse_settings("node: {name: nas, path_map: {/media: /mnt/media}}\n")
+    args = build_parser().parse_args(["--no-ui", "--node", "gpu-1", "--role", "worker"])
+    changed = apply_node(settings, args)
+    assert (changed.node.name, changed.node.role) == ("gpu-1", "worker")
+    assert changed.node.path_map == {"/media": "/mnt/media"}  # the rest stays
+    assert apply_node(settings, build_parser().parse_args(["--no-ui"])) is settings
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--node", "bad name"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--role", "boss"])
+
+
+def test_a_relative_path_map_is_refused_by_the_settings() -> None:
+    from castui_core.errors import ConfigError
+    from castui_core.settings import parse_settings
+
+    with pytest.raises(ConfigError, match="not absolute"):
+        parse_settings("node: {path_map: {media: /mnt/media}}\n")
