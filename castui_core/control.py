@@ -62,6 +62,8 @@ from castui_core.bus import EventBus
 from castui_core.engine import Engine
 from castui_core.errors import CastuiError
 from castui_core.events import Event
+from castui_core.queue.open import open_queue
+from castui_core.queue.protocol import JobQueue
 from castui_core.settings import Settings, load_settings
 from castui_core.store import Job, Store
 
@@ -634,7 +636,13 @@ class RemoteEngine(StoreReads):
         self.store = await Store.connect(
             self.settings.database, reclaim_on_open=False, event_retention_s=None
         )
+        # Jobs are read where the service keeps them: this file, or the shared Redis.
+        self._queue = await open_queue(self.settings, self.store)
         self._supervisor = asyncio.create_task(self._supervise(link, why))
+
+    @property
+    def queue(self) -> JobQueue:
+        return getattr(self, "_queue", None) or self.store
 
     async def stop(self, grace_s: float | None = None) -> None:
         """Disconnect; ``grace_s`` is the service's business (its jobs keep running)."""
@@ -644,6 +652,9 @@ class RemoteEngine(StoreReads):
             with contextlib.suppress(asyncio.CancelledError):
                 await supervisor
         self._drop()
+        queue = getattr(self, "_queue", None)
+        if queue is not None and queue is not getattr(self, "store", None):
+            await queue.close()
         if hasattr(self, "store"):
             await self.store.close()
         self.bus.close()
