@@ -18,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import shlex
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -492,6 +493,51 @@ async def backup_before_migration(conn: aiosqlite.Connection, path: Path, old: i
         SCHEMA_VERSION,
     )
     return dest
+
+
+def setup_lock_path(path: Path) -> Path:
+    return path.with_name(f"{path.name}.setup-lock")
+
+
+@contextlib.asynccontextmanager
+async def setup_lock(path: Path, *, timeout_s: float) -> AsyncIterator[None]:
+    """Hold an exclusive ``flock`` on ``<database>.setup-lock`` while this process creates
+    the file, switches it to WAL and migrates it.
+
+    Why: several castui processes started together on a database that does not exist yet
+    (a service, a dashboard, ``castui scan``) raced through SQLite's own first-open steps;
+    one failed with "disk I/O error" or "attempt to write a readonly database", and others
+    saw a half-created file as an old schema and made a pointless pre-upgrade backup. A
+    separate lock file, not the database: closing any descriptor of the database file
+    would drop the POSIX locks SQLite holds on it in this process. ``flock`` is released by
+    the kernel when a process dies, so a killed castui never leaves it held. When the file
+    cannot be created (a read-only folder: someone only reading), go on without it.
+    """
+    with contextlib.suppress(OSError):  # connect() says why when the folder cannot be made
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    try:
+        fd = os.open(
+            setup_lock_path(path), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600
+        )
+    except OSError:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + max(timeout_s, 1.0)
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise StoreError(
+                        f"another castui has been setting up the database {path} for over "
+                        f"{timeout_s:.0f} s; wait for it to finish, or stop it and try again."
+                    ) from None
+                await asyncio.sleep(0.02)  # a setup takes milliseconds; poll, never block
+        yield
+    finally:
+        os.close(fd)  # also releases the flock
 
 
 async def connect(path: Path, *, busy_timeout_s: float) -> aiosqlite.Connection:

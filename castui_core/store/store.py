@@ -26,7 +26,14 @@ from castui_core.store import audit, catalog, confirmations, jobs, outputs
 from castui_core.store import originals as originals_db
 from castui_core.store import outbox as outbox_db
 from castui_core.store import watch_history as watch_db
-from castui_core.store.db import connect, execute, fetchall, migrate, translate_error
+from castui_core.store.db import (
+    connect,
+    execute,
+    fetchall,
+    migrate,
+    setup_lock,
+    translate_error,
+)
 from castui_core.store.jobs import NewJob, QueuePolicy
 from castui_core.store.models import (
     CatalogEntry,
@@ -115,7 +122,6 @@ class Store:
         if lease_seconds <= 0 or max_attempts < 1:
             raise ValueError("lease_seconds must be > 0 and max_attempts >= 1")
         db_path = Path(path)
-        conn = await connect(db_path, busy_timeout_s=busy_timeout_s)
         policy = QueuePolicy(
             lease_seconds=lease_seconds,
             max_attempts=max_attempts,
@@ -123,16 +129,21 @@ class Store:
             backoff_cap_s=backoff_cap_s,
             rng=rng or random.Random(),
         )
-        store = cls(conn, db_path, clock=clock, policy=policy)
+        store: Store | None = None
         try:
-            await migrate(conn, db_path)
+            async with setup_lock(db_path, timeout_s=busy_timeout_s):
+                conn = await connect(db_path, busy_timeout_s=busy_timeout_s)
+                store = cls(conn, db_path, clock=clock, policy=policy)
+                await migrate(conn, db_path)
             if reclaim_on_open:
                 await store.reclaim_expired()
             if event_retention_s is not None:
                 await store.prune_events(older_than=clock() - event_retention_s)
         except BaseException:
-            await store.close()
+            if store is not None:
+                await store.close()
             raise
+        assert store is not None
         return store
 
     @classmethod

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import sqlite3
 from pathlib import Path
@@ -144,3 +145,32 @@ async def test_application_id_set(db_path: Path) -> None:
     conn = sqlite3.connect(db_path)
     assert conn.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
     conn.close()
+
+
+async def test_castui_processes_starting_together_on_a_new_database_all_open_it(
+    tmp_path: Path,
+) -> None:
+    """A service, a dashboard and ``castui scan`` started at once on a fresh machine: each
+    open creates, switches to WAL and migrates the same new file. Before the setup lock one
+    of them failed ("not a castui database", "disk I/O error") in about one round in ten,
+    and another wrote a pre-upgrade backup of a half-created file. Separate connections in
+    one process race the same way as processes (flock is per open file)."""
+    failures: list[str] = []
+    for round_ in range(20):
+        folder = tmp_path / f"round{round_}"
+        folder.mkdir()
+        opened = await asyncio.gather(
+            *(
+                Store.connect(folder / "castui.db", reclaim_on_open=False, busy_timeout_s=30)
+                for _ in range(4)
+            ),
+            return_exceptions=True,
+        )
+        for result in opened:
+            if isinstance(result, BaseException):
+                failures.append(f"round {round_}: {result!r}")
+            else:
+                await result.close()
+        backups = [p.name for p in folder.iterdir() if p.name.endswith(".backup")]
+        assert backups == [], f"round {round_}: a backup of a database being created"
+    assert failures == []
