@@ -23,6 +23,8 @@ from castui_core.errors import CastuiError
 
 ROLES = ("all", "worker")
 
+#: How often a node tells the queue it is alive (the nodes table judges "offline" on it).
+HEARTBEAT_S = 5.0
 # A node whose last heartbeat is older than this many heartbeat intervals shows as offline.
 OFFLINE_AFTER_BEATS = 3
 
