@@ -1,0 +1,185 @@
+"""The readiness report against a small library whose answer is known.
+
+Real files made with the real ffmpeg, probed with the real ffprobe, stored in a real SQLite
+catalog; the report reads them back and must give the counts the decision rules imply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from castui_core.media import MediaInfo
+from castui_core.probe import probe_ffprobe
+from castui_core.report import (
+    DEFAULT_SPEED,
+    REMUX_BYTES_PER_S,
+    ReadinessReport,
+    as_json,
+    build_report,
+    reason_group,
+    resolution_class,
+)
+from castui_core.store import Store
+from castui_core.store.models import CatalogEntry, Job, JobAction, JobResult, JobState
+
+#: sample -> expected action on chromecast-1080p and on chromecast-4k-hevc.
+KNOWN = {
+    "compliant.mp4": ("skip", "transcode"),
+    "compliant.mkv": ("remux", "transcode"),
+    "mpeg4.avi": ("transcode", "transcode"),
+    "audio_only.m4a": ("reject", "reject"),
+}
+
+
+def _job(path: str, action: JobAction, wall_s: float, src: int, out: int) -> Job:
+    return Job(
+        id=1, path=path, library="films", action=action, state=JobState.DONE, reasons=(),
+        priority=0, attempts=1, max_attempts=3, run_after=0.0, lease_owner=None, lease_token=0,
+        lease_expires=None, rerun_requested=False, progress=None,
+        result=JobResult(source_size=src, output_size=out, duration_s=wall_s, encoder="libx264"),
+        reason=None, created_at=0.0, updated_at=0.0, started_at=0.0, finished_at=1.0,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def catalog_db(samples: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A catalog with the KNOWN files plus one never-probed row, written through the Store."""
+    ffprobe = Path(shutil.which("ffprobe") or "ffprobe")
+    db = tmp_path_factory.mktemp("report") / "castui.db"
+
+    async def fill() -> None:
+        entries = []
+        for name in KNOWN:
+            path = samples[name]
+            st = path.stat()
+            info = await probe_ffprobe(ffprobe, str(path))
+            entries.append(
+                CatalogEntry(
+                    str(path), "films", st.st_size, st.st_mtime_ns, st.st_ino, probe=info.to_json()
+                )
+            )
+        entries.append(CatalogEntry("/nowhere/new.mkv", "films", 5, 5))
+        entries.append(CatalogEntry(str(samples["high10.mkv"]), "other", 7, 7, probe=None))
+        async with Store.open(db) as store:
+            await store.upsert_files(entries)
+
+    asyncio.run(fill())
+    return db
+
+
+def _load(db: Path, library: str | None = None) -> tuple[list[CatalogEntry], ReadinessReport]:
+    async def read() -> list[CatalogEntry]:
+        async with Store.open(db) as store:
+            return await store.list_files(library)
+
+    entries = asyncio.run(read())
+    return entries, build_report(entries, library=library)
+
+
+def test_counts_per_profile_match_the_decision_rules(catalog_db: Path) -> None:
+    _, report = _load(catalog_db)
+    assert report.unprobed == 2 and report.total.files == len(KNOWN)
+    by_name = {p.profile: p for p in report.profiles}
+    for column, profile in enumerate(("chromecast-1080p", "chromecast-4k-hevc")):
+        p = by_name[profile]
+        got = {
+            "skip": p.direct.files,
+            "remux": p.remux.files,
+            "transcode": p.transcode.files,
+            "reject": p.reject.files,
+        }
+        want = {a: sum(v[column] == a for v in KNOWN.values()) for a in got}
+        assert got == want, profile
+    p1080 = by_name["chromecast-1080p"]
+    assert p1080.direct_share == pytest.approx(0.25)
+    assert ("remux", "container is not MP4") in {(r.action, r.reason) for r in p1080.reasons}
+    assert ("reject", "no video stream (audio only)") in {
+        (r.action, r.reason) for r in p1080.reasons
+    }
+    # Hours and bytes add up: every probed file lands in exactly one action per profile.
+    for p in report.profiles:
+        parts = (p.direct, p.remux, p.transcode, p.reject)
+        assert sum(t.bytes for t in parts) == report.total.bytes
+        assert sum(t.seconds for t in parts) == pytest.approx(report.total.seconds)
+
+
+def test_cost_uses_history_speed_and_size_ratio_else_the_default_model(
+    catalog_db: Path, samples: dict[str, Path]
+) -> None:
+    entries, plain = _load(catalog_db)
+    avi = str(samples["mpeg4.avi"])
+    info = MediaInfo.from_json(dict(next(e for e in entries if e.path == avi).probe or {}))
+    assert info.duration_s and resolution_class(info.video[0].width, info.video[0].height) == "sd"
+    mkv_size = next(e.size for e in entries if e.path.endswith("compliant.mkv"))
+    p = next(p for p in plain.profiles if p.profile == "chromecast-1080p")
+    assert [s.source for s in plain.speeds] == ["default"] * 4
+    assert p.encode_seconds == pytest.approx(
+        info.duration_s / DEFAULT_SPEED["sd"] + mkv_size / REMUX_BYTES_PER_S
+    )
+    # With history: the avi took 0.25 s of wall time and came out at half its size.
+    history = [_job(avi, JobAction.TRANSCODE, 0.25, 1000, 500)]
+    report = build_report(entries, history)
+    sd = next(s for s in report.speeds if s.resolution == "sd")
+    assert sd.x_realtime == pytest.approx(info.duration_s / 0.25)
+    assert sd.source == "history (1 jobs, libx264)"
+    p = next(p for p in report.profiles if p.profile == "chromecast-1080p")
+    assert p.encode_seconds == pytest.approx(0.25 + mkv_size / REMUX_BYTES_PER_S)
+    avi_size = next(e.size for e in entries if e.path == avi)
+    before = sum(e.size for e in entries if e.probe is not None)
+    assert p.bytes_after == before - avi_size + round(avi_size * 0.5)
+    assert report.size_ratios == {"transcode": 0.5}
+
+
+@pytest.mark.parametrize(
+    ("reason", "group"),
+    [
+        ("video bitrate 12.0 Mb/s > 10.0 Mb/s", "video bitrate above the profile's limit"),
+        ("2560x1440 is larger than 1920x1080", "resolution above the profile's limit"),
+        ("60 fps above 720p > 30", "frame rate above the profile's limit"),
+        ("10-bit (yuv420p10le)", "bit depth above the profile's limit"),
+        ("container MKV is not MP4", "container is not MP4"),
+        ("video codec MPEG4 is not H.264", "video codec MPEG4 is not H.264"),
+    ],
+)
+def test_reason_groups(reason: str, group: str) -> None:
+    assert reason_group(reason) == group
+
+
+@pytest.mark.parametrize(
+    ("w", "h", "cls"),
+    [(320, 240, "sd"), (720, 576, "sd"), (1280, 720, "720p"), (720, 1280, "720p"),
+     (1920, 1080, "1080p"), (2560, 1440, "2160p"), (3840, 2160, "2160p")],
+)  # fmt: skip
+def test_resolution_class(w: int, h: int, cls: str) -> None:
+    assert resolution_class(w, h) == cls
+
+
+def test_json_shape_is_stable(catalog_db: Path) -> None:
+    _, report = _load(catalog_db)
+    data = json.loads(json.dumps(as_json(report)))
+    assert set(data) == {"version", "library", "total", "unprobed", "speeds", "size_ratios",
+                         "profiles"}  # fmt: skip
+    assert data["version"] == 1
+    assert set(data["profiles"][0]) == {
+        "profile", "description", "direct", "remux", "transcode", "reject", "reasons",
+        "encode_seconds", "bytes_after",
+    }  # fmt: skip
+    assert set(data["profiles"][0]["direct"]) == {"files", "hours", "bytes"}
+    assert [p["profile"] for p in data["profiles"]] == [
+        "chromecast-1080p", "chromecast-1080p60", "chromecast-4k-hevc", "nest-hub-720p",
+    ]  # fmt: skip
+
+
+def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
+    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "PATH": "/usr/bin:/bin"}
+    return subprocess.run(
+        [sys.executable, "-m", "castui", *args], capture_output=True, text=True, env=env,
+        timeout=60, check=False,
+    )  # fmt: skip
