@@ -161,6 +161,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo_view.register(sub)
     doctor_view.register(sub)
 
+    # `castui report` (castui/report_view.py): the readiness report from the catalog.
+    from castui import report_view
+
+    report_view.register(sub)
+
     # `castui originals list|restore|purge` (castui/originals_view.py): the archive.
     from castui import originals_view
 

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run_castui
 
 from castui_core.media import MediaInfo
 from castui_core.probe import probe_ffprobe
@@ -177,9 +177,49 @@ def test_json_shape_is_stable(catalog_db: Path) -> None:
     ]  # fmt: skip
 
 
-def _cli(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {"HOME": str(home), "XDG_CONFIG_HOME": str(home / ".config"), "PATH": "/usr/bin:/bin"}
-    return subprocess.run(
-        [sys.executable, "-m", "castui", *args], capture_output=True, text=True, env=env,
-        timeout=60, check=False,
-    )  # fmt: skip
+def _config(tmp_path: Path, db: Path) -> Path:
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"database: {db}\n")
+    return config
+
+
+def test_cli_text_json_and_html(catalog_db: Path, tmp_path: Path) -> None:
+    config = str(_config(tmp_path, catalog_db))
+    text = run_castui("report", "--config", config, home=tmp_path)
+    assert text.returncode == 0, text.stderr
+    assert "chromecast-1080p " in text.stdout and "nest-hub-720p" in text.stdout
+    assert "2 not probed yet" in text.stdout and "Traceback" not in text.stderr
+
+    out = run_castui("report", "--config", config, "--json", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(out.stdout)
+    by_name = {p["profile"]: p for p in data["profiles"]}
+    assert by_name["chromecast-1080p"]["direct"]["files"] == 1
+    assert by_name["chromecast-4k-hevc"]["transcode"]["files"] == 3
+
+    page = tmp_path / "report.html"
+    made = run_castui("report", "--config", config, "--html", str(page), home=tmp_path)
+    assert made.returncode == 0, made.stderr
+    doc = page.read_text()
+    assert doc.startswith("<!DOCTYPE html>") and doc.count("<svg") == 4
+    # One self-contained file: nothing fetched, no script.
+    assert not re.search(r"(?:src|href)=|https?://|<script|@import|url\(", doc)
+
+
+def test_cli_library_filter_and_exit_codes(catalog_db: Path, tmp_path: Path) -> None:
+    config = str(_config(tmp_path, catalog_db))
+    films = run_castui("report", "--config", config, "--library", "films", "--json", home=tmp_path)
+    assert films.returncode == 0, films.stderr
+    data = json.loads(films.stdout)
+    assert data["library"] == "films" and data["unprobed"] == 1
+    assert data["total"]["files"] == len(KNOWN)
+
+    none = run_castui("report", "--config", config, "--library", "nope", home=tmp_path)
+    assert none.returncode == 1 and "run `castui scan` first" in none.stderr
+    assert "Traceback" not in none.stderr
+
+    (tmp_path / "elsewhere").mkdir()
+    missing = str(_config(tmp_path / "elsewhere", tmp_path / "elsewhere" / "none.db"))
+    nodb = run_castui("report", "--config", missing, home=tmp_path)
+    assert nodb.returncode == 1 and "no catalog yet" in nodb.stderr
+    assert not (tmp_path / "elsewhere" / "none.db").exists()
