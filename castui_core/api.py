@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from castui_core.bus import EventBus
 from castui_core.events import Event
 from castui_core.queue.protocol import JobQueue, NodeStatus
+from castui_core.report import ReadinessReport, build_report
 from castui_core.settings import Settings
 from castui_core.store import Event as AuditEvent
 from castui_core.store import HistoryTotals, Job, JobState, Store
@@ -114,6 +115,10 @@ class EngineAPI(Protocol):
         """Every node that heartbeats into the queue (the dashboard's nodes panel)."""
         ...
 
+    async def readiness_report(self, library: str | None = ...) -> ReadinessReport:
+        """Per built-in profile: what plays directly and what fixing the rest costs."""
+        ...
+
 
 class StoreReads:
     """The EngineAPI reads, answered from ``self.store``.
@@ -164,6 +169,19 @@ class StoreReads:
 
     async def nodes(self) -> list[NodeStatus]:
         return await self.queue.nodes()
+
+    async def readiness_report(self, library: str | None = None) -> ReadinessReport:
+        """The readiness report (castui_core/report.py) from the catalog and finished jobs:
+        reads only, never probes, so a dashboard can ask for it at any time."""
+        from castui_core.store.catalog import scan_label
+
+        entries = await self.store.list_files()
+        history = await self.queue.history(states=["done"], library=None, limit=10_000)
+        if library is not None:
+            wanted = {library, scan_label(library)}
+            entries = [e for e in entries if e.library in wanted]
+            history = [j for j in history if j.library in wanted]
+        return build_report(entries, history, library=library)
 
 
 __all__ = [
