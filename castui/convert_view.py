@@ -22,6 +22,7 @@ from rich.text import Text
 from castui.scan_view import format_bytes
 from castui_core.bus import EventBus, Subscription
 from castui_core.convert import Converter, ConvertOptions, ConvertOutcome, options_for
+from castui_core.errors import CastuiError
 from castui_core.events import JobNote, JobProgress, JobStarted
 from castui_core.ffmpeg.nvenc import NvencStatus, detect_nvenc
 from castui_core.paths import display_path, display_text
@@ -124,7 +125,10 @@ async def _convert_files(
                 current[:] = [path]
                 outcome = await converter.convert(path, options)
                 outcomes.append(outcome)
-                await _tell_jellyfin(settings, store, path, outcome)
+                try:
+                    await _tell_jellyfin(settings, store, path, outcome)
+                except CastuiError as exc:  # the file is converted; only the notice is lost
+                    err.print(Text(f"not queued for Jellyfin/Sonarr/Radarr: {exc}"), style="yellow")
                 _print_outcome(out, outcome)
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
@@ -156,8 +160,18 @@ async def _tell_jellyfin(
 
     entries = await outbox_entries(settings, library.name, str(path), outcome.output_path)
     entries += arr_entries(settings, library.name, outcome.output_path)
-    if entries:
-        await store.outbox_add(entries)
+    if not entries:
+        return
+    # The outbox lives with the jobs: this host's database, or the shared Redis queue when
+    # the settings name one (the senders on the library host read it there).
+    from castui_core.queue.open import open_queue
+
+    queue = await open_queue(settings, store)
+    try:
+        await queue.outbox_add(entries)
+    finally:
+        if queue is not store:
+            await queue.close()
 
 
 def _print_outcome(out: Console, outcome: ConvertOutcome) -> None:

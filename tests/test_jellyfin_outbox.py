@@ -38,7 +38,8 @@ from castui_core.integrations.jellyfin.sender import (
     swap_changes,
 )
 from castui_core.metrics import Metrics
-from castui_core.settings import Settings, parse_settings
+from castui_core.queue.open import open_queue
+from castui_core.settings import Settings, load_settings, parse_settings
 from castui_core.store import JobResult, Store
 from castui_core.store.outbox import OutboxEntry, OutboxRow
 from castui_core.tools import Tools
@@ -515,29 +516,41 @@ def test_headless_castui_keeps_notifications_across_a_restart(
 
 async def _outbox_paths(settings: Settings) -> list[str]:
     async with Store.open(settings.database, reclaim_on_open=False) as store:
-        return [r.path for r in await store.outbox_rows()]
+        queue = await open_queue(settings, store)
+        try:
+            return [r.path for r in await queue.outbox_rows()]
+        finally:
+            if queue is not store:
+                await queue.close()
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
 def test_castui_convert_queues_its_swap_for_the_service_to_deliver(
     jellyfin: StandinJellyfin,  # noqa: F811
     samples: dict[str, Path],
     tmp_path: Path,
+    backend: str,
+    request: pytest.FixtureRequest,
 ) -> None:
+    """The outbox lives with the jobs: with the shared Redis queue, ``castui convert``'s
+    notices must land there, where the library host's sender reads them (they went to this
+    host's database, which no sender reads, before)."""
     home = tmp_path / "home"
     home.mkdir()
     source = add_file(tmp_path, samples["compliant.mkv"], "Film.mkv")
     jellyfin.add_library("Movies", [str(tmp_path / "lib")])
-    settings = settings_for(tmp_path, jellyfin)
+    database = settings_for(tmp_path, jellyfin).database
+    document: dict[str, object] = {
+        "database": str(database),
+        "libraries": [{"name": "Movies", "path": f"{tmp_path}/lib", "watch": "off"}],
+        "jellyfin": {"url": jellyfin.url, "api_key": jellyfin.api_key},
+    }
+    if backend == "redis":
+        url = request.getfixturevalue("redis_url")
+        document["queue"] = {"backend": "redis", "url": url, "prefix": "convert-test"}
     config = tmp_path / "settings.yaml"
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "database": str(settings.database),
-                "libraries": [{"name": "Movies", "path": f"{tmp_path}/lib", "watch": "off"}],
-                "jellyfin": {"url": jellyfin.url, "api_key": jellyfin.api_key},
-            }
-        )
-    )
+    config.write_text(yaml.safe_dump(document))
+    settings = load_settings(config)
     done = run_castui("convert", str(source), "--config", str(config), home=home, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
     assert jellyfin.requests == []  # the command itself does not wait for Jellyfin
@@ -547,8 +560,14 @@ def test_castui_convert_queues_its_swap_for_the_service_to_deliver(
     async def deliver() -> None:
         bus = EventBus()
         events = Events(bus)
-        async with Store.open(settings.database) as store, JellyfinSender(store, settings, bus):
-            await events.wait_state(lambda s: s.sent == 2)
+        async with Store.open(settings.database) as store:
+            queue = await open_queue(settings, store)
+            try:
+                async with JellyfinSender(queue, settings, bus):
+                    await events.wait_state(lambda s: s.sent == 2)
+            finally:
+                if queue is not store:
+                    await queue.close()
         await events.close()
 
     asyncio.run(deliver())
