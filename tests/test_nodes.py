@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+import pytest
 import yaml
 from cli_helpers import castui_env, run_castui
 from engine_helpers import wait_event
@@ -344,6 +345,7 @@ async def test_redis_stopped_during_a_run_then_started_the_run_completes(
     assert all(j.state is JobState.DONE for j in history), history
 
 
+@pytest.mark.timeout(240)  # a real start-up, an 8 s real-time encode and a lease, on 2 cores
 async def test_a_node_killed_mid_encode_leaves_the_job_to_another_after_its_lease(
     tmp_path: Path, redis_url: str
 ) -> None:
@@ -406,9 +408,20 @@ async def test_a_node_killed_mid_encode_leaves_the_job_to_another_after_its_leas
     sub = survivor.bus.subscribe()
     try:
         async with running(survivor):
-            done = await wait_event(
-                sub, lambda e: isinstance(e, JobFinished) and e.status == "done", timeout=120
-            )
+            seen: list[object] = []
+
+            def finished(e: object) -> bool:
+                seen.append(e)
+                return isinstance(e, JobFinished) and e.status == "done"
+
+            try:
+                done = await wait_event(sub, finished, timeout=90)
+            except TimeoutError:  # say what the survivor saw and what the queue holds
+                active = await survivor.queue.active_jobs()
+                raise AssertionError(
+                    f"no job done; active: {active!r}; nodes: {await survivor.queue.nodes()!r};"
+                    f" events: {seen[-30:]!r}"
+                ) from None
             history = await survivor.queue.history()
             events = await survivor.queue.list_events(job_id=history[0].id, limit=50)
     finally:
