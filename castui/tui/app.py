@@ -35,6 +35,7 @@ from castui.tui.screens.job_detail import JobDetailScreen
 from castui.tui.screens.libraries import LibrariesScreen
 from castui.tui.screens.profiles import ProfileEditorScreen
 from castui.tui.screens.quit import QuitScreen
+from castui.tui.screens.report import ReportScreen
 from castui.tui.state import LiveState
 from castui_core.api import EngineAPI
 from castui_core.control import ControlServer, RemoteEngine, find_service
@@ -57,6 +58,7 @@ class CastuiApp(App[int]):
         "dashboard": DashboardScreen,
         "history": HistoryScreen,
         "libraries": LibrariesScreen,
+        "report": ReportScreen,
         "profiles": ProfileEditorScreen,
     }
     DEFAULT_MODE = "dashboard"
@@ -65,6 +67,9 @@ class CastuiApp(App[int]):
         Binding("h", "switch_mode('history')", "History", id="castui.history"),
         Binding("l", "switch_mode('libraries')", "Libraries", id="castui.libraries"),
         Binding("e", "switch_mode('profiles')", "Profiles", id="castui.profiles"),
+        # Not in the footer (yet): it would change every screen's snapshot; the command
+        # palette names it ("Readiness report").
+        Binding("r", "switch_mode('report')", "Report", show=False, id="castui.report"),
         Binding("p", "toggle_pause", "Pause/resume", id="castui.toggle_pause"),
         Binding("s", "scan", "Scan", id="castui.scan"),
         Binding("question_mark,f1", "help", "Help", key_display="?", id="castui.help"),
@@ -293,6 +298,11 @@ class CastuiApp(App[int]):
         )
         yield SystemCommand(
             "Profile editor", "Edit and save target profiles", self._mode("profiles")
+        )
+        yield SystemCommand(
+            "Readiness report",
+            "What plays directly on each Cast, and the cost",
+            self._mode("report"),
         )
         yield SystemCommand(
             "Pause / resume queue", "Stop or restart handing out jobs", self.action_toggle_pause

@@ -1,0 +1,86 @@
+"""The readiness report screen (``r``): real probed samples in the fake engine's real store."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_engine import NOW, FakeEngine, fake_settings, free_space
+from textual.pilot import Pilot
+from textual.widgets import DataTable
+
+from castui.tui.app import CastuiApp, make_app
+from castui.tui.screens.report import ReportScreen
+from castui_core.probe import probe_ffprobe
+from castui_core.store.models import CatalogEntry
+
+NAMES = ("compliant.mp4", "compliant.mkv", "mpeg4.avi", "audio_only.m4a")
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+def build(tmp_path: Path) -> CastuiApp:
+    return make_app(FakeEngine(fake_settings(tmp_path)), clock=lambda: NOW, free_space=free_space)
+
+
+async def fill_catalog(app: CastuiApp, samples: dict[str, Path]) -> None:
+    """Probe the samples with the real ffprobe and write them through the store's API."""
+    ffprobe = Path(shutil.which("ffprobe") or "ffprobe")
+    entries = []
+    for name in NAMES:
+        path = samples[name]
+        info = await probe_ffprobe(ffprobe, str(path))
+        entries.append(CatalogEntry(str(path), "films", 1_000_000, 1, probe=info.to_json()))
+    await app.engine.store.upsert_files(entries)  # type: ignore[attr-defined]
+
+
+async def show_report(pilot: Pilot[Any], samples: dict[str, Path]) -> DataTable[Any]:
+    app = pilot.app
+    assert isinstance(app, CastuiApp)
+    await app.engine_ready.wait()
+    await fill_catalog(app, samples)
+    await pilot.press("r")
+    deadline = time.monotonic() + 10
+    while True:
+        screen = app.screen
+        if isinstance(screen, ReportScreen):
+            table = screen.query_one("#report-profiles", DataTable)
+            if table.row_count:
+                return table
+        assert time.monotonic() < deadline, "the report screen never filled its table"
+        await pilot.pause(0.02)
+
+
+async def test_r_shows_the_report_from_the_catalog(
+    tmp_path: Path, samples: dict[str, Path]
+) -> None:
+    app = build(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        table = await show_report(pilot, samples)
+        row = table.get_row("chromecast-1080p")
+        assert row[1:5] == ["1", "1", "1", "1"]  # direct, remux, transcode, reject
+        assert table.get_row("chromecast-4k-hevc")[1:5] == ["0", "0", "3", "1"]
+        reasons = app.screen.query_one("#report-reasons", DataTable)
+        cells = [reasons.get_row_at(i) for i in range(reasons.row_count)]
+        assert ["chromecast-1080p", "remux", "1", "container is not MP4"] in cells
+        assert "r" in app.active_bindings or any(
+            b.binding.id == "castui.report" for b in app.active_bindings.values()
+        )
+
+
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_report_snapshot(
+    snap_compare: Any, tmp_path: Path, samples: dict[str, Path], size: tuple[int, int]
+) -> None:
+    async def run(pilot: Pilot[Any]) -> None:
+        await show_report(pilot, samples)
+        await pilot.pause(0.2)
+
+    assert snap_compare(build(tmp_path), terminal_size=size, run_before=run)
