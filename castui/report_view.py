@@ -25,6 +25,7 @@ from castui_core.settings import load_settings
 
 if TYPE_CHECKING:  # imported lazily at run time: every castui command registers `report`
     from castui_core.report import ProfileReport, ReadinessReport
+    from castui_core.store.models import CatalogEntry
 
 _ACTIONS = (("direct", "plays directly"), ("remux", "remux"), ("transcode", "transcode"),
             ("reject", "reject"))  # fmt: skip
@@ -47,10 +48,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     report.add_argument("--library", metavar="NAME", help="only this library's files")
     report.add_argument("--json", action="store_true", help="print one JSON object instead")
     report.add_argument("--html", metavar="FILE", help="also write a self-contained HTML page")
+    report.add_argument(
+        "--no-calibrate",
+        action="store_true",
+        help="with no history, use the default speed model instead of a 2 s calibration encode",
+    )
     report.set_defaults(handler=run_report_command)
 
 
-async def _read(database: Path, library: str | None) -> ReadinessReport:
+async def _read(database: Path, library: str | None, ffmpeg: Path | None) -> ReadinessReport:
+    from castui_core.calibrate import calibrated_speeds
     from castui_core.report import build_report
     from castui_core.store import Store
     from castui_core.store.catalog import scan_label
@@ -62,7 +69,31 @@ async def _read(database: Path, library: str | None) -> ReadinessReport:
         wanted = {library, scan_label(library)}
         entries = [e for e in entries if e.library in wanted]
         history = [j for j in history if j.library in wanted]
-    return build_report(entries, history, library=library)
+    report = build_report(entries, history, library=library)
+    if ffmpeg is None:
+        return report
+    # Classes the library has but history does not: measure them (cached beside the db).
+    present = _classes(entries)
+    needed = [s.resolution for s in report.speeds if s.source == "default"]
+    needed = [c for c in needed if c in present]
+    if not needed:
+        return report
+    cache = database.with_name("calibration.json")
+    measured = await calibrated_speeds(ffmpeg, needed, cache)
+    return build_report(entries, history, library=library, measured=measured)
+
+
+def _classes(entries: list[CatalogEntry]) -> set[str]:
+    from castui_core.media import MediaInfo
+    from castui_core.report import resolution_class
+
+    found = set()
+    for e in entries:
+        if e.probe is not None and "failure" not in e.probe:
+            info = MediaInfo.from_json(dict(e.probe))
+            if info.video:
+                found.add(resolution_class(info.video[0].width, info.video[0].height))
+    return found
 
 
 def run_report_command(args: argparse.Namespace) -> int:
@@ -72,7 +103,12 @@ def run_report_command(args: argparse.Namespace) -> int:
     database = settings.database
     if not database.exists():
         raise CastuiError(f"no catalog yet at {database}: run `castui scan` first")
-    report = asyncio.run(_read(database, args.library))
+    ffmpeg = None
+    if not args.no_calibrate:
+        from castui_core.tools import find_tool
+
+        ffmpeg = find_tool("ffmpeg", settings.ffmpeg)
+    report = asyncio.run(_read(database, args.library, ffmpeg))
     if report.total.files == 0 and report.unprobed == 0:
         where = f"library {args.library!r}" if args.library else "the catalog"
         raise CastuiError(f"{where} has no files yet: run `castui scan` first")

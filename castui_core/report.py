@@ -149,13 +149,16 @@ def _parse(entry: CatalogEntry) -> MediaInfo | ProbeFailure | None:
 
 
 def history_speeds(
-    history: Iterable[Job], durations: Mapping[str, tuple[float, str]]
+    history: Iterable[Job],
+    durations: Mapping[str, tuple[float, str]],
+    measured: Mapping[str, float] | None = None,
 ) -> tuple[Speed, ...]:
     """Speed per resolution class from finished transcodes whose source the catalog knows.
 
     ``durations`` maps a source path to (media seconds, resolution class). Speed is total
     media time over total wall time of the class's jobs; the encoder named is the one most
-    of them used.
+    of them used. A class with no history takes ``measured`` (a calibration encode, see
+    castui_core/calibrate.py) when given, else :data:`DEFAULT_SPEED`.
     """
     media: dict[str, float] = defaultdict(float)
     wall: dict[str, float] = defaultdict(float)
@@ -182,6 +185,8 @@ def history_speeds(
         if count[cls] and media[cls] > 0:
             enc = max(encoders[cls].items(), key=lambda kv: kv[1])[0]
             speeds.append(Speed(cls, media[cls] / wall[cls], f"history ({count[cls]} jobs, {enc})"))
+        elif measured and cls in measured:
+            speeds.append(Speed(cls, measured[cls], "calibration (libx264, 2 s testsrc2)"))
         else:
             speeds.append(Speed(cls, DEFAULT_SPEED[cls], "default"))
     return tuple(speeds)
@@ -205,6 +210,7 @@ def build_report(
     *,
     profiles: Mapping[str, Profile] | None = None,
     library: str | None = None,
+    measured: Mapping[str, float] | None = None,
 ) -> ReadinessReport:
     """The readiness of ``entries`` for every profile in ``profiles`` (the built-ins)."""
     profiles = builtin_profiles() if profiles is None else profiles
@@ -225,7 +231,7 @@ def build_report(
                 durations[entry.path] = (seconds, resolution_class(v.width, v.height))
         parsed.append((entry, info))
         total = total.add(seconds, entry.size)
-    speeds = history_speeds(history, durations)
+    speeds = history_speeds(history, durations, measured)
     speed_by_class = {s.resolution: s.x_realtime for s in speeds}
     ratios = history_size_ratios(history)
     reports = []

@@ -223,3 +223,30 @@ def test_cli_library_filter_and_exit_codes(catalog_db: Path, tmp_path: Path) -> 
     nodb = run_castui("report", "--config", missing, home=tmp_path)
     assert nodb.returncode == 1 and "no catalog yet" in nodb.stderr
     assert not (tmp_path / "elsewhere" / "none.db").exists()
+
+
+def test_cli_calibrates_once_when_there_is_no_history(catalog_db: Path, tmp_path: Path) -> None:
+    """No finished transcodes: the classes the library has (sd here) are measured with a
+    real 2 s encode, cached beside the database and reused; --no-calibrate skips it."""
+    db = tmp_path / "castui.db"
+    shutil.copy(catalog_db, db)
+    config = str(_config(tmp_path, db))
+    plain = run_castui("report", "--config", config, "--json", "--no-calibrate", home=tmp_path)
+    assert plain.returncode == 0, plain.stderr
+    assert {s["source"] for s in json.loads(plain.stdout)["speeds"]} == {"default"}
+    assert not (tmp_path / "calibration.json").exists()
+
+    first = run_castui("report", "--config", config, "--json", home=tmp_path)
+    assert first.returncode == 0, first.stderr
+    speeds = {s["resolution"]: s for s in json.loads(first.stdout)["speeds"]}
+    assert speeds["sd"]["source"] == "calibration (libx264, 2 s testsrc2)"
+    assert speeds["sd"]["x_realtime"] > 0
+    assert speeds["1080p"]["source"] == "default"  # the library has no 1080p video
+    cache = tmp_path / "calibration.json"
+    assert set(json.loads(cache.read_text())) == {"libx264:sd"}
+    stamp = cache.stat().st_mtime_ns
+
+    again = run_castui("report", "--config", config, "--json", home=tmp_path)
+    assert again.returncode == 0, again.stderr
+    again_sd = next(s for s in json.loads(again.stdout)["speeds"] if s["resolution"] == "sd")
+    assert again_sd == speeds["sd"] and cache.stat().st_mtime_ns == stamp
