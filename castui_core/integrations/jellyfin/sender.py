@@ -47,6 +47,7 @@ BACKOFF_MAX_S = 3600.0
 #: With nothing due, look again this often: ``castui convert`` (another process) adds rows
 #: without being able to wake this sender.
 IDLE_POLL_S = 30.0
+MIN_WAIT_S = 0.05
 
 ClientFactory = Callable[[JellyfinSettings], JellyfinClient]
 
@@ -312,9 +313,18 @@ class JellyfinSender:
 
     async def _wait(self, wait_s: float | None) -> None:
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
+        # At least a moment: a due time already past with nothing due (clocks of two hosts,
+        # or a row just delivered) must not spin the loop.
+        wait_s = None if wait_s is None else max(wait_s, MIN_WAIT_S)
+        try:
             async with asyncio.timeout(wait_s):
                 await self._wake.wait()
+        except TimeoutError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                # A stop() that landed as the timeout expired: asyncio.timeout turned the
+                # cancellation into TimeoutError; swallowing it left stop() waiting forever.
+                raise asyncio.CancelledError from None
 
     def _hold(self, why: str) -> None:
         self._held = why
