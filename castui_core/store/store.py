@@ -159,7 +159,11 @@ class Store:
             await store.close()
 
     async def close(self) -> None:
-        conn, self._conn = self._conn, None
+        """Close after the operation in flight (if any) ends: closing under a running read
+        broke it with aiosqlite's bare ``ValueError('Connection closed')``, a traceback in an
+        attached dashboard that was refreshing as it quit. Later calls get a StoreError."""
+        async with self._lock:
+            conn, self._conn = self._conn, None
         if conn is not None:
             with suppress(sqlite3.Error):
                 await conn.close()
