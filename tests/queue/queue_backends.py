@@ -10,23 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import os
-import queue
 import random
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from redis_server import RedisServer
+from worker_process import WorkerProcess
 
 from castui_core.queue.protocol import JobQueue
 from castui_core.store import Store
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 WORKER = Path(__file__).with_name("_worker.py")
 
 #: Queue settings every handle in the suite shares, so two handles agree on the rules. The
@@ -117,67 +112,15 @@ async def wait_for(
         await asyncio.sleep(0.02)
 
 
-class Worker:
-    """A real OS process running tests/queue/_worker.py, spoken to in lines on stdin/stdout.
+class Worker(WorkerProcess):
+    """A real OS process running tests/queue/_worker.py; reads wait in a thread, so the
+    event loop (and the queue handles on it) keeps running."""
 
-    A thread drains stdout into a queue so ``readline`` can time out (the test fails with the
-    worker's stderr instead of hanging).
-    """
-
-    def __init__(self, *args: str) -> None:
-        env = dict(os.environ, PYTHONPATH=str(REPO_ROOT), PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            [sys.executable, str(WORKER), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._reader = threading.Thread(target=self._pump, daemon=True)
-        self._reader.start()
-
-    def _pump(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line.rstrip("\n"))
-        self._lines.put(None)
+    script = WORKER
 
     async def readline(self, timeout: float = 30.0) -> str:
         """The next line, without blocking the event loop; fails if the worker goes quiet."""
-        try:
-            line = await asyncio.to_thread(self._lines.get, True, timeout)
-        except queue.Empty:
-            self.kill()
-            raise AssertionError(f"worker silent for {timeout}s; stderr: {self.stderr()}") from None
-        if line is None:
-            self.proc.wait(10)
-            raise AssertionError(f"worker exited early; stderr: {self.stderr()}")
-        return line
-
-    def send(self, line: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(line + "\n")
-        self.proc.stdin.flush()
+        return await asyncio.to_thread(self.next_line, timeout)
 
     async def wait(self, timeout: float = 30.0) -> int:
         return await asyncio.to_thread(self.proc.wait, timeout)
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()  # SIGKILL, like `kill -9`
-        self.proc.wait(10)
-
-    def stderr(self) -> str:
-        if self.proc.poll() is None:
-            return "(still running)"
-        assert self.proc.stderr is not None
-        return self.proc.stderr.read()
-
-    def close(self) -> None:
-        self.kill()
-        self._reader.join(10)
-        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-            if stream is not None:
-                stream.close()
