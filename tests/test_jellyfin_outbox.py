@@ -572,3 +572,49 @@ def test_castui_convert_queues_its_swap_for_the_service_to_deliver(
 
     asyncio.run(deliver())
     assert sorted(jellyfin.updated_paths()) == changed
+
+
+class _SwallowsOneCancel:
+    """The real store, except that its first ``outbox_due`` swallows a cancellation the way
+    Python 3.11's ``asyncio.wait_for`` does when the wrapped call completes as the cancel
+    lands (redis-py runs every command through it): the caller never sees CancelledError."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.entered = asyncio.Event()
+        self.swallowed = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def outbox_due(self, limit: int) -> list[OutboxRow]:
+        if not self.swallowed and not self.entered.is_set():
+            self.entered.set()
+            try:
+                await asyncio.Event().wait()  # stop() cancels the sender here
+            except asyncio.CancelledError:
+                self.swallowed = True
+        return await self._store.outbox_due(limit)
+
+
+async def test_stop_returns_even_when_a_library_swallowed_the_cancellation(
+    jellyfin: StandinJellyfin,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Seen on the Redis queue: stop() took the whole 30 s idle poll (38 s tests), because the
+    cancellation vanished inside redis-py and the loop went on to wait for its next poll."""
+    settings = settings_for(tmp_path, jellyfin)
+    async with Store.open(settings.database) as store:
+        queue = _SwallowsOneCancel(store)
+        sender = JellyfinSender(queue, settings, EventBus())  # type: ignore[arg-type]
+        await sender.start()
+        async with asyncio.timeout(TIMEOUT_S):
+            await queue.entered.wait()
+        started = time.monotonic()
+        try:
+            async with asyncio.timeout(5):
+                await sender.stop()
+        except TimeoutError:
+            pytest.fail("stop() did not return within 5 s of a swallowed cancellation")
+        assert queue.swallowed, "the test did not reproduce the swallowed cancellation"
+        assert time.monotonic() - started < 5

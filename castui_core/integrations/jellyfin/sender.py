@@ -140,6 +140,7 @@ class JellyfinSender:
         self._task: asyncio.Task[None] | None = None
         self._client: JellyfinClient | None = None
         self._held: str | None = None  # a settings problem: sending waits for a reload
+        self._stopping = False  # set by _end_loop: the loop ends at its next wait
         self.sent = 0
         self.failed = 0
         self.connected = False
@@ -164,11 +165,7 @@ class JellyfinSender:
         """Stop the loop, then try once to deliver what is due (``castui --no-ui --once``
         ends right after its last job: that job's change should not wait for the next run).
         Bounded by the client's timeout; whatever is not delivered stays in the outbox."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._end_loop()
         try:
             if self._held is None and self._settings.jellyfin is not None:
                 async with asyncio.timeout(self._settings.jellyfin.timeout_s * 2):
@@ -191,11 +188,7 @@ class JellyfinSender:
         self._settings = settings
         self._held = None
         await self._close_client()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await self._end_loop()
         if settings.jellyfin is None:  # switched off: keep what is queued, send nothing
             counts = await self._store.outbox_counts()
             waiting = counts["pending"] + counts["stopped"]
@@ -206,9 +199,29 @@ class JellyfinSender:
 
     # --- the loop ----------------------------------------------------------------------------
 
+    async def _end_loop(self) -> None:
+        """Stop the loop task and wait for it to end.
+
+        Why a flag as well as ``cancel()``: on Python 3.11, ``asyncio.wait_for`` (redis-py
+        wraps every command in it) drops a cancellation that lands as the command completes,
+        so the loop may never see the ``CancelledError``. The flag (and the wake-up) end it at
+        its next wait instead of after a 30 s idle poll.
+        """
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._wake.set()
+        task.cancel()
+        try:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            self._stopping = False
+
     async def _run(self) -> None:
         await self._check()
-        while True:
+        while not self._stopping:
             try:
                 await self._step()
             except asyncio.CancelledError:
@@ -312,6 +325,10 @@ class JellyfinSender:
             await client.aclose()
 
     async def _wait(self, wait_s: float | None) -> None:
+        task = asyncio.current_task()
+        if self._stopping or (task is not None and task.cancelling()):
+            # A stop() whose cancellation a library swallowed (see ``_end_loop``).
+            raise asyncio.CancelledError
         self._wake.clear()
         # At least a moment: a due time already past with nothing due (clocks of two hosts,
         # or a row just delivered) must not spin the loop.
@@ -320,7 +337,6 @@ class JellyfinSender:
             async with asyncio.timeout(wait_s):
                 await self._wake.wait()
         except TimeoutError:
-            task = asyncio.current_task()
             if task is not None and task.cancelling():
                 # A stop() that landed as the timeout expired: asyncio.timeout turned the
                 # cancellation into TimeoutError; swallowing it left stop() waiting forever.
