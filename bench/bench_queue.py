@@ -17,40 +17,55 @@ castui's required persistence (AOF, ``appendfsync everysec``, ``noeviction``). P
 (backend, metric, value, unit) table and writes ``DIR/bench_queue.json`` (default ``.bench/``).
 Goal from issue 13: Redis >= 2,000 claims/s with 4 processes; neither backend slower than
 SQLite's figures of the day (enqueue 100k in 2.4 s; 533 claims/s with one process).
+
+Where the time goes (the indented rows under each worker run): the workers' own CPU per job
+(``time.process_time`` in each), the Redis server's (``INFO cpu``) and its scripts' run time
+(``INFO commandstats``), each script's server time measured apart, and the bound that CPU
+puts on the rate: min(cores, processes) / (client + server CPU per job), and never more
+than the one Redis thread allows (1 / server CPU per job). On the 2-core development machine
+(Nov 2026, after the scripts were slimmed) a job cost the 4 workers ~1,000-1,100 us and Redis
+~380-400 us: the bound is ~1,350-1,450 jobs/s and the runs made 1,150-1,270. The 2,000 jobs/s
+goal needs <= 1,000 us per job on 2 cores, all of it: the three round trips of redis-py's
+asyncio client cost ~250-350 us of client CPU each here (a bare EVALSHA of a 4-element reply
+measured alone: ~240-270 us; castui's own decoding adds ~20-40 us), so the clients alone use
+what the goal allows. What would move it: fewer round trips per job (a complete that also
+claims the next job: a protocol change), more cores, or a Redis on its own host.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import platform
-import random
 import shutil
-import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import redis as redis_sync  # noqa: E402
+import redis as redis_sync
+from queue_bench_kit import (
+    Row,
+    WorkersRun,
+    history_rows,
+    make_history_sqlite,
+    measure_enqueue,
+    measure_history,
+    print_table,
+    run_workers,
+    worker_loop,
+    write_result,
+)
 
-from castui_core.queue.protocol import JobQueue  # noqa: E402
-from castui_core.queue.redis import RedisQueue  # noqa: E402
-from castui_core.store import JobResult, NewJob, Progress, Store  # noqa: E402
-
-Row = tuple[str, str, float, str]
+from castui_core.queue.protocol import JobQueue
+from castui_core.queue.redis import RedisQueue
+from castui_core.store import JobResult, Progress, Store
 
 
 async def open_backend(backend: str, target: str) -> JobQueue:
@@ -59,57 +74,12 @@ async def open_backend(backend: str, target: str) -> JobQueue:
     return await RedisQueue.connect(f"unix://{target}", prefix="bench")
 
 
-# --- worker process ---------------------------------------------------------------------
-
-
 async def _worker(backend: str, target: str, owner: str, seconds: float) -> None:
     queue = await open_backend(backend, target)
     try:
-        print("ready", flush=True)
-        sys.stdin.readline()
-        done = 0
-        start = time.perf_counter()
-        deadline = start + seconds
-        while time.perf_counter() < deadline:
-            job = await queue.claim(owner)
-            if job is None:
-                break
-            await queue.heartbeat(job.id, job.token, Progress(percent=100.0))
-            await queue.complete(
-                job.id, job.token, JobResult(output_path=job.path + ".mp4", exit_code=0)
-            )
-            done += 1
-        print(f"{done} {time.perf_counter() - start:.6f}", flush=True)
+        await worker_loop(queue, owner, seconds)
     finally:
         await queue.close()
-
-
-def run_workers(backend: str, target: str, n: int, seconds: float) -> tuple[int, float]:
-    """Start n worker processes together; returns (jobs completed, wall seconds)."""
-    procs = [
-        subprocess.Popen(
-            [sys.executable, __file__, "--worker", backend, target, f"bench-w{i}", str(seconds)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for i in range(n)
-    ]
-    for p in procs:
-        assert p.stdout is not None
-        if p.stdout.readline().strip() != "ready":
-            raise SystemExit("a bench worker failed to start")
-    start = time.perf_counter()
-    for p in procs:
-        assert p.stdin is not None
-        p.stdin.write("go\n")
-        p.stdin.flush()
-    total = 0
-    for p in procs:
-        assert p.stdout is not None
-        total += int(p.stdout.readline().split()[0])
-        p.wait(timeout=seconds + 120)
-    return total, time.perf_counter() - start
 
 
 # --- a real redis-server ----------------------------------------------------------------
@@ -159,107 +129,137 @@ def redis_server(folder: Path) -> Iterator[Path]:
         proc.wait(timeout=30)
 
 
+class RedisMeter:
+    """The server's own accounts (``INFO cpu``, ``INFO commandstats``) around a run: what a
+    job costs Redis, apart from what it costs the clients."""
+
+    def __init__(self, sock: str) -> None:
+        self.r = redis_sync.Redis(unix_socket_path=sock)
+
+    def cpu_s(self) -> float:
+        info: dict[str, Any] = self.r.info("cpu")  # type: ignore[assignment]
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def reset(self) -> None:
+        self.r.config_resetstat()
+
+    def script_usec(self) -> tuple[int, float]:
+        """EVALSHA calls and their total server time (us) since :meth:`reset`."""
+        stats: dict[str, Any] = self.r.info("commandstats")  # type: ignore[assignment]
+        s = stats.get("cmdstat_evalsha", {"calls": 0, "usec": 0})
+        return int(s["calls"]), float(s["usec"])
+
+    def close(self) -> None:
+        self.r.close()
+
+
 # --- measurements -----------------------------------------------------------------------
-
-
-async def timed(fn: Callable[[], Awaitable[Any]], repeat: int) -> list[float]:
-    samples = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        await fn()
-        samples.append((time.perf_counter() - t) * 1000)
-    return samples
-
-
-def p95(samples: list[float]) -> float:
-    return sorted(samples)[max(0, int(len(samples) * 0.95) - 1)]
 
 
 async def bench_enqueue(backend: str, target: str, n_jobs: int, rows: list[Row]) -> None:
     queue = await open_backend(backend, target)
     try:
-        batch = 1000
-        start = time.perf_counter()
-        for first in range(0, n_jobs, batch):
-            await queue.enqueue_many(
-                NewJob(f"/media/lib{i % 4}/file{i:07}.mkv", f"lib{i % 4}", "transcode", ["x"])
-                for i in range(first, min(n_jobs, first + batch))
-            )
-        elapsed = time.perf_counter() - start
-        rows.append((backend, f"enqueue {n_jobs:,} jobs (enqueue_many, 1k/call)", elapsed, "s"))
-        rows.append((backend, "enqueue_many rate", n_jobs / elapsed, "jobs/s"))
-        singles = 1000
-        start = time.perf_counter()
-        for i in range(singles):
-            await queue.enqueue(f"/media/single/file{i:05}.mkv", "single", "remux")
-        elapsed = time.perf_counter() - start
-        rows.append((backend, "enqueue rate, one job per call", singles / elapsed, "jobs/s"))
+        rows += [(backend, *row) for row in await measure_enqueue(queue, n_jobs, "call")]
     finally:
         await queue.close()
 
 
-def bench_workers(backend: str, target: str, seconds: float, rows: list[Row]) -> None:
-    for n in (1, 4):
-        done, wall = run_workers(backend, target, n, seconds)
+#: Issue 13's goal for Redis with 4 worker processes.
+GOAL_JOBS_S = 2000.0
+
+
+def ceiling(cores: int, processes: int, client_us: float, server_us: float) -> float:
+    """The most jobs/s CPU allows: each job needs ``client_us`` in one worker process and
+    ``server_us`` in the one Redis thread. At most ``min(cores, processes)`` of them run at
+    once, and the server's share cannot run in parallel with itself."""
+    bound = min(cores, processes) / (client_us + server_us) * 1e6
+    return min(bound, 1e6 / server_us) if server_us > 0 else bound
+
+
+def cost_rows(backend: str, n: int, run: WorkersRun, server_cpu_s: float) -> list[Row]:
+    """Where a job's CPU goes (the workers' own accounts, the server's ``INFO cpu``) and the
+    rate this machine's cores allow at most with it: what the measured rate is up against."""
+    cores = os.cpu_count() or 1
+    client = run.client_cpu_s / max(1, run.jobs) * 1e6
+    server = server_cpu_s / max(1, run.jobs) * 1e6
+    tag = f"{n} process(es)"
+    rows: list[Row] = [(backend, f"  client CPU per job (the workers), {tag}", client, "us")]
+    if backend == "redis":
+        rows.append((backend, f"  redis-server CPU per job, {tag}", server, "us"))
+    rows.append(
+        (backend, f"  bound from CPU per job, {tag}", ceiling(cores, n, client, server), "jobs/s")
+    )
+    if backend == "redis" and n == 4:
         rows.append(
-            (backend, f"claim+heartbeat+complete, {n} worker process(es)", done / wall, "jobs/s")
-        )
-
-
-def history_rows(n_jobs: int) -> Iterator[dict[str, Any]]:
-    """The same 100k finished jobs for both backends (seeded)."""
-    rng = random.Random(42)
-    now = time.time()
-    states = ["done"] * 90 + ["failed"] * 7 + ["dead"] * 2 + ["cancelled"]
-    reasons = ["ffmpeg exited 1", "output failed validation", "source unreadable"]
-    for i in range(n_jobs):
-        state = rng.choice(states)
-        t = now - rng.uniform(0, 90 * 86400)
-        size = rng.randint(100_000_000, 20_000_000_000)
-        yield {
-            "id": i + 1,
-            "path": f"/media/lib{i % 4}/file{i:07}.mkv",
-            "library": f"lib{i % 4}",
-            "state": state,
-            "t": t,
-            "source_size": size,
-            "output_size": int(size * rng.uniform(0.3, 0.9)) if state == "done" else None,
-            "reason": rng.choice(reasons) if state in ("failed", "dead") else None,
-        }
-
-
-def make_history_sqlite(db: str, n_jobs: int) -> None:
-    conn = sqlite3.connect(db, isolation_level=None)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute("DELETE FROM jobs")
-        conn.executemany(
-            """
-            INSERT INTO jobs (path, library, action, state, reasons, attempts, run_after,
-                              created_at, updated_at, started_at, finished_at, source_size,
-                              output_size, reason)
-            VALUES (?, ?, 'transcode', ?, '[]', 1, 0, ?, ?, ?, ?, ?, ?, ?)
-            """,
             (
-                (
-                    r["path"],
-                    r["library"],
-                    r["state"],
-                    r["t"] - 600,
-                    r["t"],
-                    r["t"] - 500,
-                    r["t"],
-                    r["source_size"],
-                    r["output_size"],
-                    r["reason"],
-                )
-                for r in history_rows(n_jobs)
-            ),
+                backend,
+                f"  CPU per job that {GOAL_JOBS_S:,.0f} jobs/s allows on {cores} cores",
+                min(cores, n) / GOAL_JOBS_S * 1e6,
+                "us",
+            )
         )
-        conn.execute("COMMIT")
-        conn.execute("ANALYZE")
+    return rows
+
+
+def bench_workers(backend: str, target: str, seconds: float, rows: list[Row]) -> None:
+    meter = RedisMeter(target) if backend == "redis" else None
+    try:
+        for n in (1, 4):
+            cpu0 = meter.cpu_s() if meter else 0.0
+            if meter:
+                meter.reset()
+            run = run_workers(
+                lambda i: [__file__, "--worker", backend, target, f"bench-w{i}", str(seconds)],
+                n,
+                seconds,
+            )
+            server_cpu = meter.cpu_s() - cpu0 if meter else 0.0
+            label = f"claim+heartbeat+complete, {n} worker process(es)"
+            rows.append((backend, label, run.rate, "jobs/s"))
+            if meter:
+                _calls, usec = meter.script_usec()
+                rows.append(
+                    (
+                        backend,
+                        f"  scripts' run time per job, {n} process(es)",
+                        usec / max(1, run.jobs),
+                        "us",
+                    )
+                )
+            rows += cost_rows(backend, n, run, server_cpu)
     finally:
-        conn.close()
+        if meter:
+            meter.close()
+
+
+async def bench_scripts(sock: str, rows: list[Row], n: int = 1000) -> None:
+    """Each worker script's own server time (INFO commandstats counts them all as EVALSHA, so
+    they run apart here): claim n jobs, then heartbeat them, then complete them."""
+    queue = await RedisQueue.connect(f"unix://{sock}", prefix="bench")
+    meter = RedisMeter(sock)
+    try:
+        meter.reset()
+        claimed = [job for _ in range(n) if (job := await queue.claim("bench-scripts"))]
+        per: dict[str, float] = {}
+        calls, usec = meter.script_usec()
+        per["claim"] = usec / max(1, calls)
+        meter.reset()
+        for job in claimed:
+            await queue.heartbeat(job.id, job.token, Progress(percent=100.0))
+        calls, usec = meter.script_usec()
+        per["heartbeat"] = usec / max(1, calls)
+        meter.reset()
+        for job in claimed:
+            await queue.complete(
+                job.id, job.token, JobResult(output_path=job.path + ".mp4", exit_code=0)
+            )
+        calls, usec = meter.script_usec()
+        per["complete"] = usec / max(1, calls)
+        for name, value in per.items():
+            rows.append(("redis", f"  {name} script, server time per call", value, "us"))
+    finally:
+        meter.close()
+        await queue.close()
 
 
 def make_history_redis(sock: str, n_jobs: int) -> None:
@@ -322,36 +322,11 @@ async def bench_history(backend: str, target: str, n_jobs: int, rows: list[Row])
         make_history_sqlite(target, n_jobs)
     else:
         make_history_redis(target, n_jobs)
-    week_ago = time.time() - 7 * 86400
     queue = await open_backend(backend, target)
     try:
-        queries: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
-            ("history(limit=50)", lambda: queue.history(limit=50)),
-            ("history(state=failed, limit=50)", lambda: queue.history(states=["failed"], limit=50)),
-            ("history(library=lib2, limit=50)", lambda: queue.history(library="lib2", limit=50)),
-            (
-                "history(since=7 days ago, limit=500)",
-                lambda: queue.history(since=week_ago, limit=500),
-            ),
-            ("totals() over all history", lambda: queue.totals()),
-            ("active_jobs() (empty queue)", lambda: queue.active_jobs()),
-        ]
-        for name, fn in queries:
-            await fn()  # warm caches
-            samples = await timed(fn, 30)
-            label = f"{name} median, {n_jobs // 1000}k finished"
-            rows.append((backend, label, statistics.median(samples), "ms"))
-            rows.append((backend, f"{name} p95", p95(samples), "ms"))
+        rows += [(backend, *row) for row in await measure_history(queue, n_jobs)]
     finally:
         await queue.close()
-
-
-def print_table(rows: list[Row]) -> None:
-    width = max(len(r[1]) for r in rows)
-    print(f"{'backend':<7}  {'metric':<{width}}  {'value':>12}  unit")
-    print("-" * (width + 31))
-    for backend, metric, value, unit in rows:
-        print(f"{backend:<7}  {metric:<{width}}  {value:>12.2f}  {unit}")
 
 
 def run_backend(backend: str, tmp: Path, args: argparse.Namespace, rows: list[Row]) -> None:
@@ -366,6 +341,7 @@ def run_backend(backend: str, tmp: Path, args: argparse.Namespace, rows: list[Ro
     with redis_server(folder) as sock:
         asyncio.run(bench_enqueue(backend, str(sock), args.jobs, rows))
         bench_workers(backend, str(sock), args.seconds, rows)
+        asyncio.run(bench_scripts(str(sock), rows))
         asyncio.run(bench_history(backend, str(sock), args.jobs, rows))
 
 
@@ -386,29 +362,19 @@ def main() -> None:
         for backend in backends:
             run_backend(backend, Path(tmp), args, rows)
         tmp_dir = str(Path(tmp).parent)
-    print_table(rows)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
+    labels = ("backend", "metric")
+    print_table(rows, labels)
     redis_version = subprocess.run(
         ["redis-server", "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
-    result = {
-        "benchmark": "queue",
-        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
+    extra = {
         "redis": redis_version,
-        "platform": platform.platform(),
-        "cpus": os.cpu_count(),
         "db_dir": tmp_dir,
         "jobs": args.jobs,
         "worker_seconds": args.seconds,
-        "rows": [
-            {"backend": b, "metric": m, "value": round(v, 4), "unit": u} for b, m, v, u in rows
-        ],
     }
-    (out / "bench_queue.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    print(f"\nwrote {out / 'bench_queue.json'}")
+    path = write_result(args.out, "queue", rows, labels, extra)
+    print(f"\nwrote {path}")
 
 
 if __name__ == "__main__":
