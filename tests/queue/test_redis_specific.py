@@ -551,6 +551,57 @@ async def test_same_answers_as_sqlite(server: Server, prefix: str, tmp_path: Pat
         assert g == w, f"step {i}"
 
 
+async def _mixed_batch(q: JobQueue) -> list[object]:
+    """One enqueue_many whose items take every branch (new, debounced, re-run requested,
+    already running), new paths before and after the others: the job and event ids it
+    hands out, and the audit trail, in order."""
+    await q.enqueue("/m/queued.mkv", "tv", "remux")
+    await q.enqueue("/m/running.mkv", "tv", "remux", priority=5)
+    await q.enqueue("/m/old.mkv", "tv", "remux", priority=4)
+    running = await q.claim("n1/w0")
+    older = await q.claim("n1/w1")
+    assert running is not None and older is not None
+    started = older.job.started_at
+    assert started is not None
+    results = await q.enqueue_many(
+        [
+            NewJob("/m/new1.mkv", "tv", "transcode", ("x",)),
+            NewJob("/m/queued.mkv", "tv", "transcode", ("y",), priority=2),
+            NewJob("/m/running.mkv", "tv", "transcode", ("z",)),
+            NewJob("/m/old.mkv", "tv", "remux", modified_at=started - 3600),
+            NewJob("/m/new2.mkv", "films", "remux"),
+        ]
+    )
+    events = await q.list_events(limit=100)
+    return [
+        [(r.job_id, str(r.outcome)) for r in results],
+        [(e.id, e.kind, e.job_id, e.path, e.to_state, e.reason) for e in reversed(events)],
+    ]
+
+
+async def test_mixed_enqueue_batch_hands_out_ids_as_sqlite(
+    server: Server, prefix: str, tmp_path: Path
+) -> None:
+    """enqueue.lua takes the batch's job and event ids as one block each (INCRBY) and writes
+    the new jobs' events before the re-run requests: the ids, outcomes and audit trail must be
+    exactly SQLite's, and the stream must accept the ids (it refuses one out of order)."""
+    async with Store.open(tmp_path / "q.db") as store:
+        want = await _mixed_batch(store)
+    q = await _queue(server, prefix)
+    try:
+        got = await _mixed_batch(q)
+    finally:
+        await q.close()
+    assert got == want
+    assert [outcome for _, outcome in got[0]] == [
+        "created",
+        "debounced",
+        "rerun_scheduled",
+        "already_running",
+        "created",
+    ]
+
+
 async def test_concurrent_handles_claim_each_job_once(server: Server, prefix: str) -> None:
     """Four handles (four connection pools, as four hosts have) enqueue the same paths at
     once and drain the queue together: one job per path, each claimed exactly once."""

@@ -35,23 +35,29 @@ local function finished_member(id) return string.format('%015d', id) end
 
 local function opt(v) if v == false or v == nil or v == '' then return nil end return v end
 
--- One audit event (same script as the change it describes). Returns its id.
-local function audit(now, kind, job_id, path, actor, from_state, to_state, reason, details)
-  local eid = redis.call('INCR', P .. ':event_ids')
+-- One audit event with the id ``eid`` (same script as the change it describes): for a
+-- script that took a block of ids in one INCRBY. Returns the id.
+local function audit_as(eid, now, kind, job_id, path, actor, from_state, to_state, reason,
+                        details)
+  -- Plain appends (no closure or table per field): enqueue writes one event per new job.
   local fields = {'at', num(now), 'kind', kind}
-  local function add(name, value)
-    if opt(value) then fields[#fields + 1] = name; fields[#fields + 1] = value end
-  end
-  if job_id then add('job_id', int(job_id)) end
-  add('path', path)
-  add('actor', actor)
-  add('from_state', from_state)
-  add('to_state', to_state)
-  add('reason', reason)
-  add('details', details)
+  local n = 4
+  local jid = job_id and int(job_id)
+  if jid then fields[5] = 'job_id'; fields[6] = jid; n = 6 end
+  if opt(path) then fields[n + 1] = 'path'; fields[n + 2] = path; n = n + 2 end
+  if opt(actor) then fields[n + 1] = 'actor'; fields[n + 2] = actor; n = n + 2 end
+  if opt(from_state) then fields[n + 1] = 'from_state'; fields[n + 2] = from_state; n = n + 2 end
+  if opt(to_state) then fields[n + 1] = 'to_state'; fields[n + 2] = to_state; n = n + 2 end
+  if opt(reason) then fields[n + 1] = 'reason'; fields[n + 2] = reason; n = n + 2 end
+  if opt(details) then fields[n + 1] = 'details'; fields[n + 2] = details; n = n + 2 end
   redis.call('XADD', K_EVENTS, int(eid) .. '-0', unpack(fields))
-  if job_id then redis.call('RPUSH', P .. ':jobev:' .. int(job_id), int(eid)) end
+  if jid then redis.call('RPUSH', P .. ':jobev:' .. jid, int(eid)) end
   return eid
+end
+
+-- One audit event with the next id. Returns its id.
+local function audit(now, ...)
+  return audit_as(redis.call('INCR', P .. ':event_ids'), now, ...)
 end
 
 local function hgetall(id) return redis.call('HGETALL', jkey(id)) end
