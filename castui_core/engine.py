@@ -61,10 +61,12 @@ from castui_core.originals import at_start as originals_at_start
 from castui_core.originals import restore_job
 from castui_core.probe import ProbePool
 from castui_core.profiles import DEFAULT_PROFILE
+from castui_core.queue.forward import OutboxForwarder
 from castui_core.queue.open import open_queue
 from castui_core.queue.protocol import JobQueue, NodeStatus
 from castui_core.settings import Settings
 from castui_core.store import ClaimedJob, Job, JobResult, JobState, Progress, Store
+from castui_core.store.outbox import JELLYFIN
 from castui_core.swap import Journal, recover
 from castui_core.tools import Tools, find_tools
 
@@ -202,6 +204,8 @@ class Engine(StoreReads):
         self.jellyfin: JellyfinSender | None = None  # tells Jellyfin of committed swaps
         self.watch_keeper: WatchHistoryKeeper | None = None  # users' state across a swap
         self.arr: list[ArrSender] = []  # asks Sonarr/Radarr to rescan after each swap
+        #: Moves this host's outbox rows (a restore's notices) into a shared queue's outbox.
+        self.forwarder: OutboxForwarder | None = None
 
     @property
     def queue(self) -> JobQueue:
@@ -241,6 +245,16 @@ class Engine(StoreReads):
                     stack.push_async_callback(self.watch_keeper.stop)
                 self.arr = await start_arr_senders(settings, self.queue, self.bus)
                 stack.push_async_callback(self._stop_arr)  # Sonarr/Radarr rescans, same outbox
+            if self.queue is not self.store:  # notices written here (restores) go to the queue
+                self.forwarder = OutboxForwarder(
+                    self.store,
+                    self.queue,
+                    path_map=settings.node.path_map,
+                    on_moved=self._poke_senders,
+                    on_problem=lambda message: self._log("warning", message),
+                )
+                self.forwarder.start()  # forwards at once, then on pokes and every 10 s
+                stack.push_async_callback(self.forwarder.stop)
             journal = Journal(settings.database.parent / "journal")
             stack.callback(journal.close)  # after the workers: their entries are finished
             self.journal = journal  # restores from the dashboard journal here too
@@ -978,9 +992,26 @@ class Engine(StoreReads):
     async def restore_original(self, target: int | str, *, actor: str = "operator") -> str:
         """Put a done job's archived original back (``castui_core.originals.restore_job``:
         file work in threads, journaled, recorded and told to Jellyfin in one transaction)."""
-        return await restore_job(
-            self.settings, self.store, self.journal, target, bus=self.bus, actor=actor
+        line = await restore_job(
+            self.settings,
+            self.store,
+            self.journal,
+            target,
+            bus=self.bus,
+            actor=actor,
+            queue=self.queue,
+            path_map=self.settings.node.path_map,
         )
+        if self.forwarder is not None:  # a shared queue: its senders read the notices there
+            await self.forwarder.forward_now()
+        return line
+
+    def _poke_senders(self, targets: set[str]) -> None:
+        """Notices reached the queue's outbox: this host's senders look now."""
+        if self.jellyfin is not None and JELLYFIN in targets:
+            self.jellyfin.poke()
+        for arr in self.arr:
+            arr.poke()
 
     async def record_event(
         self,

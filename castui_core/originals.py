@@ -23,20 +23,25 @@ import asyncio
 import os
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from castui_core.bus import EventBus
 from castui_core.errors import CastuiError, SwapError
 from castui_core.events import OriginalChanged
 from castui_core.layout import CASTUI_DIR, ORIGINALS_DIR, archive_root
+from castui_core.nodes import map_in
 from castui_core.settings import DEFAULT_EXTENSIONS, Settings
 from castui_core.store import JobState, Store
 from castui_core.store.originals import OriginalRecord
 from castui_core.store.outbox import OutboxEntry
 from castui_core.swap import Journal, _archive_bytes, plan_restore
 from castui_core.swap import restore as restore_files
+
+if TYPE_CHECKING:
+    from castui_core.queue.protocol import JobQueue
 
 
 @dataclass(frozen=True)
@@ -206,23 +211,30 @@ async def restore_job(
     *,
     bus: EventBus | None = None,
     actor: str = "operator",
+    queue: JobQueue | None = None,
+    path_map: Mapping[str, str] | None = None,
 ) -> str:
     """Restore the original of one done job (``target``: its id, or any path :func:`restore`
     takes) for the dashboard: the line saying what happened, or a CastuiError saying why not.
 
     Why a job must be done: a queued or running job's original is not archived yet, and an
     encode finishing after the restore would archive it again behind the person's back.
+
+    ``queue`` holds the jobs when it is not ``store`` (a shared Redis); its paths are the
+    library host's, so they go through this node's ``path_map`` to find the archived original
+    this node recorded (its own paths).
     """
     if isinstance(target, int):
-        job = await store.get_job(target)
+        job = await (queue if queue is not None else store).get_job(target)
         if job.state is not JobState.DONE:
             raise CastuiError(
                 f"job #{job.id} is {job.state.value}: only a done job's original can be"
                 " restored (cancel it instead if it has not finished)"
             )
-        record = await store.archived_original(job.path)
+        here = path_map or {}
+        record = await store.archived_original(map_in(job.path, here))
         if record is None and job.result.output_path:
-            record = await store.archived_original(job.result.output_path)
+            record = await store.archived_original(map_in(job.result.output_path, here))
         if record is None:
             raise CastuiError(
                 f"job #{job.id} has no archived original (the library's layout is not replace,"

@@ -215,3 +215,12 @@ async def rows(
         (target, limit),
     )
     return [_row(r) for r in found]
+
+
+async def all_rows(conn: aiosqlite.Connection, limit: int = 1000) -> list[OutboxRow]:
+    """Every row of every target, oldest first: what a node on a shared queue moves there
+    (:mod:`castui_core.queue.forward`), whatever sender it is meant for."""
+    found = await fetchall(
+        conn, f"SELECT {_COLUMNS} FROM jellyfin_outbox ORDER BY id LIMIT ?", (limit,)
+    )
+    return [_row(r) for r in found]

@@ -660,6 +660,11 @@ class Store:
         async with self._read("reading the outbox") as conn:
             return await outbox_db.rows(conn, limit, target)
 
+    async def outbox_all_rows(self, limit: int = 1000) -> list[OutboxRow]:
+        """Rows of every target, oldest first (this host's rows to move into a shared queue)."""
+        async with self._read("reading the outbox") as conn:
+            return await outbox_db.all_rows(conn, limit)
+
     # --- nodes (castui_core.nodes) ----------------------------------------------------------
 
     async def node_heartbeat(self, node: NodeStatus) -> None:
