@@ -345,6 +345,17 @@ async def test_names_that_are_not_utf8_round_trip(server: Server, prefix: str) -
         await q.close()
 
 
+def test_replies_are_parsed_by_hiredis() -> None:
+    """redis-py parses replies with hiredis's C parser when it is installed (castui depends on
+    redis[hiredis]); without it every reply, a claim's whole job hash included, would be parsed
+    by redis-py's pure-Python parser on the workers' hot path."""
+    from redis.asyncio.connection import DefaultParser
+    from redis.utils import HIREDIS_AVAILABLE
+
+    assert HIREDIS_AVAILABLE, "hiredis is missing: install castui's dependencies (redis[hiredis])"
+    assert "Hiredis" in DefaultParser.__name__
+
+
 async def test_scripts_come_back_after_script_flush(server: Server, prefix: str) -> None:
     q = await _queue(server, prefix)
     try:
