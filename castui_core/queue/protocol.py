@@ -47,6 +47,11 @@ if TYPE_CHECKING:
     from castui_core.queue.policy import NewJob
 
 
+#: How many of the newest jobs ``recent_jobs`` may look through for a library's (bounded, so a
+#: node's start check holds the Redis server ~10 ms at most however big the queue is).
+RECENT_SCAN = 10_000
+
+
 @dataclass(frozen=True, slots=True)
 class NodeStatus:
     """One castui engine's heartbeat as the queue keeps it (the dashboard's nodes table).
@@ -169,6 +174,12 @@ class JobQueue(Protocol):
         since: float | None = None,
         until: float | None = None,
     ) -> HistoryTotals: ...
+
+    async def recent_jobs(self, library: str, limit: int = 5) -> list[Job]:
+        """Up to ``limit`` of ``library``'s newest jobs (highest id first, any state): the
+        files a node expects to find through its path map (castui_core.nodes). A backend
+        may look only at its newest :data:`RECENT_SCAN` jobs (Redis walks ids one by one)."""
+        ...
 
     # --- audit ----------------------------------------------------------------------------
 

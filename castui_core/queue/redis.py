@@ -68,7 +68,7 @@ from castui_core.errors import (
 )
 from castui_core.queue import policy as rules
 from castui_core.queue.policy import MergedFields, NewJob, Outcome, QueuePolicy
-from castui_core.queue.protocol import NodeStatus
+from castui_core.queue.protocol import RECENT_SCAN, NodeStatus
 from castui_core.store.models import (
     FINISHED_STATES,
     ClaimedJob,
@@ -110,6 +110,7 @@ _SCRIPTS = (
     "node_heartbeat",
     "jobs",
     "prune_events",
+    "recent",
 )
 
 #: Scripts that need only lua/base.lua, not the job-index helpers of lua/common.lua.
@@ -125,6 +126,7 @@ _BASE_ONLY = frozenset(
         "list_events",
         "jobs",
         "prune_events",
+        "recent",
     }
 )
 
@@ -1010,6 +1012,15 @@ class RedisQueue:
             str(int(limit)),
             str(max(0, int(offset))),
             *(str(s) for s in chosen),
+        )
+        return [job_from_hash(_pairs(flat)) for flat in reply]
+
+    async def recent_jobs(self, library: str, limit: int = 5) -> list[Job]:
+        """``library``'s newest jobs, any state, among the newest RECENT_SCAN ids."""
+        if limit <= 0:
+            return []
+        reply = await self._run(
+            "recent", "reading recent jobs", _b(library), str(int(limit)), str(RECENT_SCAN)
         )
         return [job_from_hash(_pairs(flat)) for flat in reply]
 

@@ -888,6 +888,16 @@ async def history(
     return [job_from_row(r) for r in rows]
 
 
+async def recent(conn: aiosqlite.Connection, library: str, limit: int) -> list[Job]:
+    """``library``'s newest jobs, any state, highest id first (the rowid index, walked back)."""
+    rows = await fetchall(
+        conn,
+        "SELECT * FROM jobs WHERE library = ? ORDER BY id DESC LIMIT ?",
+        (library, max(0, limit)),
+    )
+    return [job_from_row(r) for r in rows]
+
+
 async def totals(
     conn: aiosqlite.Connection,
     *,

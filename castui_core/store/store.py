@@ -414,6 +414,11 @@ class Store:
         async with self._read("summing history") as conn:
             return await jobs.totals(conn, library=library, since=since, until=until)
 
+    async def recent_jobs(self, library: str, limit: int = 5) -> list[Job]:
+        """``library``'s newest jobs, any state (see JobQueue.recent_jobs)."""
+        async with self._read("reading recent jobs") as conn:
+            return await jobs.recent(conn, library, limit)
+
     # --- catalog ------------------------------------------------------------------------
 
     async def upsert_file(self, entry: CatalogEntry) -> None:

@@ -406,6 +406,21 @@ async def test_history_filters_paging_and_totals(queue: JobQueue) -> None:
     assert sum(j.result.source_size or 0 for j in done) == totals.bytes_before
 
 
+async def test_recent_jobs_of_a_library_any_state_newest_first(queue: JobQueue) -> None:
+    assert await queue.recent_jobs("movies") == []  # an empty library: nothing expected
+    done = await finish(queue, "/m/done.mkv", "movies", "done")
+    await queue.enqueue("/tv/e1.mkv", "tv", "remux")
+    queued = await queue.enqueue("/m/queued.mkv", "movies", "remux")
+    await queue.enqueue("/tv/e2.mkv", "tv", "remux")
+    recent = await queue.recent_jobs("movies")
+    assert [j.id for j in recent] == [queued.job_id, done.id]
+    assert [j.state for j in recent] == [JobState.QUEUED, JobState.DONE]
+    assert recent[1].result.output_path == "/m/done.mkv.mp4"
+    assert [j.path for j in await queue.recent_jobs("tv", limit=1)] == ["/tv/e2.mkv"]
+    assert await queue.recent_jobs("tv", limit=0) == []
+    assert await queue.recent_jobs("music") == []
+
+
 async def test_clear_history(queue: JobQueue) -> None:
     old = await finish(queue, "/m/old.mkv", "movies", "done")
     new = await finish(queue, "/m/new.mkv", "movies", "failed")
