@@ -232,3 +232,16 @@ def test_without_a_usable_database_the_scan_still_answers(library: Path, tmp_pat
     assert result.returncode == 0, result.stderr
     assert "every file is probed" in result.stderr and "Traceback" not in result.stderr
     assert len(json.loads(result.stdout)) == len(list(library.rglob("*.m*")))
+
+
+def test_catalog_json_of_a_probe_is_what_asdict_made(samples: dict[str, Path]) -> None:
+    """``MediaInfo.to_json`` skips ``asdict``'s deep copy: the catalog text must not change
+    (rows written before stay byte-identical to rows written now)."""
+    import dataclasses
+
+    for name in ("compliant.mp4", "compliant.mkv", "high10.mkv"):
+        info = probe_pyav(str(samples[name]))
+        assert info.video and info.audio
+        made = info.to_json()
+        assert json.dumps(made) == json.dumps(dataclasses.asdict(info))
+        assert type(made["video"]) is list and made["video"][0] is not info.video[0].__dict__
