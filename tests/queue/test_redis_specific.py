@@ -562,6 +562,48 @@ async def test_same_answers_as_sqlite(server: Server, prefix: str, tmp_path: Pat
         assert g == w, f"step {i}"
 
 
+async def _second_attempt(q: JobQueue) -> list[object]:
+    """A job whose first attempt left progress, a result and a reason behind, then a second
+    attempt that reports less and completes: what each step shows of the job."""
+    await q.enqueue("/m/a.mkv", "films", "transcode", ["video"])
+    first = await _claim_soon(q, "n1/w0")
+    await q.heartbeat(first.id, first.token, Progress(percent=10.0, fps=24.0, speed=1.5))
+    failed_result = JobResult(command=("ffmpeg", "-i", "a"), exit_code=1, stderr_tail="boom")
+    out: list[object] = [
+        _job_view(await q.fail(first.id, first.token, "ffmpeg exited 1", result=failed_result))
+    ]
+    second = await _claim_soon(q, "n1/w1")
+    out.append(_job_view(second.job))
+    await q.heartbeat(second.id, second.token, Progress(percent=50.0, fps=30.0))
+    await q.heartbeat(second.id, second.token, Progress(percent=90.0))
+    out.append(_job_view(await q.get_job(second.id)))
+    done = await q.complete(second.id, second.token, JobResult(output_path="/m/a.mp4"))
+    out.append(_job_view(done))
+    out.append(_job_view(await q.get_job(second.id)))
+    out.append(await q.totals())
+    return out
+
+
+async def test_hot_scripts_clear_what_an_earlier_attempt_left(
+    server: Server, prefix: str, tmp_path: Path
+) -> None:
+    """claim, heartbeat and complete read the job once and delete only the fields they find
+    (claim: progress, finished_at; heartbeat: progress values now unknown; complete: the
+    failed attempt's result and reason): the job must read exactly as on SQLite."""
+    knobs = {"backoff_base_s": 0.001, "backoff_cap_s": 0.001}
+    async with Store.open(tmp_path / "q.db", **knobs) as store:  # type: ignore[arg-type]
+        want = await _second_attempt(store)
+    q = await _queue(server, prefix, **knobs)
+    try:
+        got = await _second_attempt(q)
+    finally:
+        await q.close()
+    assert got == want
+    done = got[3]
+    assert isinstance(done, tuple)
+    assert done[14] == JobResult(output_path="/m/a.mp4")  # nothing of the failed attempt
+
+
 async def _mixed_batch(q: JobQueue) -> list[object]:
     """One enqueue_many whose items take every branch (new, debounced, re-run requested,
     already running), new paths before and after the others: the job and event ids it
