@@ -106,6 +106,9 @@ class RunningJob:
     claimed: ClaimedJob
     #: The source as this node sees it (the job's path through ``node.path_map``).
     path: str = ""
+    #: The ``node.path_map`` it was mapped with: its output is mapped back with the same one,
+    #: even if a reload changed the settings' map meanwhile.
+    path_map: Mapping[str, str] = field(default_factory=dict)
     encoder: str | None = None
     progress: Progress | None = None
     paused: bool = False
@@ -317,12 +320,7 @@ class Engine(StoreReads):
             if await self.queue.is_paused():  # persisted by an operator: say so at start
                 self.bus.publish(QueueState(paused=True, reason="paused before this start"))
             await self._check_path_map()
-            nvenc_missing = nodes.nvenc_refusal(
-                self.role,
-                settings.operational.encoder,
-                self._nvenc is not None and self._nvenc.available,
-                self._nvenc.reason if self._nvenc is not None else None,
-            )
+            nvenc_missing = self._nvenc_missing()
             if nvenc_missing is not None:  # leave the jobs to a node that has NVENC
                 self.refusal = "; ".join(r for r in (self.refusal, nvenc_missing) if r)
                 self._log("error", f"node {self.node} claims no jobs: {nvenc_missing}")
@@ -515,7 +513,8 @@ class Engine(StoreReads):
             await self.jellyfin.reload(settings)
         if settings.arr != old.arr or self.arr:  # Sonarr/Radarr: check again, resume stopped
             await self._stop_arr()
-            self.arr = await start_arr_senders(settings, self.store, self.bus)
+            self.arr = await start_arr_senders(settings, self.queue, self.bus)
+        await self._recheck_node()
         restart = [
             f"{name} ({before} -> {after})"
             for name, before, after in (
@@ -526,6 +525,8 @@ class Engine(StoreReads):
                 ("ffprobe", old.ffprobe, settings.ffprobe),
                 ("scan.probe_workers", old.scan.probe_workers, settings.scan.probe_workers),
                 ("scan.probe_timeout_s", old.scan.probe_timeout_s, settings.scan.probe_timeout_s),
+                ("node.name", old.node.node_name(), settings.node.node_name()),
+                ("node.role", old.node.role, settings.node.role),
                 (
                     "service.lease_seconds",
                     old.service.lease_seconds,
@@ -612,15 +613,57 @@ class Engine(StoreReads):
     # --- nodes (castui_core.nodes) --------------------------------------------------------------
 
     async def _check_path_map(self) -> None:
-        """Check each library root, through ``node.path_map``, once at start: a node that cannot
-        reach a library refuses to claim (and says why) instead of failing its jobs one by one."""
+        """Check each library, through ``node.path_map``, at start and on each reload: its root
+        is a readable, writable directory and the files the queue knows there (its newest
+        jobs') are found. A node that cannot reach a library refuses to claim (and says why)
+        instead of failing its jobs one by one; a reload that fixes the map lifts it."""
+        path_map = self.settings.node.path_map
         roots = {lib.name: [str(lib.path)] for lib in self.settings.libraries}
-        problems = await asyncio.to_thread(nodes.check_roots, roots, self.settings.node.path_map)
+        problems = await asyncio.to_thread(nodes.check_roots, roots, path_map)
+        unreachable = {p.library for p in problems}
+        expected: dict[str, tuple[str, list[tuple[str, ...]]]] = {}
+        for lib in self.settings.libraries:
+            if lib.name in unreachable:
+                continue
+            try:
+                jobs = await self.queue.recent_jobs(lib.name, nodes.EXPECTED_SAMPLE)
+            except CastuiError as exc:  # the roots are checked; the files wait for next time
+                self._log("warning", f"library {lib.name!r}: expected files not checked: {exc}")
+                continue
+            samples = [nodes.job_files(j.state.value, j.path, j.result.output_path) for j in jobs]
+            expected[lib.name] = (str(lib.path), samples)
+        problems += await asyncio.to_thread(nodes.check_files, expected, path_map)
         if problems:
             self.refusal = "; ".join(p.message for p in problems)
             self._log("error", f"node {self.node} claims no jobs: {self.refusal}")
         else:
             self.refusal = None
+
+    def _nvenc_missing(self) -> str | None:
+        """Why this node must leave NVENC jobs to others (nodes.nvenc_refusal), or None."""
+        return nodes.nvenc_refusal(
+            self.role,
+            self.settings.operational.encoder,
+            self._nvenc is not None and self._nvenc.available,
+            self._nvenc.reason if self._nvenc is not None else None,
+        )
+
+    async def _recheck_node(self) -> None:
+        """A reload checks the node again: a fixed ``node.path_map`` (or encoder) lets a
+        refused node claim, a broken one stops it claiming with the reason. The node's name
+        and role are bound at start (its leases' owner): ``reload`` names them as needing a
+        restart. Running jobs keep the paths they were mapped to."""
+        was = self.refusal
+        if self.forwarder is not None:
+            self.forwarder.path_map = self.settings.node.path_map
+        await self._check_path_map()
+        nvenc_missing = self._nvenc_missing()
+        if nvenc_missing is not None:
+            self.refusal = "; ".join(r for r in (self.refusal, nvenc_missing) if r)
+            if self.refusal == nvenc_missing:
+                self._log("error", f"node {self.node} claims no jobs: {nvenc_missing}")
+        if was is not None and self.refusal is None:
+            self._log("info", f"node {self.node} claims jobs again: every library is reachable")
 
     def node_status(self) -> NodeStatus:
         """This node's heartbeat (current jobs, encoder, GPU temperature, why it waits)."""
@@ -690,7 +733,9 @@ class Engine(StoreReads):
             self._committed(job, JobState.RUNNING, reason=waiting, actor=owner)
             await self.guardrails.wait_change(timeout=self.settings.guardrails.sample_interval_s)
             return False
-        running = RunningJob(claimed, path=self._map_in(claimed.path))
+        running = RunningJob(
+            claimed, path=self._map_in(claimed.path), path_map=self.settings.node.path_map
+        )
         self._running[claimed.id] = running
         self._none_running.clear()
         try:
@@ -799,13 +844,11 @@ class Engine(StoreReads):
     def _map_in(self, path: str) -> str:
         return nodes.map_in(path, self.settings.node.path_map)
 
-    def _map_out(self, path: str | None) -> str | None:
-        return None if path is None else nodes.map_out(path, self.settings.node.path_map)
-
     async def _record(self, running: RunningJob, outcome: ConvertOutcome, library: str) -> None:
         claimed = running.claimed
         # The queue, catalog and Jellyfin speak the library host's paths: map the output back.
-        output_path = self._map_out(outcome.output_path)
+        output = outcome.output_path
+        output_path = None if output is None else nodes.map_out(output, running.path_map)
         result = JobResult(
             output_path=output_path,
             source_size=outcome.bytes_before,

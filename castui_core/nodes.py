@@ -8,14 +8,17 @@ host's path; a worker maps it in before touching files and maps its output back 
 completes, so the queue, the catalog and Jellyfin all keep speaking the library host's paths.
 
 The mapping rules here are pure (table-tested in ``tests/test_node_map.py``); only
-:func:`check_roots` looks at the file system, and it is meant to run in a thread.
+:func:`check_roots` and :func:`check_files` look at the file system, and they are meant to run
+in a thread. The start check is both: each library root is a readable, writable directory, and
+the files the queue knows there (a sample of the library's newest jobs) are found through the
+map, which catches a map or mount that points at an existing but wrong folder.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterable, Mapping
+from collections.abc import Container, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -184,6 +187,88 @@ def check_roots(
             )
             if problem is not None:
                 problems.append(problem)
+    return problems
+
+
+#: How many of a library's newest jobs the start check looks for (any one found passes).
+EXPECTED_SAMPLE = 20
+#: Job states whose file should be there: a cancelled job's file often vanished (that is why
+#: ingest cancelled it), so it proves nothing either way.
+_EXPECTED_STATES = frozenset({"queued", "running", "done", "failed", "dead"})
+
+
+def job_files(state: str, path: str, output_path: str | None) -> tuple[str, ...]:
+    """Where a job's file should be now, as the library host sees it (pure): a done job's
+    output first (the replace layout moved the source into the archive), then its source (a
+    layout that keeps it, or an original restored since); nothing for a cancelled job."""
+    if state not in _EXPECTED_STATES:
+        return ()
+    if state == "done" and output_path:
+        return (output_path, path) if output_path != path else (path,)
+    return (path,)
+
+
+def _entry_for(path: str, path_map: Mapping[str, str]) -> tuple[str, str] | None:
+    """The ``path_map`` entry that maps ``path`` (longest prefix), or None."""
+    found = [(s, d) for s, d in path_map.items() if _under(_norm(path), _norm(s)) is not None]
+    return max(found, key=lambda e: len(_norm(e[0])), default=None)
+
+
+def files_problem(
+    library: str,
+    root: str,
+    samples: Sequence[Sequence[str]],
+    path_map: Mapping[str, str],
+    present: Container[str],
+) -> RootProblem | None:
+    """The rule for a library's expected files (pure, so table-tested).
+
+    ``samples``: each known job's candidate files (:func:`job_files`, library host's paths);
+    ``present``: the mapped paths that exist on this node. Passes when the queue knows no
+    file under ``root`` (an empty library) or any one of them is there: a file deleted since
+    proves nothing; none at all means the mount or the map points at the wrong place.
+    """
+    known = [
+        [c for c in candidates if _under(_norm(c), _norm(root)) is not None]
+        for candidates in samples
+    ]
+    known = [k for k in known if k]  # jobs from before the library moved are not expected
+    if not known or any(map_in(c, path_map) in present for k in known for c in k):
+        return None
+    first = known[0][0]
+    mapped = map_in(first, path_map)
+    entry = _entry_for(first, path_map)
+    how = (
+        f"node.path_map {entry[0]} -> {entry[1]}"
+        if entry is not None
+        else "no node.path_map entry (the same path as on the library host)"
+    )
+    return RootProblem(
+        library=library,
+        root=root,
+        mapped=mapped,
+        message=(
+            f"library {library!r}: none of the {len(known)} file(s) the queue knows there is"
+            f" on this node, e.g. {mapped} (the queue's {first}, mapped with {how}); mount"
+            " the library there or fix node.path_map in the settings."
+        ),
+    )
+
+
+def check_files(
+    expected: Mapping[str, tuple[str, Sequence[Sequence[str]]]], path_map: Mapping[str, str]
+) -> list[RootProblem]:
+    """Look for each library's expected files on this file system (blocking: run in a thread).
+
+    ``expected`` is library name -> (its root, its jobs' candidate files), library host's paths.
+    """
+    problems: list[RootProblem] = []
+    for library, (root, samples) in expected.items():
+        mapped = {map_in(c, path_map) for candidates in samples for c in candidates}
+        present = {p for p in mapped if os.path.exists(p)}
+        problem = files_problem(library, root, samples, path_map, present)
+        if problem is not None:
+            problems.append(problem)
     return problems
 
 

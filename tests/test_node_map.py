@@ -8,8 +8,11 @@ from pathlib import Path
 import pytest
 
 from castui_core.nodes import (
+    check_files,
     check_roots,
+    files_problem,
     is_online,
+    job_files,
     map_in,
     map_out,
     node_of_owner,
@@ -192,3 +195,92 @@ def test_a_relative_path_map_is_refused_by_the_settings() -> None:
 
     with pytest.raises(ConfigError, match="not absolute"):
         parse_settings("node: {path_map: {media: /mnt/media}}\n")
+
+
+@pytest.mark.parametrize(
+    ("state", "path", "output", "expected"),
+    [
+        ("queued", "/m/a.mkv", None, ("/m/a.mkv",)),
+        ("running", "/m/a.mkv", None, ("/m/a.mkv",)),
+        ("done", "/m/a.mkv", "/m/a.mp4", ("/m/a.mp4", "/m/a.mkv")),  # output first
+        ("done", "/m/a.mp4", "/m/a.mp4", ("/m/a.mp4",)),  # remuxed in place
+        ("done", "/m/a.mkv", None, ("/m/a.mkv",)),  # skipped: nothing written
+        ("failed", "/m/a.mkv", None, ("/m/a.mkv",)),
+        ("dead", "/m/a.mkv", None, ("/m/a.mkv",)),
+        ("cancelled", "/m/a.mkv", None, ()),  # its file often vanished: proves nothing
+    ],
+)
+def test_job_files(state: str, path: str, output: str | None, expected: tuple[str, ...]) -> None:
+    assert job_files(state, path, output) == expected
+
+
+NAS = {"/media": "/mnt/nas"}
+
+
+@pytest.mark.parametrize(
+    ("samples", "path_map", "present", "fragments"),
+    [
+        ([], NAS, set(), None),  # an empty library: nothing expected, passes
+        ([("/media/a.mkv",)], NAS, {"/mnt/nas/a.mkv"}, None),
+        ([("/media/a.mp4", "/media/a.mkv")], NAS, {"/mnt/nas/a.mkv"}, None),  # restored
+        ([("/media/a.mkv",), ("/media/b.mkv",)], NAS, {"/mnt/nas/b.mkv"}, None),  # one is enough
+        ([("/old/a.mkv",)], NAS, set(), None),  # outside the root (library moved): not expected
+        ([("/media/a.mkv",)], {}, {"/media/a.mkv"}, None),  # no map: the same path
+        (
+            [("/media/a.mkv",), ("/media/b.mkv",)],
+            NAS,
+            {"/media/a.mkv"},  # there on the library host's path, not through the map
+            ["none of the 2 file(s)", "/mnt/nas/a.mkv", "/media/a.mkv", "/media -> /mnt/nas"],
+        ),
+        (
+            [("/media/a.mkv",)],
+            {},
+            set(),
+            ["/media/a.mkv", "no node.path_map entry"],
+        ),
+        (
+            [("/media/tv/e1.mkv",)],
+            {"/media": "/mnt/nas", "/media/tv": "/srv/tv"},
+            {"/mnt/nas/tv/e1.mkv"},
+            ["/srv/tv/e1.mkv", "/media/tv -> /srv/tv"],  # names the entry that was used
+        ),
+    ],
+)
+def test_files_problem_rule(
+    samples: list[tuple[str, ...]],
+    path_map: dict[str, str],
+    present: set[str],
+    fragments: list[str] | None,
+) -> None:
+    problem = files_problem("TV", "/media", samples, path_map, present)
+    if fragments is None:
+        assert problem is None
+        return
+    assert problem is not None and problem.library == "TV"
+    assert "'TV'" in problem.message and "node.path_map" in problem.message
+    for fragment in fragments:
+        assert fragment in problem.message, problem.message
+
+
+def test_check_files_with_two_node_roots(tmp_path: Path) -> None:
+    """The library host's folder seen by one node through a symlink (its files are there)
+    and by another through a map onto an existing but wrong folder: the root check passes
+    for both; only the expected files tell them apart."""
+    lib = tmp_path / "lib"
+    (lib / "Show").mkdir(parents=True)
+    (lib / "Show" / "e1.mkv").write_bytes(b"x")
+    good = tmp_path / "good-mount"
+    good.symlink_to(lib, target_is_directory=True)
+    wrong = tmp_path / "wrong-mount"
+    wrong.mkdir()
+    # The queue speaks the library host's paths: /library/tv/...
+    expected = {"TV": ("/library/tv", [("/library/tv/Show/e1.mp4", "/library/tv/Show/e1.mkv")])}
+    good_map = {"/library/tv": str(good)}
+    wrong_map = {"/library/tv": str(wrong)}
+    assert check_roots({"TV": ["/library/tv"]}, good_map) == []
+    assert check_roots({"TV": ["/library/tv"]}, wrong_map) == []  # a directory: passes
+    assert check_files(expected, good_map) == []
+    (problem,) = check_files(expected, wrong_map)
+    assert str(wrong / "Show" / "e1.mp4") in problem.message
+    assert f"/library/tv -> {wrong}" in problem.message
+    assert check_files({"TV": ("/library/tv", [])}, wrong_map) == []  # no known jobs

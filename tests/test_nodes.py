@@ -26,7 +26,7 @@ import psutil
 import pytest
 import yaml
 from cli_helpers import castui_env, run_castui
-from engine_helpers import wait_event
+from engine_helpers import place_settled, wait_event
 
 from castui_core.engine import Engine
 from castui_core.events import JobFinished, JobQueued, LogLine
@@ -230,6 +230,73 @@ async def test_a_node_whose_path_map_misses_the_library_refuses_to_claim(
     assert len(jobs) == len(FILES)
     assert all(j.state is JobState.QUEUED and j.attempts == 0 for j in jobs), jobs
     assert nodes["gpu"].guard is not None and str(gone) in nodes["gpu"].guard
+
+
+async def test_a_map_onto_the_wrong_folder_refuses_and_reloads_recheck_the_node(
+    samples: dict[str, Path], tmp_path: Path
+) -> None:
+    """The worker's map points at a folder that exists (the root check passes) but does not
+    hold the library: the files the queue knows are not there, so it refuses with the file and
+    the mapping. A reload with the right map lets it claim; a reload with a broken one stops
+    it claiming again, with the message."""
+    lib = tmp_path / "lib"
+    place_settled(samples["compliant.mkv"], lib / "a.mkv")
+    mount = tmp_path / "mnt"
+    mount.symlink_to(lib, target_is_directory=True)
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    host = engine(  # scans; its closed schedule leaves every job to the worker
+        node_settings(tmp_path, "nas", {"name": "nas"}, schedule=["01:00-07:00"]),
+        now=lambda: datetime(2024, 5, 1, 12, 0),
+    )
+    shared = await Store.connect(tmp_path / "nas" / "castui.db", lease_seconds=5)
+
+    def worker_settings(target: Path) -> Settings:
+        node = {"name": "gpu", "role": "worker", "path_map": {str(lib): str(target)}}
+        return node_settings(tmp_path, "gpu", node)
+
+    worker = engine(worker_settings(wrong), queue=shared)
+    log = worker.bus.subscribe()
+    try:
+        async with running(host):
+            assert host.ingest is not None
+            await host.ingest.wait_scans()  # the queue knows a.mkv now
+            async with running(worker):
+                assert worker.refusal is not None, "the worker claims through a wrong map"
+                assert str(wrong / "a.mkv") in worker.refusal  # the file it looked for
+                assert f"{lib} -> {wrong}" in worker.refusal  # and the mapping used
+                await wait_event(
+                    log, lambda e: isinstance(e, LogLine) and "claims no jobs" in e.message
+                )
+                assert [j.state for j in await shared.active_jobs()] == [JobState.QUEUED]
+
+                await worker.reload(worker_settings(mount))  # fixed: it claims now
+                assert worker.refusal is None
+                await wait_event(
+                    log, lambda e: isinstance(e, LogLine) and "claims jobs again" in e.message
+                )
+                await wait_event(
+                    log,
+                    lambda e: isinstance(e, JobFinished) and e.status == "done",
+                    timeout=120,
+                )
+
+                await worker.reload(worker_settings(wrong))  # broken again: it stops
+                assert worker.refusal is not None and str(wrong / "a.mp4") in worker.refusal
+                place_settled(samples["mpeg4.avi"], lib / "b.avi")
+                await host.scan("Test")
+                (queued,) = await shared.active_jobs()
+                # Five heartbeats later (several idle polls) it is still not claimed, and the
+                # nodes table says why.
+                for _ in range(5):
+                    await worker.wait_heartbeat()
+                nodes = {n.name: n for n in await shared.nodes()}
+                after = await shared.get_job(queued.id)
+    finally:
+        log.close()
+        await shared.close()
+    assert after.state is JobState.QUEUED and after.attempts == 0, after
+    assert nodes["gpu"].guard is not None and str(wrong) in nodes["gpu"].guard
 
 
 async def test_metrics_carry_the_node_label_and_every_nodes_last_heartbeat(
