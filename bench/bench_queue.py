@@ -49,19 +49,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import queue_bench_kit as kit
 import redis as redis_sync
-from queue_bench_kit import (
-    Row,
-    WorkersRun,
-    history_rows,
-    make_history_sqlite,
-    measure_enqueue,
-    measure_history,
-    print_table,
-    run_workers,
-    worker_loop,
-    write_result,
-)
 
 from castui_core.queue.protocol import JobQueue
 from castui_core.queue.redis import RedisQueue
@@ -77,7 +66,7 @@ async def open_backend(backend: str, target: str) -> JobQueue:
 async def _worker(backend: str, target: str, owner: str, seconds: float) -> None:
     queue = await open_backend(backend, target)
     try:
-        await worker_loop(queue, owner, seconds)
+        await kit.worker_loop(queue, owner, seconds)
     finally:
         await queue.close()
 
@@ -156,10 +145,10 @@ class RedisMeter:
 # --- measurements -----------------------------------------------------------------------
 
 
-async def bench_enqueue(backend: str, target: str, n_jobs: int, rows: list[Row]) -> None:
+async def bench_enqueue(backend: str, target: str, n_jobs: int, rows: list[kit.Row]) -> None:
     queue = await open_backend(backend, target)
     try:
-        rows += [(backend, *row) for row in await measure_enqueue(queue, n_jobs, "call")]
+        rows += [(backend, *row) for row in await kit.measure_enqueue(queue, n_jobs, "call")]
     finally:
         await queue.close()
 
@@ -176,14 +165,14 @@ def ceiling(cores: int, processes: int, client_us: float, server_us: float) -> f
     return min(bound, 1e6 / server_us) if server_us > 0 else bound
 
 
-def cost_rows(backend: str, n: int, run: WorkersRun, server_cpu_s: float) -> list[Row]:
+def cost_rows(backend: str, n: int, run: kit.WorkersRun, server_cpu_s: float) -> list[kit.Row]:
     """Where a job's CPU goes (the workers' own accounts, the server's ``INFO cpu``) and the
     rate this machine's cores allow at most with it: what the measured rate is up against."""
     cores = os.cpu_count() or 1
     client = run.client_cpu_s / max(1, run.jobs) * 1e6
     server = server_cpu_s / max(1, run.jobs) * 1e6
     tag = f"{n} process(es)"
-    rows: list[Row] = [(backend, f"  client CPU per job (the workers), {tag}", client, "us")]
+    rows: list[kit.Row] = [(backend, f"  client CPU per job (the workers), {tag}", client, "us")]
     if backend == "redis":
         rows.append((backend, f"  redis-server CPU per job, {tag}", server, "us"))
     rows.append(
@@ -201,14 +190,14 @@ def cost_rows(backend: str, n: int, run: WorkersRun, server_cpu_s: float) -> lis
     return rows
 
 
-def bench_workers(backend: str, target: str, seconds: float, rows: list[Row]) -> None:
+def bench_workers(backend: str, target: str, seconds: float, rows: list[kit.Row]) -> None:
     meter = RedisMeter(target) if backend == "redis" else None
     try:
         for n in (1, 4):
             cpu0 = meter.cpu_s() if meter else 0.0
             if meter:
                 meter.reset()
-            run = run_workers(
+            run = kit.run_workers(
                 lambda i: [__file__, "--worker", backend, target, f"bench-w{i}", str(seconds)],
                 n,
                 seconds,
@@ -232,7 +221,7 @@ def bench_workers(backend: str, target: str, seconds: float, rows: list[Row]) ->
             meter.close()
 
 
-async def bench_scripts(sock: str, rows: list[Row], n: int = 1000) -> None:
+async def bench_scripts(sock: str, rows: list[kit.Row], n: int = 1000) -> None:
     """Each worker script's own server time (INFO commandstats counts them all as EVALSHA, so
     they run apart here): claim n jobs, then heartbeat them, then complete them."""
     queue = await RedisQueue.connect(f"unix://{sock}", prefix="bench")
@@ -271,7 +260,7 @@ def make_history_redis(sock: str, n_jobs: int) -> None:
     try:
         r.flushdb()
         pipe = r.pipeline(transaction=False)
-        for i, row in enumerate(history_rows(n_jobs)):
+        for i, row in enumerate(kit.history_rows(n_jobs)):
             for key in ("bench:totals", f"bench:totals:lib:{row['library']}"):
                 t = totals.setdefault(key, {})
                 t[row["state"]] = t.get(row["state"], 0) + 1
@@ -317,19 +306,19 @@ def make_history_redis(sock: str, n_jobs: int) -> None:
         r.close()
 
 
-async def bench_history(backend: str, target: str, n_jobs: int, rows: list[Row]) -> None:
+async def bench_history(backend: str, target: str, n_jobs: int, rows: list[kit.Row]) -> None:
     if backend == "sqlite":
-        make_history_sqlite(target, n_jobs)
+        kit.make_history_sqlite(target, n_jobs)
     else:
         make_history_redis(target, n_jobs)
     queue = await open_backend(backend, target)
     try:
-        rows += [(backend, *row) for row in await measure_history(queue, n_jobs)]
+        rows += [(backend, *row) for row in await kit.measure_history(queue, n_jobs)]
     finally:
         await queue.close()
 
 
-def run_backend(backend: str, tmp: Path, args: argparse.Namespace, rows: list[Row]) -> None:
+def run_backend(backend: str, tmp: Path, args: argparse.Namespace, rows: list[kit.Row]) -> None:
     if backend == "sqlite":
         target = str(tmp / "bench.sqlite3")
         asyncio.run(bench_enqueue(backend, target, args.jobs, rows))
@@ -356,14 +345,14 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0, help="how long each worker run lasts")
     parser.add_argument("--backends", default="sqlite,redis", help="comma-separated")
     args = parser.parse_args()
-    rows: list[Row] = []
+    rows: list[kit.Row] = []
     backends = [b for b in args.backends.split(",") if b]
     with tempfile.TemporaryDirectory(prefix="castui-bq-", dir=args.dir) as tmp:
         for backend in backends:
             run_backend(backend, Path(tmp), args, rows)
         tmp_dir = str(Path(tmp).parent)
     labels = ("backend", "metric")
-    print_table(rows, labels)
+    kit.print_table(rows, labels)
     redis_version = subprocess.run(
         ["redis-server", "--version"], capture_output=True, text=True, check=False
     ).stdout.strip()
@@ -373,7 +362,7 @@ def main() -> None:
         "jobs": args.jobs,
         "worker_seconds": args.seconds,
     }
-    path = write_result(args.out, "queue", rows, labels, extra)
+    path = kit.write_result(args.out, "queue", rows, labels, extra)
     print(f"\nwrote {path}")
 
 

@@ -25,42 +25,33 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from queue_bench_kit import (
-    Row,
-    make_history_sqlite,
-    measure_enqueue,
-    measure_history,
-    print_table,
-    run_workers,
-    worker_loop,
-    write_result,
-)
+import queue_bench_kit as kit
 
 from castui_core.store import Store
 
 
 async def _worker(db: str, owner: str, seconds: float) -> None:
     async with Store.open(db, reclaim_on_open=False, busy_timeout_s=60) as store:
-        await worker_loop(store, owner, seconds)
+        await kit.worker_loop(store, owner, seconds)
 
 
-async def bench_enqueue(db: Path, n_jobs: int, rows: list[Row]) -> None:
+async def bench_enqueue(db: Path, n_jobs: int, rows: list[kit.Row]) -> None:
     async with Store.open(db) as store:
-        rows += await measure_enqueue(store, n_jobs, "transaction")
+        rows += await kit.measure_enqueue(store, n_jobs, "transaction")
 
 
-def bench_workers(db: Path, seconds: float, rows: list[Row]) -> None:
+def bench_workers(db: Path, seconds: float, rows: list[kit.Row]) -> None:
     for n in (1, 4):
-        run = run_workers(
+        run = kit.run_workers(
             lambda i: [__file__, "--worker", str(db), f"bench-w{i}", str(seconds)], n, seconds
         )
         rows.append((f"claim+heartbeat+complete, {n} worker process(es)", run.rate, "jobs/s"))
 
 
-async def bench_history(db: Path, n_jobs: int, rows: list[Row]) -> None:
-    make_history_sqlite(db, n_jobs)
+async def bench_history(db: Path, n_jobs: int, rows: list[kit.Row]) -> None:
+    kit.make_history_sqlite(db, n_jobs)
     async with Store.open(db, reclaim_on_open=False) as store:
-        rows += await measure_history(store, n_jobs)
+        rows += await kit.measure_history(store, n_jobs)
 
 
 def main() -> None:
@@ -73,7 +64,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=100_000, help="jobs to enqueue / finish")
     parser.add_argument("--seconds", type=float, default=5.0, help="how long each worker run lasts")
     args = parser.parse_args()
-    rows: list[Row] = []
+    rows: list[kit.Row] = []
     with tempfile.TemporaryDirectory(prefix="castui-bench-", dir=args.dir) as tmp:
         db = Path(tmp) / "bench.sqlite3"
         asyncio.run(bench_enqueue(db, args.jobs, rows))
@@ -81,9 +72,9 @@ def main() -> None:
         asyncio.run(bench_history(db, args.jobs, rows))
         db_dir = tmp
     labels = ("metric",)
-    print_table(rows, labels)
+    kit.print_table(rows, labels)
     extra = {"db_dir": str(Path(db_dir).parent), "jobs": args.jobs, "worker_seconds": args.seconds}
-    path = write_result(args.out, "store", rows, labels, extra)
+    path = kit.write_result(args.out, "store", rows, labels, extra)
     print(f"\nwrote {path}")
 
 
