@@ -29,7 +29,7 @@ from cli_helpers import castui_env, run_castui
 from engine_helpers import place_settled, wait_event
 
 from castui_core.engine import Engine
-from castui_core.events import JobFinished, JobQueued, LogLine
+from castui_core.events import JobFinished, JobQueued, JobStateChanged, LogLine
 from castui_core.ffmpeg.nvenc import NvencStatus
 from castui_core.guardrails import FakeGpu
 from castui_core.metrics import Metrics
@@ -50,6 +50,8 @@ def node_settings(
     state: str,
     node: dict[str, Any],
     queue: dict[str, Any] | None = None,
+    *,
+    lease_seconds: float = 5,
     **guardrails: Any,
 ) -> Settings:
     data = {
@@ -57,7 +59,7 @@ def node_settings(
         "database": f"{tmp_path}/{state}/castui.db",
         "libraries": [{"name": "Test", "path": f"{tmp_path}/lib", "watch": "off"}],
         "scan": {"settle_seconds": 0.3, "probe_workers": 1},
-        "service": {"lease_seconds": 5, "shutdown_grace_s": 0},
+        "service": {"lease_seconds": lease_seconds, "shutdown_grace_s": 0},
         "guardrails": {"sample_interval_s": 0.2, **guardrails},
         "operational": {"encoder": "cpu", "min_free_gb": 0, "max_concurrent_jobs": 1},
         "node": node,
@@ -412,12 +414,21 @@ async def test_redis_stopped_during_a_run_then_started_the_run_completes(
     assert all(j.state is JobState.DONE for j in history), history
 
 
-@pytest.mark.timeout(240)  # a real start-up, an 8 s real-time encode and a lease, on 2 cores
+#: The kill -9 test's lease: short, so the survivor waits little for it, yet three heartbeats
+#: (one a second) long, so a loaded machine does not lose it before the kill.
+KILL9_LEASE_S = 3
+
+
+@pytest.mark.timeout(400)  # above the phases' own limits, so a stall fails with their report
 async def test_a_node_killed_mid_encode_leaves_the_job_to_another_after_its_lease(
     tmp_path: Path, redis_url: str
 ) -> None:
     """``castui --no-ui`` (a real process, node "doomed") is SIGKILLed while it encodes; the
-    other node reclaims the job once the lease has expired and finishes it."""
+    other node reclaims the job once the lease has expired and finishes it.
+
+    Each phase waits on what it needs (a line from doomed, a state in the queue, an event on
+    the survivor's bus) with its own limit, and a phase that stalls fails with what each node
+    did: doomed's log, the job's audit trail, the nodes table and the survivor's events."""
     lib = tmp_path / "lib"
     lib.mkdir()
     source = lib / "long.avi"
@@ -441,7 +452,9 @@ async def test_a_node_killed_mid_encode_leaves_the_job_to_another_after_its_leas
     )
     shim.chmod(0o755)
     queue = {"backend": "redis", "url": redis_url}
-    doomed = node_settings(tmp_path, "doomed", {"name": "doomed"}, queue).model_dump(mode="json")
+    doomed = node_settings(
+        tmp_path, "doomed", {"name": "doomed"}, queue, lease_seconds=KILL9_LEASE_S
+    ).model_dump(mode="json")
     doomed.pop("source", None)
     doomed["ffmpeg"], doomed["ffprobe"] = str(shim), str(FFPROBE)
     doomed["operational"]["encoder"] = "cpu"
@@ -449,6 +462,31 @@ async def test_a_node_killed_mid_encode_leaves_the_job_to_another_after_its_leas
     config.write_text(yaml.safe_dump(_settings_file(doomed, queue)))
     home = tmp_path / "home"
     home.mkdir()
+    survivor = engine(
+        node_settings(
+            tmp_path, "survivor", {"name": "survivor"}, queue, lease_seconds=KILL9_LEASE_S
+        )
+    )
+    doomed_log: list[str] = []
+    seen: list[object] = []
+
+    async def report(phase: str) -> str:
+        """What each node did, for a failure message."""
+        lines = [f"stalled {phase}", "doomed's log (last 40 lines):", *doomed_log[-40:]]
+        try:
+            q = survivor.queue  # AttributeError before the survivor started
+            for job in [*await q.active_jobs(), *await q.history()]:
+                lines.append(f"job #{job.id} {job.state.value} owner={job.lease_owner}")
+                for e in reversed(await q.list_events(job_id=job.id, limit=50)):
+                    lines.append(f"  {e.actor}: {e.from_state}->{e.to_state} {e.reason}")
+            for n in await q.nodes():
+                lines.append(f"node {n.name}: jobs={n.current_jobs} guard={n.guard}")
+        except Exception as exc:  # the report must not hide the stall
+            lines.append(f"(queue not readable: {exc})")
+        lines.append("survivor's events (last 30):")
+        lines += [repr(e) for e in seen[-30:]]
+        return "\n".join(lines)
+
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "castui", "--no-ui", "--config", str(config),
         env=castui_env(home, CASTUI_SHIM_REALTIME="1"),
@@ -456,39 +494,63 @@ async def test_a_node_killed_mid_encode_leaves_the_job_to_another_after_its_leas
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
-    lines: list[str] = []
+    encoders: list[psutil.Process] = []
+    commands: list[str] = []
     try:
         assert proc.stderr is not None
-        async with asyncio.timeout(60):
-            while not any("started transcode" in line for line in lines):
-                raw = await proc.stderr.readline()
-                assert raw, "castui exited:\n" + "".join(lines)
-                lines.append(raw.decode(errors="replace"))
+        # Phase 1: doomed encodes. Its first progress line comes from ffmpeg itself, so the
+        # encoder process exists and is found among doomed's children for the kill.
+        try:
+            async with asyncio.timeout(120):
+                while not any(f"progress {source}" in line for line in doomed_log):
+                    raw = await proc.stderr.readline()
+                    if not raw:
+                        pytest.fail(f"doomed exited:\n{await report('starting doomed')}")
+                    doomed_log.append(raw.decode(errors="replace").rstrip("\n"))
+        except TimeoutError:
+            pytest.fail(await report("waiting for doomed's encode to report progress"))
         encoders = psutil.Process(proc.pid).children(recursive=True)
+        commands = [" ".join(_cmdline(c)) for c in encoders]
     finally:
         proc.kill()  # SIGKILL: no hand-back, the lease stays until it expires
         await proc.wait()
     for child in encoders:  # a crashed host's encoder dies with it
         with contextlib.suppress(psutil.NoSuchProcess):
             child.kill()
-    survivor = engine(node_settings(tmp_path, "survivor", {"name": "survivor"}, queue))
+    _gone, alive = await asyncio.to_thread(psutil.wait_procs, encoders, 30)
+    assert any(str(source) in c for c in commands), commands  # the encoder was among them
+    assert alive == [], alive
+
     sub = survivor.bus.subscribe()
+
+    async def until(phase: str, predicate: Any, timeout: float) -> object:
+        def matches(e: object) -> bool:
+            seen.append(e)
+            return bool(predicate(e))
+
+        try:
+            return await wait_event(sub, matches, timeout=timeout)
+        except TimeoutError:
+            pytest.fail(await report(phase))
+
     try:
         async with running(survivor):
-            seen: list[object] = []
-
-            def finished(e: object) -> bool:
-                seen.append(e)
-                return isinstance(e, JobFinished) and e.status == "done"
-
-            try:
-                done = await wait_event(sub, finished, timeout=90)
-            except TimeoutError:  # say what the survivor saw and what the queue holds
-                active = await survivor.queue.active_jobs()
-                raise AssertionError(
-                    f"no job done; active: {active!r}; nodes: {await survivor.queue.nodes()!r};"
-                    f" events: {seen[-30:]!r}"
-                ) from None
+            # Phase 2: the survivor claims the job once doomed's lease expired.
+            await until(
+                "waiting for the survivor to claim the job after doomed's lease",
+                lambda e: (
+                    isinstance(e, JobStateChanged)
+                    and e.new == "running"
+                    and e.actor.startswith("survivor:")
+                ),
+                KILL9_LEASE_S + 60,
+            )
+            # Phase 3: it finishes it.
+            done = await until(
+                "waiting for the survivor to finish the job",
+                lambda e: isinstance(e, JobFinished) and e.status == "done",
+                180,
+            )
             history = await survivor.queue.history()
             events = await survivor.queue.list_events(job_id=history[0].id, limit=50)
     finally:
@@ -499,6 +561,13 @@ async def test_a_node_killed_mid_encode_leaves_the_job_to_another_after_its_leas
     assert any("doomed" in (e.actor or "") for e in events), events  # doomed had claimed it
     assert any("expired" in (e.reason or "") for e in events), events
     assert Path(history[0].result.output_path or "").is_file()
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
 
 
 def _settings_file(data: dict[str, Any], queue: dict[str, Any]) -> dict[str, Any]:
