@@ -20,6 +20,7 @@ import contextlib
 import fnmatch
 import json
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
@@ -284,6 +285,13 @@ async def copy_decisions(
     return changed
 
 
+def _globs_re(globs: Sequence[str]) -> re.Pattern[str] | None:
+    """One pattern that matches a name when ``fnmatchcase`` matches it with any of ``globs``."""
+    if not globs:
+        return None
+    return re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in globs))
+
+
 class IgnoreRules:
     """Extension filter and ignore globs (``dir/`` patterns match directories)."""
 
@@ -291,12 +299,18 @@ class IgnoreRules:
         self.extensions = frozenset(e.lower().lstrip(".") for e in extensions)
         self.file_globs = tuple(p for p in ignore if not p.endswith("/"))
         self.dir_globs = tuple(p.rstrip("/") for p in ignore if p.endswith("/"))
+        # One regular expression per kind, what fnmatchcase would try glob by glob: the walk
+        # asks for every file, and a glob at a time was 7 % of a 100,000-file rescan.
+        self._file_re = _globs_re(self.file_globs)
+        self._dir_re = _globs_re(self.dir_globs)
 
     def ignores_dir(self, name: str) -> bool:
-        return name.startswith(".") or any(fnmatch.fnmatchcase(name, g) for g in self.dir_globs)
+        return name.startswith(".") or (
+            self._dir_re is not None and self._dir_re.match(name) is not None
+        )
 
     def ignores_file(self, name: str) -> bool:
-        return any(fnmatch.fnmatchcase(name, g) for g in self.file_globs)
+        return self._file_re is not None and self._file_re.match(name) is not None
 
     def is_media(self, name: str) -> bool:
         dot = name.rfind(".")
@@ -418,8 +432,12 @@ class Scanner:
         ffprobe: Path | None = None,
         clock: Callable[[], float] = time.monotonic,
         outputs: Mapping[str, OutputRecord] | None = None,
+        file_events: bool = True,
     ) -> None:
         self.pool = pool
+        #: Publish a ``FileDecided`` per file (a dashboard lists them). ``castui scan`` shows
+        #: only progress and problems: 100,000 events nobody reads were 1.5 s of a rescan.
+        self.file_events = file_events
         self.rules = rules
         self.bus = bus if bus is not None else EventBus()
         self.ffprobe = ffprobe
@@ -488,15 +506,16 @@ class Scanner:
                 info=result if isinstance(result, MediaInfo) else None,
             )
             report.files.append(scanned)
-            self.bus.publish(
-                FileDecided(
-                    library=library,
-                    path=scanned.path,
-                    size=scanned.size,
-                    action=decision.action.value,
-                    reasons=decision.reasons,
+            if self.file_events:
+                self.bus.publish(
+                    FileDecided(
+                        library=library,
+                        path=scanned.path,
+                        size=scanned.size,
+                        action=decision.action.value,
+                        reasons=decision.reasons,
+                    )
                 )
-            )
             progress()
 
         async for result in self.pool.probe_many(paths()):
@@ -572,15 +591,16 @@ class Scanner:
             if decision is None:
                 continue
             report.files[n] = replace(scanned, decision=decision)
-            self.bus.publish(
-                FileDecided(
-                    library=scanned.library,
-                    path=scanned.path,
-                    size=scanned.size,
-                    action=decision.action.value,
-                    reasons=decision.reasons,
+            if self.file_events:
+                self.bus.publish(
+                    FileDecided(
+                        library=scanned.library,
+                        path=scanned.path,
+                        size=scanned.size,
+                        action=decision.action.value,
+                        reasons=decision.reasons,
+                    )
                 )
-            )
 
     async def _walk(
         self, target: ScanTarget, problem: Callable[[str, str], None], *, stats: bool = False

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+import io
 import json
 import os
 import shutil
@@ -163,3 +165,66 @@ def test_cli_scan_unknown_profile_is_a_clear_error(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "'tv-9000' is not a profile" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_scan_json_lines_are_what_the_encoder_makes_of_each_file() -> None:
+    """``castui scan --json`` encodes a decision once and each file's path and size apart:
+    every line must still be what the JSON encoder makes of the file's whole object."""
+    from castui.scan_view import _ENCODER, _file_json, _json_lines, write_json_lines
+    from castui_core.decide import Decision
+    from castui_core.scan import ScannedFile
+
+    names = [
+        "/m/plain.mkv",
+        '/m/quote " and \\ backslash.mkv',
+        "/m/new\nline\t.mkv",
+        "/m/été 東京 🎬.mkv",
+        os.fsdecode(b"/m/latin1 \xe9t\xe9.mkv"),  # not UTF-8: path_bytes_b64
+        "/m/\u202eevil.mkv",
+    ]
+    decisions = [
+        Decision(Action.SKIP, ("plays directly",)),
+        Decision(Action.REJECT, ('a reason with "size": 0, in it', "\x1b[31m")),
+        Decision(Action.TRANSCODE, ()),
+        Decision(Action.REMUX, (os.fsdecode(b"bad \xff byte"),)),
+    ]
+    files = [
+        ScannedFile(library=lib, path=name, size=size, decision=decision)
+        for lib in ("films", os.fsdecode(b"lib \xfe"))
+        for name in names
+        for decision in decisions
+        for size in (0, 12_345_678_901)
+    ]
+    lines = list(_json_lines(files, None))
+    assert lines == [_ENCODER.encode(_file_json(f, None)) for f in files]
+    out = io.StringIO()
+    write_json_lines(out, lines)
+    parsed = json.loads(out.getvalue())
+    assert [p["size"] for p in parsed] == [f.size for f in files]
+    assert parsed[0] == {
+        "path": "/m/plain.mkv",
+        "action": "skip",
+        "reasons": ["plays directly"],
+        "size": 0,
+        "library": "films",
+    }
+    empty = io.StringIO()
+    write_json_lines(empty, [])
+    assert empty.getvalue() == "[]\n"
+
+
+def test_ignore_rules_match_what_fnmatchcase_matches() -> None:
+    """The globs are one regular expression now; a name is ignored exactly when a glob
+    matches it under ``fnmatchcase`` (case-sensitive, ``[...]`` sets, ``dir/`` patterns)."""
+    globs = [*DEFAULT_IGNORE, "*[abc]?.mkv", "sample*", "Extras/", "[!x]*.nfo/", "a\\b*"]
+    rules = IgnoreRules(DEFAULT_EXTENSIONS, globs)
+    names = ["x.part", "x.PART", ".hidden", "film.original.mkv", "Sample", "sample", "Extras",
+             "extras", "ya.nfo", "xa.nfo", "a\\bc", "ab", "Xa.mkv", "xca.mkv", "cz.mkv",
+             "film.mkv", "film.!qB", "[x].mkv", "*"]  # fmt: skip
+    for name in names:
+        file_globs = [g for g in globs if not g.endswith("/")]
+        dir_globs = [g[:-1] for g in globs if g.endswith("/")]
+        assert rules.ignores_file(name) == any(fnmatch.fnmatchcase(name, g) for g in file_globs)
+        by_glob = any(fnmatch.fnmatchcase(name, g) for g in dir_globs)
+        assert rules.ignores_dir(name) == (name.startswith(".") or by_glob), name
+    assert not IgnoreRules(DEFAULT_EXTENSIONS, []).ignores_file(".x")

@@ -14,7 +14,7 @@ from typing import Any, NamedTuple
 
 import aiosqlite
 
-from castui_core.store.db import execute_count, executemany, fetchall, fetchone
+from castui_core.store.db import bind_value, execute_count, executemany, fetchall, fetchone
 from castui_core.store.models import CatalogEntry, catalog_from_row, dump_json
 
 _UPSERT = """
@@ -139,10 +139,24 @@ async def known_files(
         where.append("(path = ? OR (path >= ? AND path < ?))")
         params += [prefix, prefix + "/", prefix + "0"]
     sql += " WHERE " + " AND ".join(where)
-    return {
-        _text(r[0]): KnownFile(_text(r[1]), r[2], r[3], r[4], r[5])
-        for r in await fetchall(conn, sql, params)
-    }
+    # Plain tuples, not the Store's row objects: a 100,000-file library's rows built through
+    # the row factory and indexed by position took 1.5 s of a 8 s rescan.
+    cursor = await conn.execute(sql, [bind_value(p) for p in params])
+    try:
+        cursor.row_factory = None
+        rows = await cursor.fetchall()
+    finally:
+        await cursor.close()
+    known: dict[str, KnownFile] = {}
+    labels: dict[Any, str] = {}  # one str per library label, not one per row
+    for path, label, size, mtime_ns, inode, probe in rows:
+        if type(path) is bytes:  # a name that is not UTF-8 (see store.db.bind_value)
+            path = os.fsdecode(path)
+        text = labels.get(label)
+        if text is None:
+            text = labels[label] = _text(label)
+        known[path] = KnownFile(text, size, mtime_ns, inode, _text(probe) if probe else probe)
+    return known
 
 
 async def list_files(conn: aiosqlite.Connection, library: str | None = None) -> list[CatalogEntry]:
