@@ -190,9 +190,12 @@ def run_restore(args: argparse.Namespace) -> int:
 
 async def _restore(settings: Settings, paths: list[str]) -> int:
     from castui_core.originals import restore
+    from castui_core.queue.forward import forward_for_command
 
     async with _prepared(settings) as (store, journal, lines):
         summary = await restore(settings, store, journal, paths, actor="cli")
+        kept = await forward_for_command(settings, store)  # a shared queue: notices go there
+        lines += [kept] if kept else []
     for line in [*lines, *summary.lines]:
         print(line)
     print(f"restored {summary.done}, not restored {summary.skipped}")
@@ -239,9 +242,12 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 async def _migrate(settings: Settings, library: str | None, dry: bool) -> int:
     from castui_core.originals import migrate_layout
+    from castui_core.queue.forward import forward_for_command
 
     async with _prepared(settings) as (store, _journal, lines):
         summary = await migrate_layout(settings, store, library=library, dry_run=dry, actor="cli")
+        kept = await forward_for_command(settings, store)  # a shared queue: notices go there
+        lines += [kept] if kept else []
     for line in [*lines, *summary.lines]:
         print(line)
     verb = "would move" if dry else "moved"

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cli_helpers import run_castui
 from engine_helpers import cpu_engine, place_settled, wait_event
 from jellyfin_fixtures import jellyfin  # noqa: F401
 from jellyfin_standin import StandinJellyfin
@@ -18,7 +19,7 @@ from redis_server import RedisServer
 from castui_core.events import JobFinished
 from castui_core.queue.forward import OutboxForwarder, entry_of, forward_outbox
 from castui_core.queue.open import open_queue
-from castui_core.settings import Settings, parse_settings
+from castui_core.settings import Settings, load_settings, parse_settings
 from castui_core.store import JobState, Store
 from castui_core.store.outbox import JELLYFIN, NOTIFY, OutboxEntry, OutboxRow
 
@@ -180,3 +181,49 @@ async def test_an_engine_forwards_rows_left_by_an_earlier_command_at_start(
                 await engine.wait_heartbeat()
         shared = await engine.queue.outbox_rows()
     assert [r.path for r in shared] == [f"{tmp_path}/lib/a.mkv"]
+
+
+def test_castui_originals_restore_puts_its_notices_in_the_shared_queue(
+    jellyfin: StandinJellyfin,  # noqa: F811
+    samples: dict[str, Path],
+    tmp_path: Path,
+    redis_url: str,
+) -> None:
+    """The command (no engine running) moves its notices to Redis itself, where the library
+    host's sender reads them."""
+    lib = tmp_path / "lib"
+    source = place_settled(samples["compliant.mkv"], lib / "Film.mkv")
+    output = lib / "Film.mp4"
+    document = {
+        "database": f"{tmp_path}/state/castui.db",
+        "queue": {"backend": "redis", "url": redis_url, "prefix": "fwd"},
+        "libraries": [{"name": "Movies", "path": str(lib), "watch": "off"}],
+        "jellyfin": {"url": jellyfin.url, "api_key": jellyfin.api_key},
+    }
+    config = tmp_path / "settings.yaml"
+    config.write_text(yaml.safe_dump(document))
+    home = tmp_path / "home"
+    home.mkdir()
+    done = run_castui("convert", str(source), "--config", str(config), home=home, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
+    restored = run_castui(
+        "originals", "restore", "--config", str(config), str(source), home=home, timeout=120
+    )
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "kept on this host" not in restored.stdout
+
+    async def outboxes() -> tuple[list[OutboxRow], list[OutboxRow]]:
+        settings = load_settings(config)
+        async with Store.open(settings.database) as store:
+            queue = await open_queue(settings, store)
+            try:
+                return await store.outbox_all_rows(), await queue.outbox_rows()
+            finally:
+                await queue.close()
+
+    local, shared = asyncio.run(outboxes())
+    assert local == []
+    assert [(r.path, r.update_type) for r in shared][2:] == [
+        (str(source), "Created"),
+        (str(output), "Deleted"),
+    ], shared

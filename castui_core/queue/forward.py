@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from castui_core.errors import CastuiError
 from castui_core.nodes import map_out
 from castui_core.queue.protocol import JobQueue
+from castui_core.settings import Settings
 from castui_core.store.outbox import NOTIFY, OutboxEntry, OutboxRow
 from castui_core.store.store import Store
 
@@ -62,6 +63,35 @@ async def forward_outbox(
             await store.outbox_delivered([r.id for r in batch])
             moved.update(r.target for r in batch)
     return moved
+
+
+async def forward_for_command(settings: Settings, store: Store) -> str | None:
+    """For a command that just wrote notices into ``store`` (``castui originals restore``,
+    ``castui layout migrate``): move them into the settings' shared queue now, so the library
+    host's senders have them without waiting for an engine on this host. ``None`` when there
+    is nothing to say (one host, or moved); else the line saying they wait here and why."""
+    if settings.queue.backend == "sqlite":
+        return None
+    from castui_core.queue.open import open_queue  # the Redis client only when it is used
+
+    try:
+        queue = await open_queue(settings, store)
+    except CastuiError as exc:
+        return _kept(exc)
+    try:
+        await forward_outbox(store, queue, settings.node.path_map)
+    except CastuiError as exc:
+        return _kept(exc)
+    finally:
+        await queue.close()
+    return None
+
+
+def _kept(exc: CastuiError) -> str:
+    return (
+        f"notices for Jellyfin/Sonarr/Radarr kept on this host ({exc}); the castui service"
+        " moves them to the shared queue once it reaches it"
+    )
 
 
 class OutboxForwarder:
