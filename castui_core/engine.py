@@ -18,7 +18,7 @@ import contextlib
 import dataclasses
 import os
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -35,6 +35,7 @@ from castui_core.events import (
     GuardrailTripped,
     JobNote,
     JobProgress,
+    JobQueued,
     JobStarted,
     JobStateChanged,
     LogLine,
@@ -65,6 +66,13 @@ from castui_core.queue.forward import OutboxForwarder
 from castui_core.queue.open import open_queue
 from castui_core.queue.protocol import JobQueue, NodeStatus
 from castui_core.settings import Settings
+from castui_core.settings_update import (
+    Edit,
+    SettingsUpdate,
+    SettingsView,
+    settings_view,
+    update_settings,
+)
 from castui_core.store import ClaimedJob, Job, JobResult, JobState, Progress, Store
 from castui_core.store.outbox import JELLYFIN
 from castui_core.swap import Journal, recover
@@ -190,6 +198,10 @@ class Engine(StoreReads):
         self._none_running.set()
         self._stopping = asyncio.Event()
         self._wake = asyncio.Event()
+        #: Workers waiting in ``_idle`` (they found nothing they may do); ``_parked_changed`` is
+        #: set (and replaced) each time one parks, so ``wait_idle`` needs no fixed poll.
+        self._parked: set[int] = set()
+        self._parked_changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         #: Worker number -> task; a reload changes ``_worker_limit`` and the set follows it.
         self._workers: dict[int, asyncio.Task[None]] = {}
@@ -393,16 +405,32 @@ class Engine(StoreReads):
         await stack.aclose()
 
     async def wait_idle(self, *, poll_s: float = 0.2) -> None:
-        """Return once the initial scans are done and no job is ready or running."""
+        """Return once the initial scans are done and no job is ready or running.
+
+        Idle means every worker is parked (it looked at the queue after its last job and
+        found nothing it may do), none runs a job and the queue has no ready or running job.
+        A worker parking wakes this at once, so ``--once`` ends right after the last job is
+        recorded instead of a poll or two later; ``poll_s`` stays as the fallback for work
+        that appears elsewhere (another node's jobs, a retry coming due).
+        """
         while True:
             if self.ingest is not None:
                 await self.ingest.wait_scans()
-            if not self._running and not await self._ready_jobs():
-                # Check twice, a poll apart: a worker may be between claim and registering.
-                await asyncio.sleep(poll_s)
-                if not self._running and not await self._ready_jobs():
-                    return
-            await asyncio.sleep(poll_s)
+            changed = self._parked_changed
+            if (
+                self._all_parked()
+                and not await self._ready_jobs()
+                and self._all_parked()  # still: no worker woke and claimed meanwhile
+            ):
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(poll_s):
+                    await changed.wait()
+
+    def _all_parked(self) -> bool:
+        """No job runs here and every live worker waits in ``_idle``."""
+        live = (n for n, task in self._workers.items() if not task.done())
+        return not self._running and all(n in self._parked for n in live)
 
     async def _ready_jobs(self) -> bool:
         now = time.time()
@@ -557,7 +585,7 @@ class Engine(StoreReads):
         # n >= the limit: a reload lowered max_concurrent_jobs; exit between jobs.
         while not self._stopping.is_set() and n < self._worker_limit:
             if self.refusal is not None:  # the path map does not reach a library: claim nothing
-                await self._idle()
+                await self._idle(n)
                 continue
             try:
                 handled = await self._work_once(owner)
@@ -576,7 +604,7 @@ class Engine(StoreReads):
             backoff = _QUEUE_BACKOFF_MIN_S
             self._queue_reachable()
             if not handled:
-                await self._idle()
+                await self._idle(n)
 
     def _queue_unreachable(self, exc: CastuiError) -> None:
         problem = f"queue unreachable: {exc}"
@@ -704,13 +732,19 @@ class Engine(StoreReads):
         on it instead of sleeping."""
         await self._beat.wait()
 
-    async def _idle(self) -> None:
+    async def _idle(self, worker: int) -> None:
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation, which
         # would make stop() hang on an idle worker.
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._idle_poll_s):
-                await self._wake.wait()
+        self._parked.add(worker)
+        changed, self._parked_changed = self._parked_changed, asyncio.Event()
+        changed.set()
+        try:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._idle_poll_s):
+                    await self._wake.wait()
+        finally:
+            self._parked.discard(worker)
 
     async def _work_once(self, owner: str) -> bool:
         """Claim and run one job; False when there was nothing (allowed) to do."""
@@ -995,7 +1029,9 @@ class Engine(StoreReads):
                                 speed=event.speed,
                                 eta_s=event.eta_s,
                             )
-                elif isinstance(event, GuardrailCleared):
+                elif isinstance(event, GuardrailCleared | JobQueued):
+                    # Queued work (published once committed) wakes idle workers now: without
+                    # this, the start-up scan's jobs waited out a worker's idle poll (2 s).
                     self._wake.set()
         finally:
             sub.close()
@@ -1055,6 +1091,15 @@ class Engine(StoreReads):
             self.jellyfin.poke()
         for arr in self.arr:
             arr.poke()
+
+    async def settings_view(self) -> SettingsView:
+        return settings_view(self.settings)
+
+    async def update_settings(
+        self, edits: Sequence[Edit], *, actor: str = "dashboard"
+    ) -> SettingsUpdate:
+        """Saved, audited and reloaded here (castui_core/settings_update.py)."""
+        return await update_settings(self, edits, actor=actor)
 
     async def record_event(
         self,
