@@ -47,9 +47,10 @@ if TYPE_CHECKING:
     from castui_core.queue.policy import NewJob
 
 
-#: How many of the newest jobs ``recent_jobs`` may look through for a library's (bounded, so a
-#: node's start check holds the Redis server ~10 ms at most however big the queue is).
-RECENT_SCAN = 10_000
+#: How many of the newest jobs ``recent_jobs`` may look through for a library's: bounded, so a
+#: node's start check costs little however big the queue is (Redis: ~80 ms of server time in
+#: slices of ~10 ms, for a library none of whose jobs is among them).
+RECENT_SCAN = 20_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -130,6 +130,9 @@ _BASE_ONLY = frozenset(
     }
 )
 
+#: Job ids one ``recent`` script looks at (~4 us each on the development machine).
+_RECENT_SLICE = 2500
+
 #: Items per enqueue script call: big enough to amortise the round trip, small enough that one
 #: script does not hold the server for long (Redis runs one script at a time).
 _ENQUEUE_CHUNK = 2000
@@ -1016,13 +1019,24 @@ class RedisQueue:
         return [job_from_hash(_pairs(flat)) for flat in reply]
 
     async def recent_jobs(self, library: str, limit: int = 5) -> list[Job]:
-        """``library``'s newest jobs, any state, among the newest RECENT_SCAN ids."""
-        if limit <= 0:
-            return []
-        reply = await self._run(
-            "recent", "reading recent jobs", _b(library), str(int(limit)), str(RECENT_SCAN)
-        )
-        return [job_from_hash(_pairs(flat)) for flat in reply]
+        """``library``'s newest jobs, any state, among the newest RECENT_SCAN ids, read in
+        slices of _RECENT_SLICE ids (one script each, ~10 ms of server time at most)."""
+        found: list[Job] = []
+        start, looked = "0", 0
+        while len(found) < limit and looked < RECENT_SCAN:
+            reply = await self._run(
+                "recent",
+                "reading recent jobs",
+                _b(library),
+                str(int(limit - len(found))),
+                start,
+                str(_RECENT_SLICE),
+            )
+            found += [job_from_hash(_pairs(flat)) for flat in reply[1:]]
+            start, looked = _s(reply[0]), looked + _RECENT_SLICE
+            if start == "0":
+                break
+        return found
 
     async def totals(
         self,

@@ -421,6 +421,13 @@ async def test_recent_jobs_of_a_library_any_state_newest_first(queue: JobQueue) 
     assert await queue.recent_jobs("music") == []
 
 
+async def test_recent_jobs_reach_past_thousands_of_another_librarys(queue: JobQueue) -> None:
+    old = await queue.enqueue("/m/old.mkv", "movies", "remux")
+    await queue.enqueue_many([NewJob(f"/tv/{n}.mkv", "tv", "remux") for n in range(6000)])
+    assert [j.id for j in await queue.recent_jobs("movies")] == [old.job_id]
+    assert len(await queue.recent_jobs("tv", limit=20)) == 20
+
+
 async def test_clear_history(queue: JobQueue) -> None:
     old = await finish(queue, "/m/old.mkv", "movies", "done")
     new = await finish(queue, "/m/new.mkv", "movies", "failed")
