@@ -25,6 +25,7 @@ from castui_core.events import Event
 from castui_core.queue.protocol import JobQueue, NodeStatus
 from castui_core.report import ReadinessReport, build_report
 from castui_core.settings import Settings
+from castui_core.settings_update import Edit, SettingsUpdate, SettingsView
 from castui_core.store import Event as AuditEvent
 from castui_core.store import HistoryTotals, Job, JobState, Store
 from castui_core.store.confirmations import StoredConfirmation
@@ -55,6 +56,15 @@ class EngineAPI(Protocol):
     async def set_priority(self, job_id: int, priority: int, *, actor: str = ...) -> Job: ...
     async def scan(self, library: str | None = ...) -> None: ...
     async def reload(self, settings: Settings) -> None: ...
+
+    async def settings_view(self) -> SettingsView:
+        """The engine's settings for a settings screen (secrets as ``set``), and the file a
+        save goes to (the service's own, when attached)."""
+
+    async def update_settings(self, edits: Sequence[Edit], *, actor: str = ...) -> SettingsUpdate:
+        """Validate, save (round-trip, atomic, backup), audit and apply ``edits`` in the
+        process that owns the engine (castui_core/settings_update.py). A refused edit raises
+        :class:`~castui_core.errors.SettingsRejected` and nothing is written."""
 
     async def restore_original(self, target: int | str, *, actor: str = ...) -> str:
         """Put back the archived original of a done job (``target``: its id, or a path: the

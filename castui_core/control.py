@@ -46,13 +46,14 @@ import pwd
 import socket
 import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, assert_never
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from castui_core import control_messages as msg
+from castui_core import errors
 from castui_core import events as ev
 from castui_core.api import (
     EngineAPI,
@@ -60,11 +61,12 @@ from castui_core.api import (
 )
 from castui_core.bus import EventBus
 from castui_core.engine import Engine
-from castui_core.errors import CastuiError
+from castui_core.errors import CastuiError, ProblemsError, SettingsRejected
 from castui_core.events import Event
 from castui_core.queue.open import open_queue
 from castui_core.queue.protocol import JobQueue
 from castui_core.settings import Settings, load_settings
+from castui_core.settings_update import Edit, SettingsUpdate, SettingsView
 from castui_core.store import Job, Store
 
 SOCKET_NAME = "castui.sock"
@@ -347,6 +349,45 @@ def _try_lock(path: Path) -> int | None:
                 os.close(fd)
 
 
+_SETTINGS_VIEW: TypeAdapter[SettingsView] = TypeAdapter(SettingsView)
+_SETTINGS_UPDATE: TypeAdapter[SettingsUpdate] = TypeAdapter(SettingsUpdate)
+
+
+def error_reply(rid: int | None, exc: CastuiError) -> msg.ErrorReply:
+    """The reply for a refused command, with what the client needs to raise the same error."""
+    problems: list[str | list[str]] | None = None
+    if isinstance(exc, SettingsRejected):
+        problems = [[path, why] for path, why in exc.problems]
+    elif isinstance(exc, ProblemsError):
+        problems = list(exc.problems)
+    return msg.ErrorReply(
+        id=rid,
+        error=str(exc),
+        error_type=type(exc).__name__,
+        message=exc.message,
+        problems=problems,
+    )
+
+
+def error_from_reply(reply: msg.ErrorReply) -> CastuiError:
+    """The service's error as the same CastuiError subclass (with its problems) where the
+    class can be rebuilt from them; otherwise a CastuiError with the service's text."""
+    text = reply.error or "the castui service refused"
+    message = reply.message if reply.message is not None else text
+    cls = getattr(errors, reply.error_type or "", None)
+    if not isinstance(cls, type) or not issubclass(cls, CastuiError):
+        return CastuiError(text)
+    problems = reply.problems or []
+    if cls is SettingsRejected:
+        pairs = tuple((p[0], p[1]) for p in problems if isinstance(p, list) and len(p) == 2)
+        return SettingsRejected(message, pairs)
+    if issubclass(cls, ProblemsError) and cls.__init__ is ProblemsError.__init__:
+        return cls(message, tuple(p for p in problems if isinstance(p, str)))
+    if cls.__init__ is CastuiError.__init__:
+        return cls(message)
+    return CastuiError(text)
+
+
 def _job_result(job: Job) -> dict[str, Any]:
     return msg.JobRef(id=job.id, state=str(job.state), priority=job.priority).model_dump()
 
@@ -467,7 +508,7 @@ class ControlServer:
         try:
             result = await self._command(request)
         except CastuiError as exc:
-            return msg.ErrorReply(id=request.id, error=str(exc))
+            return error_reply(request.id, exc)
         return msg.OkReply(id=request.id, result=result)
 
     async def _command(self, request: msg.Request) -> Any:
@@ -498,6 +539,13 @@ class ControlServer:
                 await engine.record_event(kind, actor=actor, reason=reason, details=details)
             case msg.RestoreOriginal(target=target, actor=actor):
                 return await engine.restore_original(target, actor=actor)
+            case msg.SettingsViewRequest():
+                return _SETTINGS_VIEW.dump_python(await engine.settings_view(), mode="json")
+            case msg.UpdateSettings(edits=edits, actor=actor):
+                update = await engine.update_settings(
+                    [Edit(tuple(e.path), e.value, e.remove) for e in edits], actor=actor
+                )
+                return _SETTINGS_UPDATE.dump_python(update, mode="json")
             case msg.Subscribe():  # handled by _serve before it gets here
                 raise CastuiError("subscribe opens an event stream; send it first on a connection")
             case _:
@@ -558,7 +606,7 @@ async def _request(
             f"the castui service sent a reply castui cannot read: {msg.describe(exc)}"
         ) from exc
     if isinstance(reply, msg.ErrorReply):
-        raise CastuiError(reply.error or "the castui service refused")
+        raise error_from_reply(reply)
     return reply.result
 
 
@@ -811,6 +859,26 @@ class RemoteEngine(StoreReads):
 
     async def running_ids(self) -> list[int]:
         return list(TypeAdapter(list[int]).validate_python(await self._call(msg.Running())))
+
+    async def settings_view(self) -> SettingsView:
+        """The service's settings (its file, secrets as ``set``)."""
+        return _SETTINGS_VIEW.validate_python(await self._call(msg.SettingsViewRequest()))
+
+    async def update_settings(
+        self, edits: Sequence[Edit], *, actor: str = "dashboard"
+    ) -> SettingsUpdate:
+        """Sent to the service, which validates, writes its own file, audits and reloads;
+        a refusal arrives as the same :class:`SettingsRejected`. This process's copy of the
+        settings is then read again from the file the service wrote."""
+        request = msg.UpdateSettings(
+            edits=[msg.EditItem(path=list(e.path), value=e.value, remove=e.remove) for e in edits],
+            actor=actor,
+        )
+        update = _SETTINGS_UPDATE.validate_python(await self._call(request))
+        if update.changes:
+            with contextlib.suppress(CastuiError):
+                self.settings = await asyncio.to_thread(load_settings, update.file)
+        return update
 
     async def initial_events(self) -> list[Event]:
         """Nothing: the service sends its state first on every (re-)subscription."""

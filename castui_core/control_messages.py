@@ -109,6 +109,29 @@ class RestoreOriginal(_Request):
     actor: str = "operator"
 
 
+class EditItem(_Message):
+    """One :class:`~castui_core.settings_update.Edit` on the wire."""
+
+    path: list[str | int]
+    value: Any = None
+    remove: bool = False
+
+
+class SettingsViewRequest(_Request):
+    """The service's settings as its settings screen shows them (secrets as ``set``)."""
+
+    op: Literal["settings_view"] = "settings_view"
+
+
+class UpdateSettings(_Request):
+    """Settings edits: the service validates them, writes its own file, audits each change
+    and reloads (castui_core/settings_update.py); an attached dashboard never writes it."""
+
+    op: Literal["update_settings"] = "update_settings"
+    edits: list[EditItem]
+    actor: str = "dashboard"
+
+
 Request = Annotated[
     Ping
     | Subscribe
@@ -121,7 +144,9 @@ Request = Annotated[
     | Reload
     | Running
     | RecordEvent
-    | RestoreOriginal,
+    | RestoreOriginal
+    | SettingsViewRequest
+    | UpdateSettings,
     Field(discriminator="op"),
 ]
 REQUEST: TypeAdapter[Request] = TypeAdapter(Request)
@@ -150,9 +175,16 @@ class OkReply(_Message):
 
 
 class ErrorReply(_Message):
+    """``error`` is the text a person reads; ``error_type``, ``message`` and ``problems``
+    let the client raise the same :class:`~castui_core.errors.CastuiError` subclass with
+    its problems (a refused settings edit names its fields on the attached dashboard too)."""
+
     id: int | None
     ok: Literal[False] = False
     error: str
+    error_type: str | None = None
+    message: str | None = None
+    problems: list[str | list[str]] | None = None
 
 
 REPLY: TypeAdapter[OkReply | ErrorReply] = TypeAdapter(OkReply | ErrorReply)

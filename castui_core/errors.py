@@ -49,6 +49,36 @@ class ConfigError(ProblemsError):
     failure_kind = "config"
 
 
+# A settings change asked for through the engine API (the settings screen, an attached
+# dashboard) that the settings model refuses is not a broken file but a refused edit:
+#
+#   CastuiError
+#   ├── ProblemsError
+#   │   └── ConfigError        the file on disk is missing, unreadable or invalid
+#   └── SettingsRejected       an edit refused; ``problems``: (dotted path, the model's message)
+
+
+class SettingsRejected(CastuiError):
+    """Edits refused by the settings model: nothing was written.
+
+    ``problems`` pairs each field's dotted path (``guardrails.gpu_max_temp_c``) with the
+    model's own message, so a settings screen can mark the field and show why.
+    """
+
+    exit_code = 2
+    failure_kind = "config"
+
+    def __init__(self, message: str, problems: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return self.message
+        lines = (f"  - {path}: {why}" for path, why in self.problems)
+        return "\n".join([self.message, *lines])
+
+
 class ToolNotFoundError(CastuiError):
     """ffmpeg or ffprobe could not be found."""
 

@@ -1,145 +1,28 @@
-"""Save edits to ``settings.yaml`` without losing what the operator wrote by hand.
+"""The settings writer, moved to the core (:mod:`castui_core.settings_file`).
 
-Why round-trip YAML (ruamel.yaml) rather than dumping the pydantic model: the file is the
-operator's; its comments, key order and the keys they left at defaults must survive a
-dashboard edit byte for byte except where a value changed. The save is careful because a
-broken settings file stops the service at its next start:
-
-1. the edited text is validated with the same rules as loading (``parse_settings``) before
-   anything is written, so an invalid value never reaches the disk;
-2. the previous file is kept as ``settings.yaml.bak``;
-3. the new text goes to a temporary file in the same directory, is fsynced, and replaces the
-   file atomically (``os.replace``): a crash leaves the old or the new file, never half;
-4. the file is loaded again with ``load_settings`` to verify; on failure the backup is put
-   back and the error raised.
-
-Blocking file I/O: call :func:`save_edits` through ``asyncio.to_thread``.
+Why it moved: the settings screen saves through the engine API, and an attached dashboard's
+edit is saved by the service, which has no UI to borrow a writer from. This module stays so
+the profile editor's imports keep working.
 """
 
 from __future__ import annotations
 
-import io
-import os
-import shutil
-from collections.abc import Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from castui_core.settings_file import (
+    KeyPath,
+    SaveResult,
+    apply_edits,
+    backup_path,
+    rollback,
+    save_edits,
+    save_text,
+)
 
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap
-
-from castui_core.errors import CastuiError, ConfigError
-from castui_core.settings import Settings, load_settings, parse_settings
-
-#: A key path from the top of the file, e.g. ``("profiles", "tv", "video", "max_width")``.
-KeyPath = tuple[str, ...]
-
-
-def _yaml() -> YAML:
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.width = 4096  # never re-wrap the operator's long lines
-    yaml.indent(mapping=2, sequence=4, offset=2)
-    return yaml
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, tuple | list):
-        return [_plain(v) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    return value
-
-
-def apply_edits(text: str, edits: Mapping[KeyPath, Any]) -> str:
-    """``text`` with each key path set to its value (mappings created as needed)."""
-    yaml = _yaml()
-    data = yaml.load(text) if text.strip() else None
-    if data is None:
-        data = CommentedMap()
-    if not isinstance(data, dict):
-        raise ConfigError("the settings file's top level is not a mapping; fix it by hand first")
-    for path, value in edits.items():
-        node: Any = data
-        for key in path[:-1]:
-            child = node.get(key)
-            if not isinstance(child, dict):
-                child = CommentedMap()
-                node[key] = child
-            node = child
-        node[path[-1]] = _plain(value)
-    out = io.StringIO()
-    yaml.dump(data, out)
-    return out.getvalue()
-
-
-@dataclass(frozen=True)
-class SaveResult:
-    path: Path
-    backup: Path | None
-    settings: Settings
-
-
-def backup_path(path: Path) -> Path:
-    return path.with_name(path.name + ".bak")
-
-
-def _write_atomic(path: Path, text: str, mode: int | None) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
-def save_edits(path: Path, edits: Mapping[KeyPath, Any]) -> SaveResult:
-    """Apply ``edits`` to the settings file at ``path`` safely (see the module docstring).
-
-    Raises :class:`ConfigError` (with ``problems``) when the result would be invalid; the
-    file is then untouched.
-    """
-    existed = path.exists()
-    try:
-        old_text = path.read_text(encoding="utf-8") if existed else ""
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
-    new_text = apply_edits(old_text, edits)
-    parse_settings(new_text, source=path)  # raises ConfigError: nothing written
-    backup: Path | None = None
-    mode: int | None = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if existed:
-            backup = backup_path(path)
-            shutil.copy2(path, backup)
-            mode = path.stat().st_mode & 0o7777
-        _write_atomic(path, new_text, mode)
-    except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc}") from exc
-    try:
-        settings = load_settings(path)
-    except CastuiError:
-        rollback(path, backup)
-        raise
-    return SaveResult(path, backup, settings)
-
-
-def rollback(path: Path, backup: Path | None) -> None:
-    """Put the backup back (or remove a file that did not exist before)."""
-    if backup is None:
-        path.unlink(missing_ok=True)
-        return
-    _write_atomic(path, backup.read_text(encoding="utf-8"), backup.stat().st_mode & 0o7777)
+__all__ = [
+    "KeyPath",
+    "SaveResult",
+    "apply_edits",
+    "backup_path",
+    "rollback",
+    "save_edits",
+    "save_text",
+]
