@@ -489,6 +489,10 @@ class _Target(Protocol):
 _locks: weakref.WeakKeyDictionary[object, asyncio.Lock] = weakref.WeakKeyDictionary()
 
 
+def _changes(n: int) -> str:
+    return f"{n} change" if n == 1 else f"{n} changes"
+
+
 def _shown_path(path: Path) -> str:
     home = Path.home()
     return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
@@ -537,12 +541,10 @@ async def update_settings(
         restart = [c.path for c in written.changes if c.needs_restart]
         parts = [f"saved {_shown_path(result.path)}"]
         if applied:
-            parts.append(f"{len(live)} change(s) applied live")
+            parts.append(f"{_changes(len(live))} applied live")
         if restart:
-            parts.append(
-                f"{len(restart)} change(s) need{'s' if len(restart) == 1 else ''} a restart: "
-                + ", ".join(restart)
-            )
+            need = "needs" if len(restart) == 1 else "need"
+            parts.append(f"{_changes(len(restart))} {need} a restart: " + ", ".join(restart))
         parts.extend(problems)
         return SettingsUpdate(str(result.path), written.changes, applied, "; ".join(parts))
 

@@ -1,0 +1,282 @@
+"""Settings changed through the engine API (issue 14): pure rules table-tested, then a real
+in-process engine on a real settings file and database: saved round-trip with comments
+kept, backed up, audited with before/after, applied live; refused edits write nothing;
+secrets never leave the file."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_engine import Recorder, make_engine
+
+from castui_core.engine import Engine
+from castui_core.errors import SettingsRejected
+from castui_core.events import LogLine
+from castui_core.settings import Settings, load_settings
+from castui_core.settings_file import backup_path
+from castui_core.settings_update import (
+    SECRETS,
+    Edit,
+    needs_restart,
+    redact,
+    settings_view,
+    write_edits,
+)
+from castui_core.store import Event as AuditEvent
+
+pytestmark = pytest.mark.timeout(90)
+NOON = datetime(2026, 1, 1, 12, 0)
+
+TEXT = """\
+# castui settings for the living-room box
+database: {root}/state/castui.db
+libraries:
+  - name: Movies   # the films
+    path: {root}/movies
+    watch: off
+scan:
+  settle_seconds: 0
+operational:
+  encoder: cpu   # no GPU in this box
+guardrails:
+  gpu_max_temp_c: 85   # the card runs hot
+  sample_interval_s: 0.2
+"""
+
+
+@pytest.mark.parametrize(
+    ("path", "restart"),
+    [
+        (("guardrails", "gpu_max_temp_c"), False),
+        ("guardrails.schedule", False),
+        (("operational", "max_concurrent_jobs"), False),
+        (("libraries", 1, "watch"), False),
+        ("libraries.0.path", False),
+        ("libraries", False),
+        ("profiles.tv.video.quality", False),
+        ("scan.settle_seconds", False),
+        ("scan.probe_workers", True),
+        ("scan.probe_timeout_s", True),
+        ("arr.0.api_key", False),
+        ("node.path_map", False),
+        ("node.name", True),
+        ("node.role", True),
+        ("database", True),
+        ("ffmpeg", True),
+        ("metrics.listen", True),
+        ("metrics", True),
+        ("queue.url", True),
+        ("queue", True),
+        ("service.lease_seconds", True),
+        ("service.shutdown_grace_s", False),
+        ("notify.urls", True),
+        ("jellyfin", True),
+        ("jellyfin.api_key", True),
+        ("jellyfin.batch_window_s", False),
+        ("keymap.castui.scan", True),
+    ],
+)
+def test_needs_restart(path: tuple[str | int, ...] | str, restart: bool) -> None:
+    assert needs_restart(path) is restart
+
+
+def test_secrets_are_every_secret_field_of_the_model() -> None:
+    assert set(SECRETS) == {
+        ("jellyfin", "api_key"),
+        ("notify", "urls"),
+        ("arr", "*", "api_key"),
+        ("queue", "url"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "shown"),
+    [
+        ("jellyfin.api_key", "hunter2", "set"),
+        (("jellyfin", "api_key"), None, "not set"),
+        ("notify.urls", ["ntfy://a", "ntfy://b"], "set"),
+        ("notify.urls", [], "not set"),
+        ("queue.url", "redis://:pw@host:6379/0", "set"),
+        (("arr", 0, "api_key"), "k", "set"),
+        (("arr", 0), {"name": "tv", "api_key": "k"}, '{"name": "tv", "api_key": "set"}'),
+        ("jellyfin", {"url": "http://j", "api_key": "k"}, '{"url": "http://j", "api_key": "set"}'),
+        ("guardrails.gpu_max_temp_c", 90, "90"),
+        ("libraries.0.follow_symlinks", True, "true"),
+        ("operational.job_timeout_s", None, "not set"),
+        ("guardrails.schedule", ["22:00-07:00"], '["22:00-07:00"]'),
+        ("libraries.0.path", Path("/srv/films"), "/srv/films"),
+    ],
+)
+def test_redact(path: str | tuple[str | int, ...], value: Any, shown: str) -> None:
+    assert redact(path, value) == shown
+
+
+def test_a_missing_file_is_created_with_only_the_edit(tmp_path: Path) -> None:
+    file = tmp_path / "config" / "settings.yaml"
+    written = write_edits(file, [Edit(("guardrails", "gpu_max_temp_c"), 80)])
+    assert file.read_text() == "guardrails:\n  gpu_max_temp_c: 80\n"
+    assert stat.S_IMODE(os.stat(file).st_mode) == 0o600  # it may come to hold keys
+    assert written.result is not None and written.result.backup is None
+    assert [c.path for c in written.changes] == ["guardrails.gpu_max_temp_c"]
+    assert settings_view(Settings()).file is None  # defaults: the screen says where it goes
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[Engine]:
+    (tmp_path / "movies").mkdir()
+    (tmp_path / "tv").mkdir()
+    (tmp_path / "settings.yaml").write_text(TEXT.format(root=tmp_path))
+    engine = make_engine(
+        load_settings(tmp_path / "settings.yaml"), scan_at_start=False, now=lambda: NOON
+    )
+    await engine.start()
+    try:
+        yield engine
+    finally:
+        await engine.stop()
+
+
+async def _audit(engine: Engine) -> list[AuditEvent]:
+    return list(reversed(await engine.store.list_events(kind="settings_edit")))
+
+
+async def test_guardrail_saved_audited_and_applied_live(engine: Engine, tmp_path: Path) -> None:
+    file = tmp_path / "settings.yaml"
+    before = file.read_text()
+    rec = Recorder(engine.bus)
+    update = await engine.update_settings(
+        [
+            Edit(("guardrails", "gpu_max_temp_c"), "90"),  # what a text input gives
+            Edit(("guardrails", "schedule"), ["01:00-02:00"]),
+        ],
+        actor="tester",
+    )
+    text = file.read_text()
+    assert "gpu_max_temp_c: 90   # the card runs hot" in text
+    assert "# castui settings for the living-room box" in text
+    assert "encoder: cpu   # no GPU in this box" in text
+    assert "- 01:00-02:00" in text
+    assert backup_path(file).read_text() == before
+    assert update.file == str(file)
+    assert update.applied_live
+    assert [(c.path, c.before, c.after, c.needs_restart) for c in update.changes] == [
+        ("guardrails.gpu_max_temp_c", "85", "90", False),
+        ("guardrails.schedule", "[]", '["01:00-02:00"]', False),
+    ]
+    assert update.message.startswith("saved ") and "2 changes applied live" in update.message
+
+    audit = await _audit(engine)
+    assert [
+        (a.actor, a.details["path"], a.details["before"], a.details["after"]) for a in audit
+    ] == [
+        ("tester", "guardrails.gpu_max_temp_c", "85", "90"),
+        ("tester", "guardrails.schedule", "[]", '["01:00-02:00"]'),
+    ]
+    assert audit[0].details["file"] == str(file)
+    assert audit[0].details["backup"] == str(backup_path(file))
+
+    # Live: the engine runs on the new values; the window excludes noon, so it holds work.
+    assert engine.settings.guardrails.gpu_max_temp_c == 90
+    await rec.wait_for(lambda e: isinstance(e, LogLine) and "settings reloaded" in e.message)
+    assert "schedule" in engine.guardrails.active
+    view = await engine.settings_view()
+    assert view.file == str(file)
+    assert view.data["guardrails"]["gpu_max_temp_c"] == 90
+
+
+async def test_invalid_value_refused_and_nothing_written(engine: Engine, tmp_path: Path) -> None:
+    file = tmp_path / "settings.yaml"
+    before = file.read_bytes()
+    with pytest.raises(SettingsRejected) as caught:
+        await engine.update_settings(
+            [
+                Edit(("guardrails", "gpu_max_temp_c"), 500),
+                Edit(("libraries", 0, "watch"), "sometimes"),
+            ]
+        )
+    problems = dict(caught.value.problems)
+    assert set(problems) == {"guardrails.gpu_max_temp_c", "libraries.0.watch"}
+    assert "less than or equal to 110" in problems["guardrails.gpu_max_temp_c"]
+    assert "'auto', 'events', 'poll' or 'off'" in problems["libraries.0.watch"]
+    assert "guardrails.gpu_max_temp_c" in str(caught.value)
+    assert file.read_bytes() == before
+    assert not backup_path(file).exists()
+    assert await _audit(engine) == []
+    assert engine.settings.guardrails.gpu_max_temp_c == 85
+
+    with pytest.raises(SettingsRejected, match="no item 5"):
+        await engine.update_settings([Edit(("libraries", 5, "watch"), "poll")])
+    assert file.read_bytes() == before
+
+
+async def test_a_secret_never_leaves_the_file(engine: Engine, tmp_path: Path) -> None:
+    secret = "s3cr3t-jellyfin-key"
+    rec = Recorder(engine.bus)
+    update = await engine.update_settings(
+        [
+            Edit(("jellyfin", "url"), "http://127.0.0.1:9"),
+            Edit(("jellyfin", "api_key"), secret),
+        ]
+    )
+    assert f"api_key: {secret}" in (tmp_path / "settings.yaml").read_text()
+    assert engine.settings.jellyfin is not None
+    assert engine.settings.jellyfin.api_key is not None
+    assert engine.settings.jellyfin.api_key.get_secret_value() == secret
+    changes = {c.path: c for c in update.changes}
+    assert changes["jellyfin"].needs_restart
+    assert '"api_key": "set"' in changes["jellyfin"].after
+    view = await engine.settings_view()
+    assert view.data["jellyfin"]["api_key"] == "set"
+
+    # Changed again: reported (set -> set), its value nowhere.
+    second = await engine.update_settings([Edit(("jellyfin", "api_key"), secret + "-2")])
+    assert [(c.path, c.before, c.after) for c in second.changes] == [
+        ("jellyfin.api_key", "set", "set")
+    ]
+    await rec.wait_for(lambda e: isinstance(e, LogLine) and "settings reloaded" in e.message)
+    shown = [
+        repr(update),
+        repr(second),
+        json.dumps(view.data),
+        json.dumps([a.details for a in await _audit(engine)]),
+        *(e.message for e in rec.events if isinstance(e, LogLine)),
+    ]
+    assert not any(secret in text for text in shown)
+
+
+async def test_add_and_remove_a_library(engine: Engine, tmp_path: Path) -> None:
+    file = tmp_path / "settings.yaml"
+    added = await engine.update_settings(
+        [Edit(("libraries", 1), {"name": "TV", "path": str(tmp_path / "tv"), "watch": "poll"})]
+    )
+    assert [c.path for c in added.changes] == ["libraries.1"]
+    assert '"name": "TV"' in added.changes[0].after
+    assert [lib.name for lib in engine.settings.libraries] == ["Movies", "TV"]
+    assert "- name: TV" in file.read_text()
+
+    removed = await engine.update_settings([Edit(("libraries", 0), remove=True)])
+    assert [(c.path, c.after) for c in removed.changes] == [("libraries.0", "not set")]
+    assert '"name": "Movies"' in removed.changes[0].before
+    assert [lib.name for lib in engine.settings.libraries] == ["TV"]
+    text = file.read_text()
+    assert "Movies" not in text and "# castui settings for the living-room box" in text
+    assert [a.details["path"] for a in await _audit(engine)] == ["libraries.1", "libraries.0"]
+    assert engine.settings.libraries[0].watch.value == "poll"
+
+
+async def test_a_field_read_at_start_is_saved_and_marked(engine: Engine, tmp_path: Path) -> None:
+    update = await engine.update_settings([Edit(("metrics", "listen"), "127.0.0.1:9199")])
+    assert [(c.path, c.needs_restart) for c in update.changes] == [("metrics.listen", True)]
+    assert not update.applied_live
+    assert "1 change needs a restart: metrics.listen" in update.message
+    assert "listen: 127.0.0.1:9199" in (tmp_path / "settings.yaml").read_text()
+
+    unchanged = await engine.update_settings([Edit(("metrics", "listen"), "127.0.0.1:9199")])
+    assert unchanged.changes == () and unchanged.message.startswith("nothing changed")
