@@ -27,6 +27,7 @@ import os
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,8 @@ def plain(value: Any) -> Any:
         return out
     if isinstance(value, Path):
         return str(value)
+    if isinstance(value, Enum):  # WatchMode.POLL: YAML holds its value
+        return plain(value.value)
     return value
 
 

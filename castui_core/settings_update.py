@@ -96,6 +96,7 @@ RESTART_RULES: tuple[tuple[tuple[str, ...], bool, str], ...] = (
     (("ffmpeg",), True, "tools are found at start"),
     (("ffprobe",), True, "tools are found at start"),
     (("metrics",), True, "the metrics listener is bound at start"),
+    (("operational", "encoder"), True, "NVENC is probed at start, and only when not cpu"),
     (("scan", "probe_workers"), True, "the probe pool is made at start"),
     (("scan", "probe_timeout_s"), True, "the probe pool is made at start"),
     (("scan", "probe_idle_s"), True, "the probe pool is made at start"),

@@ -19,7 +19,7 @@ from test_engine import Recorder, make_engine
 from castui_core.engine import Engine
 from castui_core.errors import SettingsRejected
 from castui_core.events import LogLine
-from castui_core.settings import Settings, load_settings
+from castui_core.settings import Settings, WatchMode, load_settings
 from castui_core.settings_file import backup_path
 from castui_core.settings_update import (
     SECRETS,
@@ -57,6 +57,8 @@ guardrails:
         (("guardrails", "gpu_max_temp_c"), False),
         ("guardrails.schedule", False),
         (("operational", "max_concurrent_jobs"), False),
+        ("operational.min_free_gb", False),
+        ("operational.encoder", True),
         (("libraries", 1, "watch"), False),
         ("libraries.0.path", False),
         ("libraries", False),
@@ -254,7 +256,7 @@ async def test_a_secret_never_leaves_the_file(engine: Engine, tmp_path: Path) ->
 async def test_add_and_remove_a_library(engine: Engine, tmp_path: Path) -> None:
     file = tmp_path / "settings.yaml"
     added = await engine.update_settings(
-        [Edit(("libraries", 1), {"name": "TV", "path": str(tmp_path / "tv"), "watch": "poll"})]
+        [Edit(("libraries", 1), {"name": "TV", "path": tmp_path / "tv", "watch": WatchMode.POLL})]
     )
     assert [c.path for c in added.changes] == ["libraries.1"]
     assert '"name": "TV"' in added.changes[0].after
