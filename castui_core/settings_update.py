@@ -37,6 +37,7 @@ from typing import Any, Protocol, Union
 import yaml
 from pydantic import BaseModel, SecretStr
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.error import YAMLError
 
 from castui_core.errors import CastuiError, ConfigError, SettingsRejected
 from castui_core.settings import Settings, parse_settings, user_config_file
@@ -450,7 +451,11 @@ def write_edits(file: Path, edits: Sequence[Edit]) -> _Written:
         model = base.model_dump(mode="json")
         for edit in edits:
             apply_edit(doc, model, edit)
-        new_text = dump_document(doc)
+        try:
+            new_text = dump_document(doc)
+        except YAMLError as exc:  # a value that is not plain data (an object, a set)
+            why = f"a value cannot be written as YAML ({exc}); send text, numbers, lists, maps"
+            raise SettingsRejected("not saved", (("settings", why),)) from exc
         try:
             new = parse_settings(new_text, source=file)
         except ConfigError as exc:

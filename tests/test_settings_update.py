@@ -16,8 +16,16 @@ from typing import Any
 import pytest
 from test_engine import Recorder, make_engine
 
+from castui_core.control import error_from_reply, error_reply
+from castui_core.control_messages import REPLY, ErrorReply, encode
 from castui_core.engine import Engine
-from castui_core.errors import SettingsRejected
+from castui_core.errors import (
+    CastuiError,
+    ConfigError,
+    JobNotFoundError,
+    ProbeError,
+    SettingsRejected,
+)
 from castui_core.events import LogLine
 from castui_core.settings import Settings, WatchMode, load_settings
 from castui_core.settings_file import backup_path
@@ -282,3 +290,36 @@ async def test_a_field_read_at_start_is_saved_and_marked(engine: Engine, tmp_pat
 
     unchanged = await engine.update_settings([Edit(("metrics", "listen"), "127.0.0.1:9199")])
     assert unchanged.changes == () and unchanged.message.startswith("nothing changed")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        SettingsRejected("not saved", (("guardrails.gpu_max_temp_c", "500: too hot"),)),
+        ConfigError("settings.yaml: invalid settings", ("scan.probe_workers: 0: too few",)),
+        JobNotFoundError("no job 7"),
+        ProbeError("/m/a.avi", "not media"),  # not rebuilt from its text: a CastuiError
+    ],
+)
+def test_errors_cross_the_control_socket_as_their_class(error: CastuiError) -> None:
+    line = encode(error_reply(3, error))  # what the service writes on the socket
+    reply = REPLY.validate_json(line)
+    assert isinstance(reply, ErrorReply)
+    back = error_from_reply(reply)
+    assert str(back) == str(error)
+    if isinstance(error, ProbeError):
+        assert type(back) is CastuiError
+        return
+    assert type(back) is type(error)
+    if isinstance(error, SettingsRejected | ConfigError):
+        assert isinstance(back, SettingsRejected | ConfigError)
+        assert back.problems == error.problems
+
+
+def test_a_value_that_is_not_plain_data_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "settings.yaml"
+    file.write_text(TEXT.format(root=tmp_path))
+    before = file.read_bytes()
+    with pytest.raises(SettingsRejected, match="cannot be written as YAML"):
+        write_edits(file, [Edit(("guardrails", "gpu_max_temp_c"), object())])
+    assert file.read_bytes() == before
