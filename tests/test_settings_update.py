@@ -323,3 +323,24 @@ def test_a_value_that_is_not_plain_data_is_refused(tmp_path: Path) -> None:
     with pytest.raises(SettingsRejected, match="cannot be written as YAML"):
         write_edits(file, [Edit(("guardrails", "gpu_max_temp_c"), object())])
     assert file.read_bytes() == before
+
+
+async def test_an_engine_on_defaults_saves_to_the_user_config_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / ".config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / ".local" / "share"))
+    engine = make_engine(Settings(), scan_at_start=False)
+    await engine.start()
+    try:
+        assert (await engine.settings_view()).file is None
+        update = await engine.update_settings([Edit(("guardrails", "gpu_max_temp_c"), 80)])
+        file = tmp_path / ".config" / "castui" / "settings.yaml"
+        assert update.file == str(file)
+        assert update.message.startswith("saved ~/.config/castui/settings.yaml")
+        assert file.read_text() == "guardrails:\n  gpu_max_temp_c: 80\n"
+        assert engine.settings.source == file  # a SIGHUP reload now reads it
+        assert (await engine.settings_view()).file == str(file)
+    finally:
+        await engine.stop()
