@@ -68,9 +68,9 @@ async def test_edit_invalid_refused_valid_saved_and_used(
         assert "quality: 30" in saved
         assert "# a profile the editor changes" in saved and "# full HD" in saved
         assert (settings_file.parent / "settings.yaml.bak").read_text() == original
-        events = await engine.store.list_events(kind="profile_edit")
-        assert events and events[0].details["before"] == {"video.quality": "23"}
-        assert events[0].details["after"] == {"video.quality": "30"}
+        (event,) = await engine.store.list_events(kind="settings_edit")
+        assert event.details["path"] == "profiles.tv.video.quality"
+        assert (event.details["before"], event.details["after"]) == ("23", "30")
 
         # A new job uses the saved profile without a restart.
         add_sample(settings, samples["mpeg4.avi"], "new.avi")

@@ -2,13 +2,13 @@
 
 Each value is checked as it is typed with the settings file's own rules; an invalid value
 stays visible in the draft (marked ✗ with the reason) and the draft cannot be saved until it
-is fixed. Saving keeps the file's comments and order, makes a backup, verifies, records the
-change in the audit log and hands the new settings to the engine for jobs that start next.
+is fixed. Saving goes through the engine API's ``update_settings`` (the service's, when
+attached): it keeps the file's comments and order, makes a backup, verifies, records each
+change in the audit log and reloads the engine for jobs that start next.
 """
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import ClassVar
 
@@ -26,9 +26,9 @@ from castui.tui.profile_editor import (
     parse_value,
 )
 from castui.tui.screens.base import LiveScreen
-from castui.tui.settings_writer import save_edits
-from castui_core.errors import CastuiError, ConfigError
+from castui_core.errors import CastuiError, SettingsRejected
 from castui_core.settings import user_config_file
+from castui_core.settings_update import Edit
 
 
 class ProfileEditorScreen(LiveScreen):
@@ -184,33 +184,18 @@ class ProfileEditorScreen(LiveScreen):
         self.run_worker(self._save(draft), exclusive=True, group="save")
 
     async def _save(self, draft: ProfileDraft) -> None:
+        # Through the engine API, like every setting: attached to a service, the service
+        # validates, writes its own file, audits and reloads (never a write behind its back).
         app = self.castui
-        profile_before = app.settings.profiles[draft.profile]
-        before = {".".join(p): format_value(field_value(profile_before, p)) for p in draft.edits}
-        after = {".".join(p): format_value(v) for p, v in draft.edits.items()}
+        edits = [Edit(path, value) for path, value in draft.file_edits().items()]
         try:
-            result = await asyncio.to_thread(save_edits, draft.source, draft.file_edits())
-        except ConfigError as exc:
-            problems = "; ".join(exc.problems) or str(exc)
+            update = await app.engine.update_settings(edits, actor="operator")
+        except SettingsRejected as exc:
+            problems = "; ".join(f"{where}: {what}" for where, what in exc.problems) or str(exc)
             self.notify(f"not saved: {problems}", severity="error", timeout=15)
             return
-        try:
-            # Through the engine API: attached, the service records it in its own database.
-            await app.engine.record_event(
-                "profile_edit",
-                actor="operator",
-                reason=f"profile {draft.profile} edited in the dashboard",
-                details={
-                    "file": str(result.path),
-                    "backup": str(result.backup) if result.backup else None,
-                    "profile": draft.profile,
-                    "before": before,
-                    "after": after,
-                },
-            )
-            await app.engine.reload(result.settings)
         except CastuiError as exc:
-            self.notify(f"saved, but: {exc}", severity="warning", timeout=15)
-        else:
-            self.notify(f"saved {result.path}; new jobs use it", timeout=5)
+            self.notify(f"not saved: {exc}", severity="error", timeout=15)
+            return
+        self.notify(update.message, timeout=5)
         self.load_profile(draft.profile)
