@@ -36,6 +36,7 @@ from castui.tui.screens.libraries import LibrariesScreen
 from castui.tui.screens.profiles import ProfileEditorScreen
 from castui.tui.screens.quit import QuitScreen
 from castui.tui.screens.report import ReportScreen
+from castui.tui.screens.settings import SettingsScreen
 from castui.tui.state import LiveState
 from castui_core.api import EngineAPI
 from castui_core.control import ControlServer, RemoteEngine, find_service
@@ -60,6 +61,7 @@ class CastuiApp(App[int]):
         "libraries": LibrariesScreen,
         "report": ReportScreen,
         "profiles": ProfileEditorScreen,
+        "settings": SettingsScreen,
     }
     DEFAULT_MODE = "dashboard"
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -70,6 +72,15 @@ class CastuiApp(App[int]):
         # Not in the footer (yet): it would change every screen's snapshot; the command
         # palette names it ("Readiness report").
         Binding("r", "switch_mode('report')", "Report", show=False, id="castui.report"),
+        # Not in the footer either, for the same reason; the palette names it ("Settings").
+        Binding(
+            "comma",
+            "switch_mode('settings')",
+            "Settings",
+            show=False,
+            key_display=",",
+            id="castui.settings",
+        ),
         Binding("p", "toggle_pause", "Pause/resume", id="castui.toggle_pause"),
         Binding("s", "scan", "Scan", id="castui.scan"),
         Binding("question_mark,f1", "help", "Help", key_display="?", id="castui.help"),
@@ -298,6 +309,11 @@ class CastuiApp(App[int]):
         )
         yield SystemCommand(
             "Profile editor", "Edit and save target profiles", self._mode("profiles")
+        )
+        yield SystemCommand(
+            "Settings",
+            "Every setting: libraries, limits, guardrails, Jellyfin, notifications",
+            self._mode("settings"),
         )
         yield SystemCommand(
             "Readiness report",

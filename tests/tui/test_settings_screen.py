@@ -1,0 +1,244 @@
+"""The settings screen (issue 14) on an in-process engine: edit, refuse, secrets, libraries.
+
+Real parts: the engine, its settings file and the core's ``update_settings`` (validate, write
+round-trip with a backup, audit, reload); keys pressed through the app's pilot.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fake_engine import NOW, FakeEngine, fake_settings, free_space
+from textual.coordinate import Coordinate
+from textual.pilot import Pilot
+from textual.widgets import DataTable, Input, Label, OptionList
+from tui_helpers import make_engine, wait_until
+
+from castui.tui.app import CastuiApp, make_app
+from castui.tui.screens.settings import AddLibraryScreen, ConfirmRemoveScreen, SettingsScreen
+from castui_core.settings import Settings, load_settings
+from castui_core.settings_update import Edit, SettingsUpdate, SettingsView
+from castui_core.settings_update import settings_view as view_of
+from castui_core.settings_update import update_settings as update_of
+
+ARR = """
+arr:
+  - kind: sonarr
+    url: http://127.0.0.1:9/sonarr
+    api_key: s3cr3t-sonarr-k3y
+"""
+
+
+async def open_settings(pilot: Pilot[Any]) -> SettingsScreen:
+    app = pilot.app
+    assert isinstance(app, CastuiApp)
+    await wait_until(pilot, lambda: app.engine_ready.is_set(), what="the engine")
+    await pilot.press("comma")
+    await wait_until(pilot, lambda: isinstance(app.screen, SettingsScreen), what="settings")
+    screen = app.screen
+    assert isinstance(screen, SettingsScreen)
+    await wait_until(pilot, lambda: screen.view is not None, what="the settings view")
+    return screen
+
+
+async def select_section(pilot: Pilot[Any], screen: SettingsScreen, key: str) -> None:
+    options = screen.query_one("#settings-sections", OptionList)
+    options.focus()
+    index = [s.key for s in screen.sections].index(key)
+    while options.highlighted != index:
+        await pilot.press("down" if (options.highlighted or 0) < index else "up")
+    await wait_until(
+        pilot, lambda: screen.section is not None and screen.section.key == key, what=key
+    )
+
+
+async def edit_field(pilot: Pilot[Any], screen: SettingsScreen, name: str, text: str) -> None:
+    """Enter on the field's row, replace the input's text, enter."""
+    assert screen.section is not None
+    table = screen.query_one("#settings-fields", DataTable)
+    table.focus()
+    table.move_cursor(row=[f.name for f in screen.section.fields].index(name))
+    await pilot.press("enter")
+    await wait_until(pilot, lambda: screen.editing is not None, what="the input")
+    await pilot.press("ctrl+a", "ctrl+k", *text, "enter")
+    await pilot.pause()
+
+
+def cell(screen: SettingsScreen, name: str, column: str) -> str:
+    assert screen.section is not None
+    table = screen.query_one("#settings-fields", DataTable)
+    row = [f.name for f in screen.section.fields].index(name)
+    return str(table.get_cell_at(Coordinate(row, ["field", "value", "note"].index(column))))
+
+
+def screen_text(app: CastuiApp) -> str:
+    return app.export_screenshot()
+
+
+async def test_change_a_guardrail_save_and_see_it(settings: Settings, settings_file: Path) -> None:
+    engine = make_engine(settings, scan=False)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_settings(pilot)
+        await select_section(pilot, screen, "guardrails")
+        assert cell(screen, "gpu_max_temp_c", "value") == "85"
+        await edit_field(pilot, screen, "gpu_max_temp_c", "90")
+        assert cell(screen, "gpu_max_temp_c", "value") == "* 90"
+        assert "1 unsaved" in str(screen.query_one("#settings-status", Label).render())
+        await pilot.press("ctrl+s")
+        await wait_until(
+            pilot, lambda: engine.settings.guardrails.gpu_max_temp_c == 90, what="reload"
+        )
+        await wait_until(
+            pilot, lambda: cell(screen, "gpu_max_temp_c", "value") == "90", what="new view"
+        )
+        assert not screen.draft
+        saved = settings_file.read_text()
+        assert "gpu_max_temp_c: 90" in saved
+        assert "# a profile the editor changes" in saved  # comments kept
+        assert load_settings(settings_file).guardrails.gpu_max_temp_c == 90
+        events = await engine.store.list_events(kind="settings_edit")
+        assert [(e.details["path"], e.details["before"], e.details["after"]) for e in events] == [
+            ("guardrails.gpu_max_temp_c", "85", "90")
+        ]
+
+
+async def test_invalid_value_shows_the_models_message_and_writes_nothing(
+    settings: Settings, settings_file: Path
+) -> None:
+    original = settings_file.read_text()
+    engine = make_engine(settings, scan=False)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_settings(pilot)
+        await select_section(pilot, screen, "guardrails")
+        # A rule between two fields, checked by the section's model as it is entered.
+        await edit_field(pilot, screen, "gpu_resume_temp_c", "95")
+        assert cell(screen, "gpu_resume_temp_c", "note") == ("✗ must be below gpu_max_temp_c (85)")
+        await pilot.press("ctrl+s")
+        await pilot.pause(0.2)
+        assert settings_file.read_text() == original
+        await pilot.press("escape")  # discard
+        assert not screen.draft and not screen.problems
+
+        # A rule only the whole file knows: the service refuses it, shown at the field.
+        await select_section(pilot, screen, "files")
+        inside = settings.libraries[0].path / "castui.db"
+        await edit_field(pilot, screen, "database", str(inside))
+        assert screen.problems == {}
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: "database" in screen.problems, what="the refusal")
+        assert "is inside library 'media'" in screen.problems["database"]
+        assert cell(screen, "database", "note").startswith("✗ ")
+        assert settings_file.read_text() == original
+        assert engine.settings.database == settings.database
+
+
+async def test_a_secret_is_never_displayed(tmp_path: Path, settings_file: Path) -> None:
+    settings_file.write_text(settings_file.read_text() + ARR)
+    engine = make_engine(load_settings(settings_file), scan=False)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_settings(pilot)
+        await select_section(pilot, screen, "arr.0")
+        assert cell(screen, "api_key", "value") == "set"
+        assert "s3cr3t" not in screen_text(app)
+        assert screen.section is not None
+        table = screen.query_one("#settings-fields", DataTable)
+        table.focus()
+        table.move_cursor(row=[f.name for f in screen.section.fields].index("api_key"))
+        await pilot.press("enter")
+        field_input = screen.query_one("#settings-input", Input)
+        assert field_input.value == "" and field_input.password  # never prefilled
+        await pilot.press(*"n3w-t0k3n", "enter")
+        assert cell(screen, "api_key", "value") == "* set"
+        assert "n3w-t0k3n" not in screen_text(app)
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: not screen.draft, what="the save")
+        assert "api_key: n3w-t0k3n" in settings_file.read_text()
+        assert engine.settings.arr[0].api_key is not None
+        assert engine.settings.arr[0].api_key.get_secret_value() == "n3w-t0k3n"
+        assert "n3w-t0k3n" not in screen_text(app)
+        events = await engine.store.list_events(kind="settings_edit")
+        assert [(e.details["before"], e.details["after"]) for e in events] == [("set", "set")]
+
+
+async def test_add_and_remove_a_library(
+    tmp_path: Path, settings: Settings, settings_file: Path
+) -> None:
+    films = tmp_path / "films"
+    films.mkdir()
+    engine = make_engine(settings, scan=False)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_settings(pilot)
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, AddLibraryScreen), what="form")
+        await pilot.press(*"films", "enter", *"films", "enter", "enter")
+        dialog = app.screen
+        problem = str(dialog.query_one("#add-library-path-problem", Label).render())
+        assert problem == "✗ 'films': must be an absolute path"  # the model's words
+        path_input = dialog.query_one("#add-library-path", Input)
+        path_input.focus()
+        await pilot.press("ctrl+a", "ctrl+k", *str(films), "enter", *"tv", "enter")
+        await wait_until(pilot, lambda: len(engine.settings.libraries) == 2, what="added")
+        assert engine.settings.libraries[1].name == "films"
+        assert engine.settings.libraries[1].profile == "tv"
+        assert load_settings(settings_file).libraries[1].path == films
+        await wait_until(
+            pilot,
+            lambda: screen.section is not None and screen.section.key == "libraries.1",
+            what="the new library shown",
+        )
+        assert cell(screen, "path", "value") == str(films)
+
+        await pilot.press("delete")
+        await wait_until(pilot, lambda: isinstance(app.screen, ConfirmRemoveScreen), what="ask")
+        await pilot.press("y")
+        await wait_until(pilot, lambda: len(engine.settings.libraries) == 1, what="removed")
+        assert [lib.name for lib in load_settings(settings_file).libraries] == ["media"]
+        await wait_until(
+            pilot, lambda: "libraries.1" not in [s.key for s in screen.sections], what="view"
+        )
+
+
+# --- snapshots ------------------------------------------------------------------------------
+
+
+class SettingsFakeEngine(FakeEngine):
+    """The snapshot engine, with the core's real settings view and update."""
+
+    async def settings_view(self) -> SettingsView:
+        return view_of(self.settings)
+
+    async def update_settings(
+        self, edits: Sequence[Edit], *, actor: str = "dashboard"
+    ) -> SettingsUpdate:
+        return await update_of(self, edits, actor=actor)
+
+
+@pytest.fixture
+def utc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+
+
+@pytest.mark.usefixtures("utc")
+@pytest.mark.parametrize("size", [(80, 24), (120, 40)], ids=lambda s: f"{s[0]}x{s[1]}")
+def test_settings_snapshot(snap_compare: Any, tmp_path: Path, size: tuple[int, int]) -> None:
+    app = make_app(
+        SettingsFakeEngine(fake_settings(tmp_path)), clock=lambda: NOW, free_space=free_space
+    )
+
+    async def run_before(pilot: Pilot[Any]) -> None:
+        screen = await open_settings(pilot)
+        await select_section(pilot, screen, "guardrails")
+        table = screen.query_one("#settings-fields", DataTable)
+        table.focus()
+        await pilot.pause(0.2)
+
+    assert snap_compare(app, terminal_size=size, run_before=run_before)
