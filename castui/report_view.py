@@ -25,7 +25,7 @@ from castui_core.settings import load_settings
 
 if TYPE_CHECKING:  # imported lazily at run time: every castui command registers `report`
     from castui_core.report import ProfileReport, ReadinessReport
-    from castui_core.store.models import CatalogEntry
+    from castui_core.settings import Settings
 
 _ACTIONS = (("direct", "plays directly"), ("remux", "remux"), ("transcode", "transcode"),
             ("reject", "reject"))  # fmt: skip
@@ -51,17 +51,21 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     report.add_argument(
         "--no-calibrate",
         action="store_true",
-        help="with no history, use the default speed model instead of a 2 s calibration encode",
+        help="with no history and no cached calibration, use the default speed model instead"
+        " of a 2 s calibration encode",
     )
     report.set_defaults(handler=run_report_command)
 
 
-async def _read(database: Path, library: str | None, ffmpeg: Path | None) -> ReadinessReport:
-    from castui_core.calibrate import calibrated_speeds
+async def _read(settings: Settings, library: str | None, calibrate: bool) -> ReadinessReport:
+    """The report, calibrating (once, cached) the classes history has no speed for with the
+    encoder a job on this node would use (``operational.encoder`` and the NVENC probe)."""
+    from castui_core.calibrate import cache_path, cached_calibration, calibrate_report
     from castui_core.report import build_report
     from castui_core.store import Store
     from castui_core.store.catalog import scan_label
 
+    database = settings.database
     async with Store.open(database, reclaim_on_open=False) as store:
         entries = await store.list_files()
         history = await store.history(states=["done"], limit=10_000)
@@ -69,31 +73,16 @@ async def _read(database: Path, library: str | None, ffmpeg: Path | None) -> Rea
         wanted = {library, scan_label(library)}
         entries = [e for e in entries if e.library in wanted]
         history = [j for j in history if j.library in wanted]
+    if not calibrate:  # the cached calibration is still this machine's measurement
+        cached = await cached_calibration(cache_path(database))
+        return build_report(entries, history, library=library, calibration=cached)
     report = build_report(entries, history, library=library)
-    if ffmpeg is None:
+    if not report.uncalibrated():
         return report
-    # Classes the library has but history does not: measure them (cached beside the db).
-    present = _classes(entries)
-    needed = [s.resolution for s in report.speeds if s.source == "default"]
-    needed = [c for c in needed if c in present]
-    if not needed:
-        return report
-    cache = database.with_name("calibration.json")
-    measured = await calibrated_speeds(ffmpeg, needed, cache)
-    return build_report(entries, history, library=library, measured=measured)
-
-
-def _classes(entries: list[CatalogEntry]) -> set[str]:
-    from castui_core.media import MediaInfo
-    from castui_core.report import resolution_class
-
-    found = set()
-    for e in entries:
-        if e.probe is not None and "failure" not in e.probe:
-            info = MediaInfo.from_json(dict(e.probe))
-            if info.video:
-                found.add(resolution_class(info.video[0].width, info.video[0].height))
-    return found
+    # Measured once per encoder and class (cached beside the db); a failed encode (NVENC
+    # that will not open) comes back as the calibration's failure, shown in the report.
+    done = await calibrate_report(settings, report, library=library, force=False)
+    return build_report(entries, history, library=library, calibration=done)
 
 
 def run_report_command(args: argparse.Namespace) -> int:
@@ -103,12 +92,7 @@ def run_report_command(args: argparse.Namespace) -> int:
     database = settings.database
     if not database.exists():
         raise CastuiError(f"no catalog yet at {database}: run `castui scan` first")
-    ffmpeg = None
-    if not args.no_calibrate:
-        from castui_core.tools import find_tool
-
-        ffmpeg = find_tool("ffmpeg", settings.ffmpeg)
-    report = asyncio.run(_read(database, args.library, ffmpeg))
+    report = asyncio.run(_read(settings, args.library, not args.no_calibrate))
     if report.total.files == 0 and report.unprobed == 0:
         where = f"library {args.library!r}" if args.library else "the catalog"
         raise CastuiError(f"{where} has no files yet: run `castui scan` first")
@@ -154,8 +138,11 @@ def render_text(report: ReadinessReport) -> str:
             f"  cost: about {_hours(p.encode_seconds)} of encoding;"
             f" {_gb(report.total.bytes)} -> {_gb(p.bytes_after)} after"
         )
-    lines += ["", "encode speed used (x realtime):"]
-    lines += [f"  {s.resolution:<6}{s.x_realtime:>7.2f}x  {s.source}" for s in report.speeds]
+    lines += ["", "encode speed used (x realtime, for encoder):"]
+    lines += [
+        f"  {s.resolution:<6}{s.x_realtime:>7.2f}x  {s.encoder or '-':<11} {s.source}"
+        for s in report.speeds
+    ]
     return "\n".join(lines)
 
 
@@ -212,11 +199,13 @@ def render_html(report: ReadinessReport) -> str:
             f" {_gb(report.total.bytes)} &rarr; {_gb(p.bytes_after)} after.</p>",
         ]
     speeds = "".join(
-        f"<tr><td>{e(s.resolution)}</td><td>{s.x_realtime:.2f}&times;</td><td>{e(s.source)}</td></tr>"
+        f"<tr><td>{e(s.resolution)}</td><td>{s.x_realtime:.2f}&times;</td>"
+        f"<td>{e(s.encoder or '-')}</td><td>{e(s.source)}</td></tr>"
         for s in report.speeds
     )
     body.append(
-        f"<h2>Encode speed used</h2><table><tr><th>class</th><th>speed</th><th>from</th></tr>"
+        "<h2>Encode speed used</h2><table><tr><th>class</th><th>speed</th><th>encoder</th>"
+        f"<th>from</th></tr>"
         f"{speeds}</table>"
     )
     css = (

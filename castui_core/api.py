@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from castui_core.bus import EventBus
 from castui_core.events import Event
 from castui_core.queue.protocol import JobQueue, NodeStatus
-from castui_core.report import ReadinessReport, build_report
+from castui_core.report import Calibration, ReadinessReport, build_report
 from castui_core.settings import Settings
 from castui_core.settings_update import Edit, SettingsUpdate, SettingsView
 from castui_core.store import Event as AuditEvent
@@ -129,6 +129,13 @@ class EngineAPI(Protocol):
         """Per built-in profile: what plays directly and what fixing the rest costs."""
         ...
 
+    async def calibrate(self, library: str | None = ...) -> Calibration:
+        """Measure now, with the encoder this engine's jobs use (the service's, when
+        attached), the speed of the resolution classes the report has no history for; the
+        result is cached beside the database, where ``readiness_report`` reads it. A failed
+        encode is not raised: the result's ``failure`` says why (castui_core/calibrate.py)."""
+        ...
+
 
 class StoreReads:
     """The EngineAPI reads, answered from ``self.store``.
@@ -140,6 +147,7 @@ class StoreReads:
     """
 
     store: Store
+    settings: Settings
 
     @property
     def queue(self) -> JobQueue:
@@ -181,8 +189,11 @@ class StoreReads:
         return await self.queue.nodes()
 
     async def readiness_report(self, library: str | None = None) -> ReadinessReport:
-        """The readiness report (castui_core/report.py) from the catalog and finished jobs:
-        reads only, never probes, so a dashboard can ask for it at any time."""
+        """The readiness report (castui_core/report.py) from the catalog and finished jobs,
+        with the cached calibration (``calibration.json`` beside the database, written by the
+        engine or ``castui report``): reads only, never probes or encodes, so a dashboard can
+        ask for it at any time."""
+        from castui_core.calibrate import cache_path, cached_calibration
         from castui_core.store.catalog import scan_label
 
         entries = await self.store.list_files()
@@ -191,7 +202,16 @@ class StoreReads:
             wanted = {library, scan_label(library)}
             entries = [e for e in entries if e.library in wanted]
             history = [j for j in history if j.library in wanted]
-        return build_report(entries, history, library=library)
+        calibration = await cached_calibration(cache_path(self.settings.database))
+        return build_report(entries, history, library=library, calibration=calibration)
+
+    async def calibrate(self, library: str | None = None) -> Calibration:
+        """Calibrate in this process (an in-process engine is the node that encodes);
+        RemoteEngine sends it to the service instead."""
+        from castui_core.calibrate import calibrate_report
+
+        report = await self.readiness_report(library)
+        return await calibrate_report(self.settings, report, library=library)
 
 
 __all__ = [

@@ -65,6 +65,7 @@ from castui_core.errors import CastuiError, ProblemsError, SettingsRejected
 from castui_core.events import Event
 from castui_core.queue.open import open_queue
 from castui_core.queue.protocol import JobQueue
+from castui_core.report import Calibration
 from castui_core.settings import Settings, load_settings
 from castui_core.settings_update import Edit, SettingsUpdate, SettingsView
 from castui_core.store import Job, Store
@@ -546,6 +547,11 @@ class ControlServer:
                     [Edit(tuple(e.path), e.value, e.remove) for e in edits], actor=actor
                 )
                 return _SETTINGS_UPDATE.dump_python(update, mode="json")
+            case msg.Calibrate(library=library):
+                done = await engine.calibrate(library)
+                return msg.CalibrationResult(
+                    encoder=done.encoder, speeds=dict(done.speeds), failure=done.failure
+                ).model_dump()
             case msg.Subscribe():  # handled by _serve before it gets here
                 raise CastuiError("subscribe opens an event stream; send it first on a connection")
             case _:
@@ -879,6 +885,14 @@ class RemoteEngine(StoreReads):
             with contextlib.suppress(CastuiError):
                 self.settings = await asyncio.to_thread(load_settings, update.file)
         return update
+
+    async def calibrate(self, library: str | None = None) -> Calibration:
+        """Run by the service (its encoder, its NVENC probe, its cache file); this dashboard's
+        other commands wait until it answers (seconds per resolution class)."""
+        done = msg.CalibrationResult.model_validate(
+            await self._call(msg.Calibrate(library=library)), strict=False
+        )
+        return Calibration(done.encoder, done.speeds, done.failure)
 
     async def initial_events(self) -> list[Event]:
         """Nothing: the service sends its state first on every (re-)subscription."""

@@ -132,6 +132,22 @@ class UpdateSettings(_Request):
     actor: str = "dashboard"
 
 
+class Calibrate(_Request):
+    """Calibration encodes for the readiness report, run by the service: its encoder is the
+    one that will do the work. Answered when they finish (seconds per resolution class)."""
+
+    op: Literal["calibrate"] = "calibrate"
+    library: str | None = None
+
+
+class CalibrationResult(_Message):
+    """What :class:`Calibrate` answers (a :class:`castui_core.report.Calibration`)."""
+
+    encoder: str
+    speeds: dict[str, float]
+    failure: str | None = None
+
+
 Request = Annotated[
     Ping
     | Subscribe
@@ -146,7 +162,8 @@ Request = Annotated[
     | RecordEvent
     | RestoreOriginal
     | SettingsViewRequest
-    | UpdateSettings,
+    | UpdateSettings
+    | Calibrate,
     Field(discriminator="op"),
 ]
 REQUEST: TypeAdapter[Request] = TypeAdapter(Request)

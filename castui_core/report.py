@@ -9,9 +9,10 @@ Cost of fixing, per profile:
 
 - **encode time**: transcodes at the speed castui's own history shows for the file's
   resolution class (media seconds per wall second, from finished transcode jobs whose source
-  is in the catalog); with no history for a class, :data:`DEFAULT_SPEED` (a documented
-  guess, named as such in the report's ``speed_source``). Remuxes copy at
-  :data:`REMUX_BYTES_PER_S`.
+  is in the catalog); with no history for a class, a calibration encode's speed when there is
+  one (:class:`Calibration`, castui_core/calibrate.py: the encoder the node will use), else
+  :data:`DEFAULT_SPEED` (a documented guess). Each speed names its source and encoder, so the
+  reader knows how much to trust the estimate. Remuxes copy at :data:`REMUX_BYTES_PER_S`.
 - **space after**: from history's mean output/source size ratio per action when there is
   one; otherwise a remux keeps the size and a transcode writes
   ``duration × (half the profile's max video bitrate + its audio bitrate)``, never more than
@@ -103,11 +104,37 @@ class ReasonCount:
 
 @dataclass(frozen=True, slots=True)
 class Speed:
-    """Transcode speed for one resolution class: ``x_realtime`` media s per wall s."""
+    """Transcode speed for one resolution class: ``x_realtime`` media s per wall s.
+
+    ``source`` says where it came from in words: ``history (N jobs, ENCODER)``,
+    ``calibration (ENCODER, 2 s testsrc2)``, ``default`` or ``default (calibration with
+    ENCODER failed: REASON)``; ``encoder`` is the encoder the speed is for (None for the
+    default model, which measured nothing).
+    """
 
     resolution: str
     x_realtime: float
-    source: str  # "history (N jobs, ENCODER)" or "default"
+    source: str
+    encoder: str | None = None
+
+    @property
+    def kind(self) -> str:
+        """``history``, ``calibration`` or ``default``."""
+        return self.source.split(" ", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """Speeds measured by calibration encodes with ``encoder`` (castui_core/calibrate.py).
+
+    ``failure`` is why the last calibration with this encoder failed (an NVENC that will not
+    open a session, say): the report then uses the default model and says why, rather than
+    hiding a broken encoder behind a guess.
+    """
+
+    encoder: str
+    speeds: Mapping[str, float]
+    failure: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +164,16 @@ class ReadinessReport:
     profiles: tuple[ProfileReport, ...]
     speeds: tuple[Speed, ...]
     size_ratios: Mapping[str, float]
+    #: Resolution classes the probed files have (what a calibration must measure).
+    classes: tuple[str, ...] = ()
+
+    def uncalibrated(self) -> list[str]:
+        """Classes the library has whose speed is not from history: what to calibrate."""
+        return [
+            s.resolution
+            for s in self.speeds
+            if s.kind != "history" and s.resolution in self.classes
+        ]
 
 
 def _parse(entry: CatalogEntry) -> MediaInfo | ProbeFailure | None:
@@ -151,14 +188,14 @@ def _parse(entry: CatalogEntry) -> MediaInfo | ProbeFailure | None:
 def history_speeds(
     history: Iterable[Job],
     durations: Mapping[str, tuple[float, str]],
-    measured: Mapping[str, float] | None = None,
+    calibration: Calibration | None = None,
 ) -> tuple[Speed, ...]:
     """Speed per resolution class from finished transcodes whose source the catalog knows.
 
     ``durations`` maps a source path to (media seconds, resolution class). Speed is total
     media time over total wall time of the class's jobs; the encoder named is the one most
-    of them used. A class with no history takes ``measured`` (a calibration encode, see
-    castui_core/calibrate.py) when given, else :data:`DEFAULT_SPEED`.
+    of them used. A class with no history takes ``calibration``'s speed when it has one, else
+    :data:`DEFAULT_SPEED` (with the calibration's failure, if any, in its source).
     """
     media: dict[str, float] = defaultdict(float)
     wall: dict[str, float] = defaultdict(float)
@@ -184,9 +221,15 @@ def history_speeds(
     for cls in RESOLUTION_CLASSES:
         if count[cls] and media[cls] > 0:
             enc = max(encoders[cls].items(), key=lambda kv: kv[1])[0]
-            speeds.append(Speed(cls, media[cls] / wall[cls], f"history ({count[cls]} jobs, {enc})"))
-        elif measured and cls in measured:
-            speeds.append(Speed(cls, measured[cls], "calibration (libx264, 2 s testsrc2)"))
+            source = f"history ({count[cls]} jobs, {enc})"
+            speeds.append(Speed(cls, media[cls] / wall[cls], source, enc))
+        elif calibration is not None and cls in calibration.speeds:
+            enc = calibration.encoder
+            source = f"calibration ({enc}, 2 s testsrc2)"
+            speeds.append(Speed(cls, calibration.speeds[cls], source, enc))
+        elif calibration is not None and calibration.failure:
+            why = f"default (calibration with {calibration.encoder} failed: {calibration.failure})"
+            speeds.append(Speed(cls, DEFAULT_SPEED[cls], why))
         else:
             speeds.append(Speed(cls, DEFAULT_SPEED[cls], "default"))
     return tuple(speeds)
@@ -210,7 +253,7 @@ def build_report(
     *,
     profiles: Mapping[str, Profile] | None = None,
     library: str | None = None,
-    measured: Mapping[str, float] | None = None,
+    calibration: Calibration | None = None,
 ) -> ReadinessReport:
     """The readiness of ``entries`` for every profile in ``profiles`` (the built-ins)."""
     profiles = builtin_profiles() if profiles is None else profiles
@@ -231,7 +274,7 @@ def build_report(
                 durations[entry.path] = (seconds, resolution_class(v.width, v.height))
         parsed.append((entry, info))
         total = total.add(seconds, entry.size)
-    speeds = history_speeds(history, durations, measured)
+    speeds = history_speeds(history, durations, calibration)
     speed_by_class = {s.resolution: s.x_realtime for s in speeds}
     ratios = history_size_ratios(history)
     reports = []
@@ -282,7 +325,8 @@ def build_report(
                 bytes_after=after,
             )
         )
-    return ReadinessReport(library, total, unprobed, tuple(reports), speeds, ratios)
+    classes = tuple(c for c in RESOLUTION_CLASSES if c in {cls for _, cls in durations.values()})
+    return ReadinessReport(library, total, unprobed, tuple(reports), speeds, ratios, classes)
 
 
 #: Version of :func:`as_json`'s shape; bumped when a key changes meaning or goes away.
@@ -300,7 +344,7 @@ def as_json(report: ReadinessReport) -> dict[str, Any]:
         "library": report.library,
         "total": tally(report.total),
         "unprobed": report.unprobed,
-        "speeds": [asdict(s) for s in report.speeds],
+        "speeds": [{**asdict(s), "kind": s.kind} for s in report.speeds],
         "size_ratios": dict(report.size_ratios),
         "profiles": [
             {

@@ -14,18 +14,28 @@ from pathlib import Path
 
 import pytest
 from cli_helpers import run_castui
+from test_control import write_settings
 
-from castui_core.media import MediaInfo
+from castui_core.calibrate import CacheFile, calibrated_speeds, calibration_argv
+from castui_core.control import ControlServer, RemoteEngine
+from castui_core.decide import Action, Decision
+from castui_core.engine import Engine
+from castui_core.ffmpeg.command import build_command
+from castui_core.guardrails.gpu import NoGpu
+from castui_core.media import MediaInfo, VideoStream
 from castui_core.probe import probe_ffprobe
+from castui_core.profiles import builtin_profiles
 from castui_core.report import (
     DEFAULT_SPEED,
     REMUX_BYTES_PER_S,
+    Calibration,
     ReadinessReport,
     as_json,
     build_report,
     reason_group,
     resolution_class,
 )
+from castui_core.settings import load_settings
 from castui_core.store import Store
 from castui_core.store.models import CatalogEntry, Job, JobAction, JobResult, JobState
 
@@ -243,10 +253,141 @@ def test_cli_calibrates_once_when_there_is_no_history(catalog_db: Path, tmp_path
     assert speeds["sd"]["x_realtime"] > 0
     assert speeds["1080p"]["source"] == "default"  # the library has no 1080p video
     cache = tmp_path / "calibration.json"
-    assert set(json.loads(cache.read_text())) == {"libx264:sd"}
+    assert json.loads(cache.read_text())["speeds"].keys() == {"libx264:sd"}
+    assert speeds["sd"]["encoder"] == "libx264" and speeds["sd"]["kind"] == "calibration"
+    assert speeds["1080p"]["encoder"] is None
     stamp = cache.stat().st_mtime_ns
 
     again = run_castui("report", "--config", config, "--json", home=tmp_path)
     assert again.returncode == 0, again.stderr
     again_sd = next(s for s in json.loads(again.stdout)["speeds"] if s["resolution"] == "sd")
     assert again_sd == speeds["sd"] and cache.stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize(
+    "profile,backend,encoder",
+    [
+        ("chromecast-1080p", "cpu", "libx264"),
+        ("chromecast-1080p", "nvenc", "h264_nvenc"),
+        ("chromecast-4k-hevc", "cpu", "libx265"),
+        ("chromecast-4k-hevc", "nvenc", "hevc_nvenc"),
+    ],
+)
+def test_calibration_runs_the_job_builders_video_options(
+    profile: str, backend: str, encoder: str
+) -> None:
+    """The calibration command is the job builder's, for a source of the class's size: every
+    option from the filter chain to the muxing queue is what a real job of that size gets;
+    only the input (2 s testsrc2) and the output (-f null) differ."""
+    target = builtin_profiles()[profile]
+    used, argv = calibration_argv("2160p", target, backend, "ffmpeg")  # type: ignore[arg-type]
+    assert used == encoder
+    i = argv.index("-i")
+    assert argv[i - 2 : i + 2] == [
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc2=size=3840x2160:rate=30:duration=2",
+    ]
+    assert argv[-3:] == ["-f", "null", "-"] and "-hwaccel" not in argv
+    film = MediaInfo("/m/film.mkv", 1, "matroska", 60.0, video=(VideoStream(
+        0, "h264", pix_fmt="yuv420p", width=3840, height=2160, avg_fps=30.0, r_fps=30.0,
+        field_order="progressive"),))  # fmt: skip
+    job = build_command(
+        film, target, Decision(Action.TRANSCODE, ("x",)), output="/m/film.mp4",
+        backend=backend, nvdec_codecs=frozenset(),  # type: ignore[arg-type]
+    )  # fmt: skip
+
+    def video(args: list[str]) -> list[str]:
+        return args[args.index("-filter:v") : args.index("-max_muxing_queue_size")]
+
+    assert video(argv) == video(list(job.args))
+    assert ["-c:v", encoder] == video(argv)[2:4]
+
+
+def test_a_failed_nvenc_calibration_falls_back_to_the_default_and_says_why(
+    tmp_path: Path, catalog_db: Path
+) -> None:
+    """No NVENC on this machine: the h264_nvenc calibration fails with the classified reason
+    (the same sentence a failed job gets), is recorded in the cache, and the report uses the
+    default speed with that reason in the speed's source. A later CPU calibration is kept
+    apart (cached per encoder)."""
+    cache = tmp_path / "calibration.json"
+    ffmpeg = shutil.which("ffmpeg") or "ffmpeg"
+    target = builtin_profiles()["chromecast-1080p"]
+    failed = asyncio.run(calibrated_speeds(ffmpeg, ["sd"], cache, profile=target, backend="nvenc"))
+    assert failed.encoder == "h264_nvenc" and failed.speeds == {}
+    assert failed.failure and "NVENC" in failed.failure
+    assert CacheFile.read(cache).calibration() == failed  # the dashboard reads the same
+
+    entries, _ = _load(catalog_db)
+    report = build_report(entries, calibration=failed)
+    sd = next(s for s in report.speeds if s.resolution == "sd")
+    assert sd.kind == "default" and sd.x_realtime == DEFAULT_SPEED["sd"] and sd.encoder is None
+    assert sd.source == f"default (calibration with h264_nvenc failed: {failed.failure})"
+    assert report.uncalibrated() == ["sd"]  # the samples are all SD
+
+    cpu = asyncio.run(calibrated_speeds(ffmpeg, ["sd"], cache, profile=target, backend="cpu"))
+    assert cpu.failure is None and cpu.speeds["sd"] > 0
+    stored = CacheFile.read(cache)
+    assert stored.last_encoder == "libx264"
+    assert stored.calibration("h264_nvenc") == failed
+    assert stored.calibration() == Calibration("libx264", cpu.speeds)
+
+
+def test_cli_with_nvenc_chosen_reports_the_failed_calibration(
+    catalog_db: Path, tmp_path: Path
+) -> None:
+    """operational.encoder: nvenc on a machine without NVENC: castui report still answers
+    (exit 0), with the default estimate and the NVENC reason beside it in text and JSON."""
+    db = tmp_path / "castui.db"
+    shutil.copy(catalog_db, db)
+    config = tmp_path / "settings.yaml"
+    config.write_text(f"database: {db}\noperational:\n  encoder: nvenc\n")
+    out = run_castui("report", "--config", str(config), "--json", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    sd = next(s for s in json.loads(out.stdout)["speeds"] if s["resolution"] == "sd")
+    assert sd["kind"] == "default" and sd["encoder"] is None
+    assert sd["source"].startswith("default (calibration with h264_nvenc failed: NVENC")
+    text = run_castui("report", "--config", str(config), home=tmp_path)
+    assert "calibration with h264_nvenc failed" in text.stdout, text.stderr
+
+
+def test_cache_reads_the_first_format_and_survives_junk(tmp_path: Path) -> None:
+    cache = tmp_path / "calibration.json"
+    cache.write_text('{"libx264:sd": 3.5, "libx264:1080p": 1.25}')
+    assert CacheFile.read(cache).calibration() == Calibration("libx264", {"sd": 3.5, "1080p": 1.25})
+    cache.write_text("[not json")
+    assert CacheFile.read(cache).calibration() is None
+
+
+async def test_attached_dashboard_calibrates_on_the_service(
+    tmp_path: Path, samples: dict[str, Path]
+) -> None:
+    """Calibrate from an attached dashboard runs on the service: the service's settings say
+    cpu, the dashboard's copy says nvenc (which fails on this machine), and the answer is the
+    service's libx264 measurement; the dashboard's next report reads it from the cache."""
+    settings = load_settings(write_settings(tmp_path))
+    ffprobe = Path(shutil.which("ffprobe") or "ffprobe")
+    info = await probe_ffprobe(ffprobe, str(samples["mpeg4.avi"]))
+    engine = Engine(settings, watch=False, scan_at_start=False, gpu=NoGpu("no GPU: tests"))
+    async with engine, ControlServer(engine):
+        await engine.store.upsert_files(
+            [CatalogEntry(str(samples["mpeg4.avi"]), "media", 1, 1, probe=info.to_json())]
+        )
+        mine = settings.model_copy(
+            update={"operational": settings.operational.model_copy(update={"encoder": "nvenc"})}
+        )
+        async with RemoteEngine(mine) as remote:
+            before = await remote.readiness_report()
+            assert {s.kind for s in before.speeds} == {"default"}
+            done = await remote.calibrate()
+            assert done.encoder == "libx264" and done.failure is None
+            assert set(done.speeds) == {"sd"} and done.speeds["sd"] > 0
+            after = await remote.readiness_report()
+            sd = next(s for s in after.speeds if s.resolution == "sd")
+            assert (sd.kind, sd.encoder, sd.x_realtime) == (
+                "calibration",
+                "libx264",
+                done.speeds["sd"],
+            )
