@@ -27,6 +27,7 @@ Why each check exists:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import struct
 from collections.abc import Callable, Sequence
@@ -278,25 +279,39 @@ async def validate_output(
     ``plan.sidecars``. ``timeout_s``/``stall_timeout_s`` bound the integrity read like the
     encode (the converter passes the job's settings); ``on_run`` see
     :func:`integrity_problems`. Never raises for a bad output: the problems are the result.
+
+    The integrity read (a separate ffmpeg process: its start alone is ~0.1 s) runs while this
+    process probes the output and walks its boxes, instead of after them: every check still
+    runs to the end and the report lists the problems in the same order.
     """
-    problems: list[str] = []
-    info: MediaInfo | None = None
-    try:
-        info = await asyncio.to_thread(probe_pyav, str(output))
-    except ProbeError as exc:
-        problems.append(f"output cannot be probed: {exc.reason}")
-    except Exception as exc:  # a PyAV failure we did not translate is still a failed check
-        problems.append(f"output cannot be probed: {type(exc).__name__}: {exc}")
-    if info is not None:
-        problems += _info_problems(info, source, profile, plan)
-    problems += sidecar_problems(plan, sidecar_paths)
-    problems += await asyncio.to_thread(moov_problems, output, faststart=profile.faststart)
-    problems += await integrity_problems(
-        output,
-        ffmpeg,
-        timeout_s,
-        stall_timeout_s=stall_timeout_s,
-        duration_s=source.duration_s,
-        on_run=on_run,
+    integrity = asyncio.ensure_future(
+        integrity_problems(
+            output,
+            ffmpeg,
+            timeout_s,
+            stall_timeout_s=stall_timeout_s,
+            duration_s=source.duration_s,
+            on_run=on_run,
+        )
     )
+    try:
+        problems: list[str] = []
+        info: MediaInfo | None = None
+        try:
+            info = await asyncio.to_thread(probe_pyav, str(output))
+        except ProbeError as exc:
+            problems.append(f"output cannot be probed: {exc.reason}")
+        except Exception as exc:  # a PyAV failure we did not translate is still a failed check
+            problems.append(f"output cannot be probed: {type(exc).__name__}: {exc}")
+        if info is not None:
+            problems += _info_problems(info, source, profile, plan)
+        problems += sidecar_problems(plan, sidecar_paths)
+        problems += await asyncio.to_thread(moov_problems, output, faststart=profile.faststart)
+        problems += await integrity
+    except BaseException:
+        # Cancelled (castui stopping) or a bug: the read must not outlive the validation.
+        integrity.cancel()
+        with contextlib.suppress(BaseException):
+            await integrity
+        raise
     return ValidationReport(problems=tuple(problems), info=info)

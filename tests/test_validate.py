@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import shutil
 import struct
 import subprocess
@@ -234,6 +235,33 @@ def test_hung_integrity_check_is_killed(job: Job, tmp_path: Path) -> None:
     fake.chmod(0o755)
     report = _validate(job, job.good, ffmpeg=fake, timeout_s=0.5)
     assert report.problems == ("reading the whole output did not finish within 0.5 s",)
+
+
+def test_cancelled_validation_leaves_no_integrity_read_behind(job: Job, tmp_path: Path) -> None:
+    """The integrity read runs beside the probe (a task of its own): a validation cancelled
+    while it runs (castui stopping) ends it too, instead of leaving an ffmpeg behind."""
+    pid_file = tmp_path / "pid"
+    fake = tmp_path / "fake-ffmpeg"
+    fake.write_text(f"#!/bin/sh\necho $$ > '{pid_file}'\nexec sleep 30\n")
+    fake.chmod(0o755)
+
+    async def scenario() -> int:
+        params = {"source": job.source, "profile": PROFILE, "plan": job.plan, "ffmpeg": fake}
+        task = asyncio.ensure_future(validate_output(job.good, **params))  # type: ignore[arg-type]
+        async with asyncio.timeout(20):
+            while not (pid_file.exists() and pid_file.read_text().strip()):
+                await asyncio.sleep(0.02)  # waiting on the condition: the read has started
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return int(pid_file.read_text())  # checked while the loop runs: nothing cleaned up yet
+
+    async def checked() -> None:
+        pid = await scenario()
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+    asyncio.run(checked())
 
 
 def test_integrity_check_reports_a_missing_ffmpeg(job: Job, tmp_path: Path) -> None:
