@@ -26,6 +26,7 @@ BINDING_IDS: dict[str, str] = {
     "castui.interrupt": "quit (ctrl+c)",
     "castui.libraries.scan": "libraries: scan the selected library",
     "castui.report.refresh": "report: read the readiness report again",
+    "castui.report.calibrate": "report: calibrate now (measure the engine's encode speed)",
     "castui.settings": "show the settings",
     "castui.settings.save": "settings: save the changes",
     "castui.settings.cancel_edit": "settings: cancel the edit / discard the changes",

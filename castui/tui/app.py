@@ -321,10 +321,21 @@ class CastuiApp(App[int]):
             self._mode("report"),
         )
         yield SystemCommand(
+            "Calibrate encode speed",
+            "Readiness report: measure this engine's encoder now (c on the report)",
+            self.calibrate_report,
+        )
+        yield SystemCommand(
             "Pause / resume queue", "Stop or restart handing out jobs", self.action_toggle_pause
         )
         yield SystemCommand("Scan all libraries", "Look for new work now", self.action_scan)
         yield SystemCommand("Help", "Keys and what each screen shows", self.action_help)
+
+    async def calibrate_report(self) -> None:
+        """The palette's "calibrate now": show the report and start its calibration."""
+        await self.switch_mode("report")
+        if isinstance(self.screen, ReportScreen):
+            self.screen.action_calibrate()
 
     def _mode(self, mode: str) -> Callable[[], None]:
         def switch() -> None:

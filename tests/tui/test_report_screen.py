@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 import pytest
 from fake_engine import NOW, FakeEngine, fake_settings, free_space
 from textual.pilot import Pilot
-from textual.widgets import DataTable
+from textual.widgets import DataTable, Label
 
 from castui.tui.app import CastuiApp, make_app
 from castui.tui.screens.report import ReportScreen
@@ -84,3 +85,36 @@ def test_report_snapshot(
         await pilot.pause(0.2)
 
     assert snap_compare(build(tmp_path), terminal_size=size, run_before=run)
+
+
+def speed_row(app: CastuiApp, cls: str) -> list[Any]:
+    table = app.screen.query_one("#report-speeds", DataTable)
+    return list(table.get_row(cls))
+
+
+async def test_c_calibrates_and_the_estimate_comes_from_the_calibration(
+    tmp_path: Path, samples: dict[str, Path]
+) -> None:
+    """No history: sd's speed is the default model's; c runs a real calibration encode through
+    the engine API (in-process here), shows that it runs, then the measured speed and its
+    encoder, read back from the cache the engine wrote. The palette offers it too."""
+    app = build(tmp_path)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_report(pilot, samples)
+        assert speed_row(app, "sd")[2:] == ["-", "default"]
+        status = app.screen.query_one("#report-calibration", Label)
+        assert "sd is the default model's guess" in str(status.content)
+        await pilot.press("c")
+        assert "calibrating" in str(status.content)
+        deadline = time.monotonic() + 60
+        while speed_row(app, "sd")[3] == "default":
+            assert time.monotonic() < deadline, f"no calibration: {status.content}"
+            await pilot.pause(0.05)
+        speed, encoder, source = speed_row(app, "sd")[1:]
+        assert (encoder, source) == ("libx264", "calibration (libx264, 2 s testsrc2)")
+        assert str(status.content).startswith("calibrated with libx264: sd ")
+        assert (tmp_path / "calibration.json").exists()
+        cached = json.loads((tmp_path / "calibration.json").read_text())["speeds"]
+        assert speed == f"{cached['libx264:sd']:.2f}x"  # the screen shows what was measured
+        titles = [c.title for c in app.get_system_commands(app.screen)]
+        assert "Calibrate encode speed" in titles
