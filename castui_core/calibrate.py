@@ -23,8 +23,10 @@ a promise.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -160,11 +162,20 @@ class CacheFile:
         return out
 
     def write(self, path: Path) -> None:
-        """Atomically (a reader never sees half a file)."""
-        tmp = path.with_name(path.name + ".tmp")
+        """Atomically (a reader never sees half a file); a temp name of this process and
+        thread, so two dashboards calibrating at once through one service cannot collide."""
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         data = {"speeds": self.speeds, "failures": self.failures, "last_encoder": self.last_encoder}
-        tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
-        os.replace(tmp, path)
+        try:
+            tmp.write_text(json.dumps(data, indent=1, sort_keys=True), encoding="utf-8")
+            os.replace(tmp, path)
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise CastuiError(
+                f"cannot write the calibration cache {path}: {exc.strerror or exc}; the"
+                " database's folder must be writable by the user castui runs as"
+            ) from exc
 
     def calibration(self, encoder: str | None = None) -> Calibration | None:
         """What is known for ``encoder`` (default: the one calibrated last), or None."""

@@ -20,6 +20,7 @@ from castui_core.calibrate import CacheFile, calibrated_speeds, calibration_argv
 from castui_core.control import ControlServer, RemoteEngine
 from castui_core.decide import Action, Decision
 from castui_core.engine import Engine
+from castui_core.errors import CastuiError
 from castui_core.ffmpeg.command import build_command
 from castui_core.guardrails.gpu import NoGpu
 from castui_core.media import MediaInfo, VideoStream
@@ -391,3 +392,17 @@ async def test_attached_dashboard_calibrates_on_the_service(
                 "libx264",
                 done.speeds["sd"],
             )
+
+
+def test_an_unwritable_cache_is_a_castui_error_saying_what_to_do(tmp_path: Path) -> None:
+    """Where the service answers a calibrate, anything but a CastuiError would drop the
+    dashboard's connection: a cache that cannot be written says so and what to fix."""
+    (tmp_path / "file").write_text("")
+    target = builtin_profiles()["chromecast-1080p"]
+    ffmpeg = shutil.which("ffmpeg") or "ffmpeg"
+    with pytest.raises(CastuiError, match=r"cannot write the calibration cache .*must be writable"):
+        asyncio.run(
+            calibrated_speeds(
+                ffmpeg, [], tmp_path / "file" / "calibration.json", profile=target, backend="cpu"
+            )
+        )
