@@ -887,11 +887,31 @@ class RemoteEngine(StoreReads):
         return update
 
     async def calibrate(self, library: str | None = None) -> Calibration:
-        """Run by the service (its encoder, its NVENC probe, its cache file); this dashboard's
-        other commands wait until it answers (seconds per resolution class)."""
-        done = msg.CalibrationResult.model_validate(
-            await self._call(msg.Calibrate(library=library)), strict=False
-        )
+        """Run by the service (its encoder, its NVENC probe, its cache file), asked on a
+        connection of its own: it takes seconds per resolution class, and on the shared
+        command connection this dashboard's pause or cancel would wait behind it."""
+        try:
+            await asyncio.to_thread(verify_socket, self.path)
+            async with asyncio.timeout(_CONNECT_TIMEOUT_S):
+                reader, writer = await asyncio.open_unix_connection(
+                    str(self.path), limit=_LINE_LIMIT
+                )
+        except (OSError, TimeoutError) as exc:
+            raise CastuiError(
+                f"the castui service at {self.path} is not reachable: {exc}; calibrate again"
+                " when the dashboard says it is attached"
+            ) from exc
+        try:
+            result = await _request(reader, writer, msg.Calibrate(id=1, library=library))
+        finally:
+            writer.close()
+        try:
+            done = msg.CalibrationResult.model_validate(result, strict=False)
+        except ValidationError as exc:
+            raise CastuiError(
+                f"the castui service's calibration answer was not understood ({msg.describe(exc)});"
+                " is it the same castui version?"
+            ) from exc
         return Calibration(done.encoder, done.speeds, done.failure)
 
     async def initial_events(self) -> list[Event]:

@@ -367,11 +367,21 @@ async def test_attached_dashboard_calibrates_on_the_service(
 ) -> None:
     """Calibrate from an attached dashboard runs on the service: the service's settings say
     cpu, the dashboard's copy says nvenc (which fails on this machine), and the answer is the
-    service's libx264 measurement; the dashboard's next report reads it from the cache."""
+    service's libx264 measurement; the dashboard's next report reads it from the cache. A
+    pause sent while the service calibrates is answered at once (its own connection)."""
     settings = load_settings(write_settings(tmp_path))
     ffprobe = Path(shutil.which("ffprobe") or "ffprobe")
     info = await probe_ffprobe(ffprobe, str(samples["mpeg4.avi"]))
-    engine = Engine(settings, watch=False, scan_at_start=False, gpu=NoGpu("no GPU: tests"))
+    started = asyncio.Event()
+
+    class Service(Engine):
+        """The real engine; says when the service side of a calibrate has begun."""
+
+        async def calibrate(self, library: str | None = None) -> Calibration:
+            started.set()
+            return await super().calibrate(library)
+
+    engine = Service(settings, watch=False, scan_at_start=False, gpu=NoGpu("no GPU: tests"))
     async with engine, ControlServer(engine):
         await engine.store.upsert_files(
             [CatalogEntry(str(samples["mpeg4.avi"]), "media", 1, 1, probe=info.to_json())]
@@ -382,7 +392,12 @@ async def test_attached_dashboard_calibrates_on_the_service(
         async with RemoteEngine(mine) as remote:
             before = await remote.readiness_report()
             assert {s.kind for s in before.speeds} == {"default"}
-            done = await remote.calibrate()
+            calibrating = asyncio.create_task(remote.calibrate())
+            async with asyncio.timeout(10):
+                await started.wait()
+            await remote.pause_queue(reason="during the calibration")  # not queued behind it
+            assert not calibrating.done() and await engine.store.is_paused()
+            done = await calibrating
             assert done.encoder == "libx264" and done.failure is None
             assert set(done.speeds) == {"sd"} and done.speeds["sd"] > 0
             after = await remote.readiness_report()
