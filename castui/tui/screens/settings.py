@@ -16,6 +16,7 @@ folder) comes back as ``SettingsRejected`` and is shown next to its field, nothi
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any, ClassVar
 
 from textual import work
@@ -73,6 +74,7 @@ class SettingsScreen(LiveScreen):
         #: Saved changes that wait for a restart (dotted paths).
         self.restart_pending: list[str] = []
         self.editing: FieldSpec | None = None
+        self.saving = False
 
     def compose(self) -> ComposeResult:
         yield Header()
@@ -102,11 +104,15 @@ class SettingsScreen(LiveScreen):
 
     # --- data -----------------------------------------------------------------------------
 
-    @work(exclusive=True, group="settings-load", exit_on_error=False)
+    @work(group="settings-load", exit_on_error=False)
     async def load(self, select: str | None = None) -> None:
-        """Read the settings from the engine (the service's, when attached) and show them."""
+        """Read the settings from the engine (the service's, when attached) and show them.
+
+        Shielded: a call cancelled half-way (the screen closing) must still read its reply,
+        or an attached engine's connection would hand that reply to the next call.
+        """
         try:
-            view = await self.castui.engine.settings_view()
+            view = await asyncio.shield(self.castui.engine.settings_view())
         except CastuiError as exc:
             self.notify(f"cannot read the settings: {exc}", severity="error", timeout=15)
             return
@@ -361,17 +367,30 @@ class SettingsScreen(LiveScreen):
             return
         self.send(edits)
 
-    @work(exclusive=True, group="settings-save", exit_on_error=False)
-    async def send(self, edits: list[Edit], select: str | None = None) -> None:
-        """Send edits to the engine: it validates, writes, reloads and answers what it did."""
+    def send(self, edits: list[Edit], select: str | None = None) -> None:
+        """Send edits to the engine, one save at a time (a second ctrl+s waits its turn)."""
+        if self.saving:
+            self.notify("a save is in progress", severity="warning")
+            return
+        self.saving = True
+        self._send(edits, select)
+
+    @work(group="settings-save", exit_on_error=False)
+    async def _send(self, edits: list[Edit], select: str | None) -> None:
+        """The engine validates, writes, reloads and answers what it did (shielded like
+        :meth:`load`: a save is never abandoned half-way)."""
         try:
-            update = await self.castui.engine.update_settings(edits, actor="dashboard")
+            update = await asyncio.shield(
+                self.castui.engine.update_settings(edits, actor="dashboard")
+            )
         except SettingsRejected as exc:
             self._rejected(exc)
             return
         except CastuiError as exc:
             self.notify(f"not saved: {exc}", severity="error", timeout=15)
             return
+        finally:
+            self.saving = False
         restart = [c.path for c in update.changes if c.needs_restart]
         self.restart_pending += [p for p in restart if p not in self.restart_pending]
         self.notify(
