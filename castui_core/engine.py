@@ -65,6 +65,7 @@ from castui_core.profiles import DEFAULT_PROFILE
 from castui_core.queue.forward import OutboxForwarder
 from castui_core.queue.open import open_queue
 from castui_core.queue.protocol import JobQueue, NodeStatus
+from castui_core.report import Calibration
 from castui_core.settings import Settings
 from castui_core.settings_update import (
     Edit,
@@ -666,6 +667,14 @@ class Engine(StoreReads):
             self._log("error", f"node {self.node} claims no jobs: {self.refusal}")
         else:
             self.refusal = None
+
+    async def calibrate(self, library: str | None = None) -> Calibration:
+        """The readiness report's calibration with this engine's own NVENC probe result, so
+        it measures the backend this engine's jobs use (no second probe that could differ)."""
+        from castui_core.calibrate import calibrate_report
+
+        report = await self.readiness_report(library)
+        return await calibrate_report(self.settings, report, library=library, nvenc=self._nvenc)
 
     def _nvenc_missing(self) -> str | None:
         """Why this node must leave NVENC jobs to others (nodes.nvenc_refusal), or None."""

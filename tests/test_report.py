@@ -22,6 +22,7 @@ from castui_core.decide import Action, Decision
 from castui_core.engine import Engine
 from castui_core.errors import CastuiError
 from castui_core.ffmpeg.command import build_command
+from castui_core.ffmpeg.nvenc import NvencStatus
 from castui_core.guardrails.gpu import NoGpu
 from castui_core.media import MediaInfo, VideoStream
 from castui_core.probe import probe_ffprobe
@@ -421,3 +422,31 @@ def test_an_unwritable_cache_is_a_castui_error_saying_what_to_do(tmp_path: Path)
                 ffmpeg, [], tmp_path / "file" / "calibration.json", profile=target, backend="cpu"
             )
         )
+
+
+async def test_engine_calibrates_with_the_backend_its_probe_chose(
+    tmp_path: Path, samples: dict[str, Path]
+) -> None:
+    """An engine whose NVENC probe said yes (encoder auto) calibrates with h264_nvenc, as its
+    jobs would; on this machine without NVENC that encode fails, and the result says why
+    while the report keeps the default speed with the reason."""
+    settings = load_settings(write_settings(tmp_path))
+    settings = settings.model_copy(
+        update={"operational": settings.operational.model_copy(update={"encoder": "auto"})}
+    )
+    ffprobe = Path(shutil.which("ffprobe") or "ffprobe")
+    info = await probe_ffprobe(ffprobe, str(samples["mpeg4.avi"]))
+    engine = Engine(
+        settings, watch=False, scan_at_start=False, gpu=NoGpu("no GPU: tests"),
+        nvenc=NvencStatus(True, "h264_nvenc encoded a test frame"),
+    )  # fmt: skip
+    async with engine:
+        await engine.store.upsert_files(
+            [CatalogEntry(str(samples["mpeg4.avi"]), "media", 1, 1, probe=info.to_json())]
+        )
+        done = await engine.calibrate()
+        assert done.encoder == "h264_nvenc" and done.speeds == {}
+        assert done.failure and "NVENC" in done.failure
+        report = await engine.readiness_report()
+        sd = next(s for s in report.speeds if s.resolution == "sd")
+        assert sd.source == f"default (calibration with h264_nvenc failed: {done.failure})"
