@@ -118,3 +118,28 @@ async def test_c_calibrates_and_the_estimate_comes_from_the_calibration(
         assert speed == f"{cached['libx264:sd']:.2f}x"  # the screen shows what was measured
         titles = [c.title for c in app.get_system_commands(app.screen)]
         assert "Calibrate encode speed" in titles
+
+
+async def test_a_failed_nvenc_calibration_shows_its_reason_and_keeps_the_default(
+    tmp_path: Path, samples: dict[str, Path]
+) -> None:
+    """encoder: nvenc on this machine without NVENC: c reports the encoder's reason on the
+    screen and the sd speed stays the default, with that reason as its source."""
+    settings = fake_settings(tmp_path)
+    settings = settings.model_copy(
+        update={"operational": settings.operational.model_copy(update={"encoder": "nvenc"})}
+    )
+    app = make_app(FakeEngine(settings), clock=lambda: NOW, free_space=free_space)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await show_report(pilot, samples)
+        await pilot.press("c")
+        status = app.screen.query_one("#report-calibration", Label)
+        deadline = time.monotonic() + 60
+        while speed_row(app, "sd")[3] == "default":
+            assert time.monotonic() < deadline, f"no failure shown: {status.content}"
+            await pilot.pause(0.05)
+        speed, encoder, source = speed_row(app, "sd")[1:]
+        assert (speed, encoder) == ("8.00x", "-")  # DEFAULT_SPEED["sd"]
+        assert source.startswith("default (calibration with h264_nvenc failed: NVENC")
+        assert "calibration with h264_nvenc failed: NVENC" in str(status.content)
+        assert "uses the default speed" in str(status.content)

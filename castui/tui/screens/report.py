@@ -103,6 +103,12 @@ class ReportScreen(LiveScreen):
     async def _calibrate(self) -> None:
         status = self.query_one("#report-calibration", Label)
         try:
+            running = len(await self.castui.engine.running_ids())
+            if running:  # the clip shares the machine with them: the speed reads low
+                status.update(
+                    f"calibrating while {running} job(s) encode: the measured speed shares the"
+                    " machine with them and reads low…"
+                )
             done = await self.castui.engine.calibrate()
         except CastuiError as exc:
             self.calibration_note = f"calibration did not run: {exc}"
