@@ -195,7 +195,8 @@ def history_speeds(
     ``durations`` maps a source path to (media seconds, resolution class). Speed is total
     media time over total wall time of the class's jobs; the encoder named is the one most
     of them used. A class with no history takes ``calibration``'s speed when it has one, else
-    :data:`DEFAULT_SPEED` (with the calibration's failure, if any, in its source).
+    :data:`DEFAULT_SPEED` (with the calibration's failure in its source for a class the
+    library has: the one a calibration would have measured).
     """
     media: dict[str, float] = defaultdict(float)
     wall: dict[str, float] = defaultdict(float)
@@ -217,6 +218,7 @@ def history_speeds(
         wall[cls] += r.duration_s
         count[cls] += 1
         encoders[cls][r.encoder or "unknown"] += 1
+    present = {cls for _, cls in durations.values()}  # a failure concerns only these
     speeds = []
     for cls in RESOLUTION_CLASSES:
         if count[cls] and media[cls] > 0:
@@ -227,7 +229,7 @@ def history_speeds(
             enc = calibration.encoder
             source = f"calibration ({enc}, 2 s testsrc2)"
             speeds.append(Speed(cls, calibration.speeds[cls], source, enc))
-        elif calibration is not None and calibration.failure:
+        elif calibration is not None and calibration.failure and cls in present:
             why = f"default (calibration with {calibration.encoder} failed: {calibration.failure})"
             speeds.append(Speed(cls, DEFAULT_SPEED[cls], why))
         else:

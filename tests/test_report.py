@@ -328,6 +328,8 @@ def test_a_failed_nvenc_calibration_falls_back_to_the_default_and_says_why(
     assert sd.kind == "default" and sd.x_realtime == DEFAULT_SPEED["sd"] and sd.encoder is None
     assert sd.source == f"default (calibration with h264_nvenc failed: {failed.failure})"
     assert report.uncalibrated() == ["sd"]  # the samples are all SD
+    hd = next(s for s in report.speeds if s.resolution == "1080p")
+    assert hd.source == "default"  # never calibrated: the library has no 1080p video
 
     cpu = asyncio.run(calibrated_speeds(ffmpeg, ["sd"], cache, profile=target, backend="cpu"))
     assert cpu.failure is None and cpu.speeds["sd"] > 0
