@@ -306,6 +306,23 @@ def value_at(data: Any, path: KeyPath) -> Any:
     return data
 
 
+def configured(data: Mapping[str, Any], section: Section) -> bool:
+    """Whether the settings have this section (an optional one may be absent: ``None``)."""
+    return not section.base or value_at(data, section.base) is not None
+
+
+def current_value(data: Mapping[str, Any], section: Section, spec: FieldSpec) -> Any:
+    """The field's value in the view; for a section not configured yet, the model's default
+    (what the section will hold once a field of it is set), ``None`` for a required field."""
+    if configured(data, section) or section.model is None:
+        return value_at(data, section.path(spec))
+    info = section.model.model_fields[spec.name]
+    if info.is_required():
+        return None
+    default = info.get_default(call_default_factory=True)
+    return getattr(default, "value", default)
+
+
 def format_value(spec: FieldSpec, value: Any) -> str:
     """The value as the operator would type it; a secret only says whether it is set."""
     if spec.secret:

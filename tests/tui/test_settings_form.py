@@ -12,6 +12,8 @@ from castui.tui.settings_form import (
     Section,
     changed,
     check_section,
+    configured,
+    current_value,
     format_value,
     parse_input,
     sections,
@@ -320,3 +322,15 @@ def test_a_redacted_secret_is_not_the_operators_problem() -> None:
     assert check_section(data, queue, {("queue", "url"): "http://x"}) == {
         "queue.url": "must start with redis://, rediss:// or unix://"
     }
+
+
+def test_a_section_not_configured_shows_the_models_defaults() -> None:
+    data = Settings().model_dump(mode="json")
+    jellyfin = by_key(data)["jellyfin"]
+    assert not configured(data, jellyfin)
+    assert current_value(data, jellyfin, spec(jellyfin, "timeout_s")) == 10.0
+    assert current_value(data, jellyfin, spec(jellyfin, "pause_while")) == "off"
+    assert current_value(data, jellyfin, spec(jellyfin, "url")) is None  # required: no default
+    guardrails = by_key(data)["guardrails"]
+    assert configured(data, guardrails)
+    assert current_value(data, guardrails, spec(guardrails, "gpu_max_temp_c")) == 85

@@ -35,6 +35,8 @@ from castui.tui.settings_form import (
     Section,
     changed,
     check_section,
+    configured,
+    current_value,
     dotted,
     format_value,
     parse_input,
@@ -135,7 +137,7 @@ class SettingsScreen(LiveScreen):
         path = section.path(spec)
         if path in self.draft:
             return self.draft[path]
-        return value_at(self.view.data if self.view else {}, path)
+        return current_value(self.view.data if self.view else {}, section, spec)
 
     def refresh_fields(self) -> None:
         section = self.section
@@ -152,7 +154,7 @@ class SettingsScreen(LiveScreen):
             notes = [section.title]
             if section.note:
                 notes.append(section.note)
-            if section.removable:
+            if section.removable and configured(self.view.data if self.view else {}, section):
                 notes.append("del removes it")
             if any(needs_restart(section.path(spec)) for spec in section.fields):
                 notes.append(f"{RESTART} takes effect after a restart")
@@ -211,9 +213,14 @@ class SettingsScreen(LiveScreen):
         if self.editing is not None:
             return
         spec = self._selected_spec()
-        label.set_class(False, "-invalid")
         if spec is None or self.section is None:
             label.update("")
+            label.set_class(False, "-invalid")
+            return
+        problem = self.problems.get(self.section.dotted(spec))
+        label.set_class(problem is not None, "-invalid")
+        if problem is not None:
+            label.update(f"✗ {spec.name}: {problem}")
             return
         restart = (
             f" {RESTART} Takes effect after a restart."
@@ -484,12 +491,12 @@ class AddLibraryScreen(ModalScreen[dict[str, Any] | None]):
     def compose(self) -> ComposeResult:
         with Vertical(id="add-library-dialog"):
             yield Label("Add a library", classes="title")
-            yield Input(placeholder="name, e.g. Films", id="add-library-name")
+            yield Input(placeholder="e.g. Films", id="add-library-name")
             yield Label("", id="add-library-name-problem", classes="form-problem")
-            yield Input(placeholder="absolute path, e.g. /media/films", id="add-library-path")
+            yield Input(placeholder="absolute, e.g. /media/films", id="add-library-path")
             yield Label("", id="add-library-path-problem", classes="form-problem")
             yield Input(
-                placeholder=f"profile (empty: default; {', '.join(self._profiles)})",
+                placeholder=f"empty: the default; {', '.join(self._profiles)}",
                 id="add-library-profile",
                 suggester=SuggestFromList(self._profiles),
             )
@@ -497,6 +504,10 @@ class AddLibraryScreen(ModalScreen[dict[str, Any] | None]):
             with Horizontal(id="add-library-buttons"):
                 yield Button("Add", id="add", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")
+
+    def on_mount(self) -> None:
+        for part in ("name", "path", "profile"):
+            self.query_one(f"#add-library-{part}", Input).border_title = part
 
     def _form(self) -> LibraryForm:
         return LibraryForm(
