@@ -213,6 +213,53 @@ async def test_missing_program_raises_tool_not_found(tmp_path: Path) -> None:
         await FfmpegRun([str(tmp_path / "ffmpeg")], duration_s=None).run()
 
 
+@pytest.mark.parametrize("kind", ["not executable", "not on PATH"])
+async def test_unstartable_program_raises_tool_not_found(tmp_path: Path, kind: str) -> None:
+    """Also behind the ``setpriv --pdeathsig`` wrapper, where the exec is setpriv's."""
+    if kind == "not executable":
+        program = tmp_path / "ffmpeg"
+        program.write_text("#!/bin/sh\nexit 0\n")
+        program.chmod(0o644)
+        argv = [str(program)]
+    else:
+        argv = ["castui-no-such-ffmpeg"]
+    with pytest.raises(ToolNotFoundError, match="cannot start"):
+        await FfmpegRun(argv, duration_s=None).run()
+
+
+def test_ffmpeg_dies_with_its_parent(tmp_path: Path) -> None:
+    """``kill -9`` of the process that started ffmpeg kills ffmpeg too (parent-death signal,
+    set by the setpriv wrapper or the preexec fallback): no orphan writes on for minutes. The
+    stand-in hangs without writing, so a closed pipe cannot be what ends it."""
+    pid_file = tmp_path / "pid"
+    script = tmp_path / "parent.py"
+    note_pid = f"lambda p: open({str(pid_file)!r}, 'w').write(str(run.pid))"
+    script.write_text(
+        "import asyncio\n"
+        "from castui_core.ffmpeg.runner import FfmpegRun\n"
+        "async def main():\n"
+        f"    run = FfmpegRun({fake('progress-then-hang')!r}, duration_s=None,\n"
+        f"                    on_progress={note_pid})\n"
+        "    await run.run()\n"
+        "asyncio.run(main())\n"
+    )
+    parent = psutil.Popen([sys.executable, str(script)])
+    try:
+        deadline = time.monotonic() + 30
+        while not (pid_file.exists() and pid_file.read_text()):
+            assert time.monotonic() < deadline, "ffmpeg never reported progress"
+            assert parent.poll() is None, "the parent exited early"
+            time.sleep(0.02)  # polling the condition (a file written by the child)
+        child = psutil.Process(int(pid_file.read_text()))
+        parent.kill()
+        parent.wait(timeout=10)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    _gone, alive = psutil.wait_procs([child], timeout=10)
+    assert alive == []
+
+
 async def test_broken_progress_callback_does_not_stop_the_run() -> None:
     def boom(_: Progress) -> None:
         raise RuntimeError("callback bug")
