@@ -496,8 +496,16 @@ class Scanner:
                 yield path
             walk_done = True
 
+        by_reason: dict[str, Decision] = {}
+
         def decided(result: ProbeResult) -> None:
-            decision = decide(result, target.profile)
+            if isinstance(result, ProbeFailure):
+                # A failure's decision is its reason: one (immutable) Decision per reason.
+                decision = by_reason.get(result.reason)
+                if decision is None:
+                    decision = by_reason[result.reason] = decide(result, target.profile)
+            else:
+                decision = decide(result, target.profile)
             scanned = ScannedFile(
                 library=library,
                 path=result.path,
