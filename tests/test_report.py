@@ -184,6 +184,7 @@ def test_json_shape_is_stable(catalog_db: Path) -> None:
         "encode_seconds", "bytes_after",
     }  # fmt: skip
     assert set(data["profiles"][0]["direct"]) == {"files", "hours", "bytes"}
+    assert set(data["speeds"][0]) == {"resolution", "x_realtime", "source", "kind", "encoder"}
     assert [p["profile"] for p in data["profiles"]] == [
         "chromecast-1080p", "chromecast-1080p60", "chromecast-4k-hevc", "nest-hub-720p",
     ]  # fmt: skip
