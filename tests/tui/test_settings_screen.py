@@ -19,7 +19,9 @@ from textual.widgets import DataTable, Input, Label, OptionList
 from tui_helpers import make_engine, wait_until
 
 from castui.tui.app import CastuiApp, make_app
+from castui.tui.screens.profiles import ProfileEditorScreen
 from castui.tui.screens.settings import AddLibraryScreen, ConfirmRemoveScreen, SettingsScreen
+from castui.tui.settings_form import LIBRARY_FIELDS
 from castui_core.control import ControlServer, RemoteEngine
 from castui_core.settings import Settings, load_settings
 from castui_core.settings_update import Edit, SettingsUpdate, SettingsView
@@ -280,3 +282,51 @@ async def test_attached_the_service_saves_its_own_file(
         assert [(e.actor, e.details["after"]) for e in events] == [("dashboard", "92")]
     finally:
         await engine.stop(0.0)
+
+
+async def test_restart_marks_toggles_clearing_and_the_profiles_link(
+    settings: Settings, settings_file: Path
+) -> None:
+    engine = make_engine(settings, scan=False)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_settings(pilot)
+        await select_section(pilot, screen, "scan")
+        assert cell(screen, "probe_workers", "field") == "probe_workers ↻"
+        assert cell(screen, "settle_seconds", "field") == "settle_seconds"
+        await edit_field(pilot, screen, "probe_workers", "2")
+        await edit_field(pilot, screen, "settle_seconds", "5")
+
+        await select_section(pilot, screen, "libraries.0")
+        table = screen.query_one("#settings-fields", DataTable)
+        table.focus()
+        table.move_cursor(row=[f.name for f in LIBRARY_FIELDS].index("follow_symlinks"))
+        await pilot.press("enter")  # a bool flips, nothing to type
+        assert cell(screen, "follow_symlinks", "value") == "* true"
+        table.move_cursor(row=[f.name for f in LIBRARY_FIELDS].index("name"))
+        await pilot.press("x")  # a required field cannot be none: nothing drafted
+        assert ("libraries", 0, "name") not in screen.draft
+
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: not screen.draft, what="the save")
+        assert engine.settings.libraries[0].follow_symlinks is True
+        assert engine.settings.scan.settle_seconds == 5
+        status = str(screen.query_one("#settings-status", Label).render())
+        assert "↻ restart castui for: scan.probe_workers" in status
+        assert "settle_seconds" not in status
+        assert load_settings(settings_file).scan.probe_workers == 2
+
+        await select_section(pilot, screen, "scan")
+        table.focus()
+        table.move_cursor(row=[f.name for f in screen.section.fields].index("probe_workers"))  # type: ignore[union-attr]
+        await pilot.press("x")  # optional: back to none (the model's default)
+        assert screen.draft == {("scan", "probe_workers"): None}
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: not screen.draft, what="the second save")
+        assert load_settings(settings_file).scan.probe_workers is None
+
+        await select_section(pilot, screen, "profiles")
+        await pilot.press("enter")
+        await wait_until(
+            pilot, lambda: isinstance(app.screen, ProfileEditorScreen), what="the profile editor"
+        )
