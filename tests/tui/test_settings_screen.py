@@ -199,6 +199,18 @@ async def test_add_and_remove_a_library(
         )
         assert cell(screen, "path", "value") == str(films)
 
+        # A library inside another one: only the whole file knows; refused, nothing written.
+        saved = settings_file.read_text()
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, AddLibraryScreen), what="form")
+        await pilot.press(*"nested", "enter", *str(films / "sub"), "enter", "enter")
+        await wait_until(pilot, lambda: bool(screen.general), what="the refusal")
+        assert "is inside library 'films'" in screen.general[0]
+        status = str(screen.query_one("#settings-status", Label).render())
+        assert "✗ libraries.2.path: library 'nested'" in status
+        assert settings_file.read_text() == saved
+        assert len(engine.settings.libraries) == 2
+
         await pilot.press("delete")
         await wait_until(pilot, lambda: isinstance(app.screen, ConfirmRemoveScreen), what="ask")
         await pilot.press("y")

@@ -421,10 +421,12 @@ class SettingsScreen(LiveScreen):
                 self.problems[where] = message
             else:
                 self.general.append(f"{where}: {message}" if where else message)
+        first = next(iter(exc.problems), ("settings", str(exc)))
         self.notify(
-            "not saved; the settings file is unchanged: see the fields marked ✗",
+            f"{first[0]}: {first[1]}",
+            title="not saved; the settings file is unchanged",
             severity="error",
-            timeout=10,
+            timeout=15,
         )
         self.refresh_fields()
 
