@@ -86,6 +86,7 @@ async def test_change_a_guardrail_save_and_see_it(settings: Settings, settings_f
     engine = make_engine(settings, scan=False)
     app = make_app(engine)
     async with app.run_test(size=(120, 40)) as pilot:
+        assert "Settings" in [c.title for c in app.get_system_commands(app.screen)]  # palette
         screen = await open_settings(pilot)
         await select_section(pilot, screen, "guardrails")
         assert cell(screen, "gpu_max_temp_c", "value") == "85"
