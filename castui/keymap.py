@@ -33,7 +33,7 @@ BINDING_IDS: dict[str, str] = {
     "castui.settings.clear": "settings: set the field to none",
     "castui.settings.add_library": "settings: add a library",
     "castui.settings.remove": "settings: remove the library or section",
-    "castui.settings.add_library.cancel": "add-library dialog: cancel",
+    "castui.settings.add.cancel": "add dialog (library, Sonarr/Radarr): cancel",
     "castui.settings.remove.confirm": "remove dialog: remove",
     "castui.settings.remove.stay": "remove dialog: keep",
     "castui.job.back": "job detail: back",

@@ -286,6 +286,7 @@ def sections(data: Mapping[str, Any]) -> list[Section]:
                 removable=True,
             )
         )
+    out.append(Section("arr.add", "+ Sonarr/Radarr", ("arr",), link="add_arr"))
     for key, title, model in _LATE:
         out.append(Section(key, title, (key,), model_fields(model), model))
     out.append(Section("files", "Database & tools", (), FILE_FIELDS))
@@ -547,5 +548,41 @@ class LibraryForm:
             problems.setdefault(
                 "profile", f"{profile!r} is not a profile; known: {', '.join(sorted(profiles))}"
             )
+        self.problems = problems
+        return problems
+
+
+@dataclass
+class ArrForm:
+    """The add-a-Sonarr/Radarr form: kind, address and an optional name (default: the kind).
+
+    The API key is not asked here: it is a secret, entered afterwards in the entry's own
+    section (or kept in a file or the environment, as the model's description says).
+    """
+
+    kind: str = ""
+    url: str = ""
+    name: str = ""
+    problems: dict[str, str] = field(default_factory=dict)
+
+    def value(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind.strip().lower(), "url": self.url.strip()}
+        if self.name.strip():
+            out["name"] = self.name.strip()
+        return out
+
+    def check(self, existing: list[str]) -> dict[str, str]:
+        """The model's problems with the entry, plus a name another entry already has."""
+        problems: dict[str, str] = {}
+        value = self.value()
+        try:
+            entry = ArrSettings.model_validate(value)
+        except ValidationError as exc:
+            for line in format_problems(exc):
+                where, _, message = line.partition(": ")
+                problems.setdefault(where.split(".")[0] or "url", message)
+        else:
+            if entry.name in existing:
+                problems["name"] = f"{entry.name!r} is already an entry: give this one a name"
         self.problems = problems
         return problems

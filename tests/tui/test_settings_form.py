@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from castui.tui.settings_form import (
+    ArrForm,
     FieldSpec,
     LibraryForm,
     Section,
@@ -64,7 +65,8 @@ def test_sections_in_order() -> None:
     keys = [s.key for s in sections(view_data())]
     assert keys == [
         "libraries.0", "libraries.1", "profiles", "operational", "scan", "guardrails",
-        "service", "jellyfin", "notify", "arr.0", "metrics", "queue", "node", "files",
+        "service", "jellyfin", "notify", "arr.0", "arr.add", "metrics", "queue", "node",
+        "files",
     ]  # fmt: skip
     got = by_key(view_data())
     assert got["libraries.1"].title == "Library shows" and got["libraries.1"].removable
@@ -334,3 +336,28 @@ def test_a_section_not_configured_shows_the_models_defaults() -> None:
     guardrails = by_key(data)["guardrails"]
     assert configured(data, guardrails)
     assert current_value(data, guardrails, spec(guardrails, "gpu_max_temp_c")) == 85
+
+
+TAKEN = "'radarr' is already an entry: give this one a name"
+NOT_A_KIND = "'lidarr': Input should be 'sonarr' or 'radarr'"
+NOT_A_URL = "'http://k@h:8989': String should match pattern '^https?://[^\\s?#@]+$'"
+
+
+@pytest.mark.parametrize(
+    "kind,url,name,problems,value",
+    [
+        ("sonarr", "http://s:8989", "", {}, {"kind": "sonarr", "url": "http://s:8989"}),
+        ("Radarr", "http://r:7878", "films", {}, {"kind": "radarr", "url": "http://r:7878",
+                                                  "name": "films"}),
+        ("radarr", "http://h:7878", "", {"name": TAKEN}, None),
+        ("lidarr", "http://h:8686", "", {"kind": NOT_A_KIND}, None),
+        ("sonarr", "http://k@h:8989", "", {"url": NOT_A_URL}, None),
+    ],
+)  # fmt: skip
+def test_arr_form(
+    kind: str, url: str, name: str, problems: dict[str, str], value: dict[str, str] | None
+) -> None:
+    form = ArrForm(kind, url, name)
+    assert form.check(["radarr"]) == problems
+    if value is not None:
+        assert form.value() == value

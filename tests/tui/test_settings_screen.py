@@ -20,7 +20,7 @@ from tui_helpers import make_engine, wait_until
 
 from castui.tui.app import CastuiApp, make_app
 from castui.tui.screens.profiles import ProfileEditorScreen
-from castui.tui.screens.settings import AddLibraryScreen, ConfirmRemoveScreen, SettingsScreen
+from castui.tui.screens.settings import AddEntryScreen, ConfirmRemoveScreen, SettingsScreen
 from castui.tui.settings_form import LIBRARY_FIELDS
 from castui_core.control import ControlServer, RemoteEngine
 from castui_core.settings import Settings, load_settings
@@ -181,12 +181,12 @@ async def test_add_and_remove_a_library(
     async with app.run_test(size=(120, 40)) as pilot:
         screen = await open_settings(pilot)
         await pilot.press("a")
-        await wait_until(pilot, lambda: isinstance(app.screen, AddLibraryScreen), what="form")
+        await wait_until(pilot, lambda: isinstance(app.screen, AddEntryScreen), what="form")
         await pilot.press(*"films", "enter", *"films", "enter", "enter")
         dialog = app.screen
-        problem = str(dialog.query_one("#add-library-path-problem", Label).render())
+        problem = str(dialog.query_one("#add-path-problem", Label).render())
         assert problem == "✗ 'films': must be an absolute path"  # the model's words
-        path_input = dialog.query_one("#add-library-path", Input)
+        path_input = dialog.query_one("#add-path", Input)
         path_input.focus()
         await pilot.press("ctrl+a", "ctrl+k", *str(films), "enter", *"tv", "enter")
         await wait_until(pilot, lambda: len(engine.settings.libraries) == 2, what="added")
@@ -203,7 +203,7 @@ async def test_add_and_remove_a_library(
         # A library inside another one: only the whole file knows; refused, nothing written.
         saved = settings_file.read_text()
         await pilot.press("a")
-        await wait_until(pilot, lambda: isinstance(app.screen, AddLibraryScreen), what="form")
+        await wait_until(pilot, lambda: isinstance(app.screen, AddEntryScreen), what="form")
         await pilot.press(*"nested", "enter", *str(films / "sub"), "enter", "enter")
         await wait_until(pilot, lambda: bool(screen.general), what="the refusal")
         assert "is inside library 'films'" in screen.general[0]
@@ -343,3 +343,28 @@ async def test_restart_marks_toggles_clearing_and_the_profiles_link(
         await wait_until(
             pilot, lambda: isinstance(app.screen, ProfileEditorScreen), what="the profile editor"
         )
+
+
+async def test_add_a_sonarr_then_its_key(settings: Settings, settings_file: Path) -> None:
+    engine = make_engine(settings, scan=False)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_settings(pilot)
+        await select_section(pilot, screen, "arr.add")
+        await pilot.press("enter")
+        await wait_until(pilot, lambda: isinstance(app.screen, AddEntryScreen), what="form")
+        await pilot.press(*"sonarr", "enter", *"http://127.0.0.1:9/sonarr", "enter", "enter")
+        await wait_until(pilot, lambda: len(engine.settings.arr) == 1, what="the entry")
+        assert engine.settings.arr[0].name == "sonarr"
+        await wait_until(
+            pilot,
+            lambda: screen.section is not None and screen.section.key == "arr.0",
+            what="its section",
+        )
+        assert cell(screen, "api_key", "value") == "not set"
+        await edit_field(pilot, screen, "api_key", "k3y-0f-s0narr")
+        await pilot.press("ctrl+s")
+        await wait_until(pilot, lambda: engine.settings.arr[0].api_key is not None, what="key")
+        assert load_settings(settings_file).arr[0].api_key_value() == "k3y-0f-s0narr"
+        await wait_until(pilot, lambda: cell(screen, "api_key", "value") == "set", what="view")
+        assert "k3y-0f-s0narr" not in screen_text(app)

@@ -17,6 +17,7 @@ folder) comes back as ``SettingsRejected`` and is shown next to its field, nothi
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from textual import work
@@ -29,6 +30,7 @@ from textual.widgets import Button, DataTable, Footer, Header, Input, Label, Opt
 
 from castui.tui.screens.base import LiveScreen
 from castui.tui.settings_form import (
+    ArrForm,
     FieldSpec,
     KeyPath,
     LibraryForm,
@@ -148,7 +150,9 @@ class SettingsScreen(LiveScreen):
         title = self.query_one("#settings-title", Label)
         if section is None:
             return
-        if section.link is not None:
+        if section.link == "add_arr":
+            title.update("Sonarr/Radarr: enter adds one, asked to rescan after each swap")
+        elif section.link is not None:
             title.update(f"{section.title}: enter opens the profile editor (e)")
         else:
             notes = [section.title]
@@ -241,6 +245,9 @@ class SettingsScreen(LiveScreen):
             self.refresh_fields()
 
     def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        if self.section is not None and self.section.link == "add_arr":
+            self.add_arr()
+            return
         if self.section is not None and self.section.link is not None:
             self.app.switch_mode(self.section.link)
             return
@@ -441,13 +448,28 @@ class SettingsScreen(LiveScreen):
         libraries = self.view.data.get("libraries") or []
         names = [str(lib.get("name")) for lib in libraries]
         profiles = sorted(self.view.data.get("profiles") or ())
-        self.app.push_screen(AddLibraryScreen(names, profiles), self._add_chosen)
+        self.app.push_screen(library_form(names, profiles), self._added("libraries"))
 
-    def _add_chosen(self, value: dict[str, Any] | None) -> None:
-        if value is None or self.view is None:
+    def add_arr(self) -> None:
+        if self.view is None:
             return
-        index = len(self.view.data.get("libraries") or [])
-        self.send([Edit(("libraries", index), value)], select=f"libraries.{index}")
+        if self.draft:
+            self.notify("save or discard (esc) the changes first", severity="warning")
+            return
+        entries = self.view.data.get("arr") or []
+        names = [str(entry.get("name")) for entry in entries]
+        self.app.push_screen(arr_form(names), self._added("arr"))
+
+    def _added(self, key: str) -> Callable[[dict[str, Any] | None], None]:
+        """Send the form's new entry, appended to the ``key`` list; then show it."""
+
+        def chosen(value: dict[str, Any] | None) -> None:
+            if value is None or self.view is None:
+                return
+            index = len(self.view.data.get(key) or [])
+            self.send([Edit((key, index), value)], select=f"{key}.{index}")
+
+        return chosen
 
     def action_remove_section(self) -> None:
         section = self.section
@@ -478,57 +500,56 @@ def _section_label(section: Section) -> str:
     return section.title
 
 
-class AddLibraryScreen(ModalScreen[dict[str, Any] | None]):
-    """Name, path and profile of a new library; returns the library, or None."""
+#: One input of an add form: its name, placeholder and the values it suggests.
+FormPart = tuple[str, str, list[str]]
+#: What an add form's values make: problems by part (empty: fine) and the entry to add.
+FormCheck = Callable[[dict[str, str]], tuple[dict[str, str], dict[str, Any]]]
+
+
+class AddEntryScreen(ModalScreen[dict[str, Any] | None]):
+    """A small form for a new list entry (a library, a Sonarr/Radarr); returns the entry as
+    the settings file spells it, or None. Each input's problem is the model's, shown under it.
+    """
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "cancel", "Cancel", id="castui.settings.add_library.cancel"),
+        Binding("escape", "cancel", "Cancel", id="castui.settings.add.cancel"),
     ]
 
-    def __init__(self, names: list[str], profiles: list[str]) -> None:
+    def __init__(self, title: str, parts: list[FormPart], check: FormCheck) -> None:
         super().__init__()
-        self._names = names
-        self._profiles = profiles
+        self._title = title
+        self._parts = parts
+        self._check = check
 
     def compose(self) -> ComposeResult:
-        with Vertical(id="add-library-dialog"):
-            yield Label("Add a library", classes="title")
-            yield Input(placeholder="e.g. Films", id="add-library-name")
-            yield Label("", id="add-library-name-problem", classes="form-problem")
-            yield Input(placeholder="absolute, e.g. /media/films", id="add-library-path")
-            yield Label("", id="add-library-path-problem", classes="form-problem")
-            yield Input(
-                placeholder=f"empty: the default; {', '.join(self._profiles)}",
-                id="add-library-profile",
-                suggester=SuggestFromList(self._profiles),
-            )
-            yield Label("", id="add-library-profile-problem", classes="form-problem")
-            with Horizontal(id="add-library-buttons"):
+        with Vertical(id="add-dialog"):
+            yield Label(self._title, classes="title")
+            for part, placeholder, suggestions in self._parts:
+                yield Input(
+                    placeholder=placeholder,
+                    id=f"add-{part}",
+                    suggester=SuggestFromList(suggestions) if suggestions else None,
+                )
+                yield Label("", id=f"add-{part}-problem", classes="form-problem")
+            with Horizontal(id="add-buttons"):
                 yield Button("Add", id="add", variant="primary")
                 yield Button("Cancel (esc)", id="cancel")
 
     def on_mount(self) -> None:
-        for part in ("name", "path", "profile"):
-            self.query_one(f"#add-library-{part}", Input).border_title = part
-
-    def _form(self) -> LibraryForm:
-        return LibraryForm(
-            self.query_one("#add-library-name", Input).value,
-            self.query_one("#add-library-path", Input).value,
-            self.query_one("#add-library-profile", Input).value,
-        )
+        for part, _placeholder, _suggestions in self._parts:
+            self.query_one(f"#add-{part}", Input).border_title = part
 
     def _submit(self) -> None:
-        form = self._form()
-        problems = form.check(self._names, self._profiles)
-        for part in ("name", "path", "profile"):
-            label = self.query_one(f"#add-library-{part}-problem", Label)
+        values = {part: self.query_one(f"#add-{part}", Input).value for part, _, _ in self._parts}
+        problems, value = self._check(values)
+        for part, _placeholder, _suggestions in self._parts:
+            label = self.query_one(f"#add-{part}-problem", Label)
             label.update(f"✗ {problems[part]}" if part in problems else "")
         if not problems:
-            self.dismiss(form.value())
+            self.dismiss(value)
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        order = ["add-library-name", "add-library-path", "add-library-profile"]
+        order = [f"add-{part}" for part, _, _ in self._parts]
         if event.input.id in order[:-1]:
             self.query_one(f"#{order[order.index(event.input.id) + 1]}", Input).focus()
         else:
@@ -542,6 +563,36 @@ class AddLibraryScreen(ModalScreen[dict[str, Any] | None]):
 
     def action_cancel(self) -> None:
         self.dismiss(None)
+
+
+def library_form(names: list[str], profiles: list[str]) -> AddEntryScreen:
+    """Name, path and profile of a new library."""
+
+    def check(values: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
+        form = LibraryForm(values["name"], values["path"], values["profile"])
+        return form.check(names, profiles), form.value()
+
+    parts: list[FormPart] = [
+        ("name", "e.g. Films", []),
+        ("path", "absolute, e.g. /media/films", []),
+        ("profile", f"empty: the default; {', '.join(profiles)}", profiles),
+    ]
+    return AddEntryScreen("Add a library", parts, check)
+
+
+def arr_form(names: list[str]) -> AddEntryScreen:
+    """Kind, address and name of a new Sonarr/Radarr (its key goes in its section after)."""
+
+    def check(values: dict[str, str]) -> tuple[dict[str, str], dict[str, Any]]:
+        form = ArrForm(values["kind"], values["url"], values["name"])
+        return form.check(names), form.value()
+
+    parts: list[FormPart] = [
+        ("kind", "sonarr or radarr", ["sonarr", "radarr"]),
+        ("url", "e.g. http://127.0.0.1:8989", []),
+        ("name", "empty: the kind (name two of a kind apart)", []),
+    ]
+    return AddEntryScreen("Add a Sonarr or Radarr", parts, check)
 
 
 class ConfirmRemoveScreen(ModalScreen[bool]):
