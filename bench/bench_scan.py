@@ -100,7 +100,9 @@ def run_tree_measured(cmd: list[str], env: dict[str, str] | None = None) -> Run:
     peak = 0
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=castui_root()
+    )
     parent = psutil.Process(proc.pid)
     done = threading.Event()
 
@@ -145,6 +147,17 @@ def best_of(runs: list[Run]) -> Run:
         best.probed,
         best.reused,
     )
+
+
+def castui_root() -> Path:
+    """The folder holding the castui package this script imports. ``python -m castui`` runs
+    there, so it imports the same castui: run from another checkout, the current folder
+    comes first on ``sys.path`` and would win over PYTHONPATH (a baseline measured with
+    ``PYTHONPATH=/tmp/base`` from this checkout measures this checkout)."""
+    spec = importlib.util.find_spec("castui")
+    if spec is None or spec.origin is None:
+        raise SystemExit("castui is not importable")
+    return Path(spec.origin).parent.parent
 
 
 def compile_castui() -> None:
@@ -293,7 +306,7 @@ def main() -> int:
         )
         rows.append((f"rescan CPU, {args.big} empty files", f"{big.cpu_s:.2f}", "s"))
     width = max(len(r[0]) for r in rows)
-    print(f"\nbench_scan ({os.cpu_count()} CPUs, best of {repeat})")
+    print(f"\nbench_scan ({os.cpu_count()} CPUs, best of {repeat}, castui from {castui_root()})")
     for name, value, unit in rows:
         print(f"  {name:<{width}}  {value:>10}  {unit}")
     for goal, met in goals.items():
