@@ -597,20 +597,28 @@ async def _send(writer: asyncio.StreamWriter, data: dict[str, Any] | BaseModel) 
 async def _request(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: msg.Request
 ) -> Any:
-    """One request and its reply on a command connection."""
+    """One request and its reply on a command connection.
+
+    Replies to other ids are skipped: a call cancelled after its request went out (a screen
+    that loads again, a dashboard quitting) leaves its reply on the shared connection, and the
+    next call must not read that as its own answer.
+    """
     try:
         await _send(writer, request)
-        line = await reader.readline()
+        while True:
+            line = await reader.readline()
+            if not line:
+                raise CastuiError("the castui service closed the connection")
+            try:
+                reply = msg.REPLY.validate_json(line)
+            except ValidationError as exc:
+                raise CastuiError(
+                    f"the castui service sent a reply castui cannot read: {msg.describe(exc)}"
+                ) from exc
+            if reply.id is None or request.id is None or reply.id == request.id:
+                break  # else: the answer to a cancelled call; read on
     except (ConnectionError, asyncio.IncompleteReadError) as exc:
         raise CastuiError(f"the castui service went away: {exc}") from exc
-    if not line:
-        raise CastuiError("the castui service closed the connection")
-    try:
-        reply = msg.REPLY.validate_json(line)
-    except ValidationError as exc:
-        raise CastuiError(
-            f"the castui service sent a reply castui cannot read: {msg.describe(exc)}"
-        ) from exc
     if isinstance(reply, msg.ErrorReply):
         raise error_from_reply(reply)
     return reply.result

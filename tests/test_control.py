@@ -19,6 +19,7 @@ from castui_core.errors import CastuiError
 from castui_core.events import QueueState
 from castui_core.guardrails.gpu import NoGpu
 from castui_core.settings import Settings, load_settings
+from castui_core.settings_update import Edit, SettingsUpdate
 
 SETTINGS = """\
 database: {db}
@@ -159,3 +160,23 @@ async def test_a_socket_or_folder_others_may_write_is_never_connected_to(
             find_live_socket(settings.database)
         server.path.parent.chmod(0o700)
         assert find_live_socket(settings.database) == server.path
+
+
+async def test_a_call_cancelled_after_sending_leaves_no_reply_for_the_next(
+    settings_file: Path,
+) -> None:
+    """A screen that loads again cancels its settings_view while the request is out; the
+    service still answers it, and the next call read that stale answer as its own (a save
+    that failed with a pydantic ValidationError). Cancel at every point of the call."""
+    settings = load_settings(settings_file)
+    async with _engine(settings) as engine, ControlServer(engine), RemoteEngine(settings) as remote:
+        for turns in range(16):
+            view = asyncio.create_task(remote.settings_view())
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            view.cancel()
+            limit = 80 + turns % 10
+            edit = Edit(("guardrails", "gpu_max_temp_c"), limit)
+            update = await remote.update_settings([edit])
+            assert isinstance(update, SettingsUpdate), (turns, update)
+            assert engine.settings.guardrails.gpu_max_temp_c == limit, turns
