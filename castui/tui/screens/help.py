@@ -22,12 +22,16 @@ Screens                               Global keys
   h  History: finished jobs, totals     s  scan all libraries now
   l  Libraries: watch state, scan       ?  this help
   e  Profile editor                     q  quit (asks if jobs run)
-  enter  job detail (from a list)       ctrl+p  command palette
+  r  Readiness report per device        ctrl+p  command palette
+  ,  Settings: every setting
+  enter  job detail (from a list)
 
 Job detail: r retry  c cancel  + raise priority  esc back
 History: tab to the filters; enter opens a job
-Profiles: enter edits a field; enter saves the value to the draft,
-  ctrl+s writes settings.yaml (comments kept, backup made), esc cancels.
+Report: g read again  c calibrate this machine's encoder now
+Settings, Profiles: enter edits a field; ctrl+s saves (comments kept,
+  backup made; attached, the service writes its own file), esc discards.
+  Settings: a add library  del remove  x set to none.
 Attached to `castui --no-ui`? Quitting leaves the service running.
 """
 
