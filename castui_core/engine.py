@@ -122,6 +122,8 @@ class RunningJob:
     progress: Progress | None = None
     paused: bool = False
     lease_lost: bool = False
+    #: Its encode ended: the job's heartbeat loop stops (even if its cancellation was lost).
+    finished: bool = False
     #: Handed back because the converter found too little space (see ``_work_once``).
     released_for_space: bool = False
 
@@ -198,6 +200,10 @@ class Engine(StoreReads):
         self._none_running = asyncio.Event()
         self._none_running.set()
         self._stopping = asyncio.Event()
+        #: Set by stop() as it cancels the background loops: each ends at its next turn even
+        #: when redis-py swallowed the cancellation (Python 3.11's wait_for drops one that
+        #: lands as a command completes, and the loop then slept and ran on: stop() hung).
+        self._closing = asyncio.Event()
         self._wake = asyncio.Event()
         #: Workers waiting in ``_idle`` (they found nothing they may do); ``_parked_changed`` is
         #: set (and replaced) each time one parks, so ``wait_idle`` needs no fixed poll.
@@ -397,6 +403,7 @@ class Engine(StoreReads):
         workers = [*self._workers.values(), *self._tasks]
         self._workers = {}
         self._tasks = []
+        self._closing.set()
         for task in workers:
             task.cancel()
         for task in workers:
@@ -496,7 +503,7 @@ class Engine(StoreReads):
 
     async def _reap_forever(self, interval_s: float) -> None:
         """Reclaim expired leases (a crashed worker's jobs) and publish each change."""
-        while True:
+        while not self._closing.is_set():
             try:
                 for job in await self.queue.reclaim_expired():
                     self._committed(job, JobState.RUNNING, reason="lease expired", actor="reaper")
@@ -504,7 +511,7 @@ class Engine(StoreReads):
                 self._queue_unreachable(exc)  # try again next round
             except CastuiError as exc:
                 self._log("warning", f"reclaiming expired leases: {exc}")
-            await asyncio.sleep(interval_s)
+            await self._sleep_unless_closing(interval_s)
 
     async def scan(self, library: str | None = None) -> None:
         """Scan one library (or all) now; new work is queued as it is found."""
@@ -639,6 +646,11 @@ class Engine(StoreReads):
             async with asyncio.timeout(seconds):
                 await self._stopping.wait()
 
+    async def _sleep_unless_closing(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._closing.wait()
+
     # --- nodes (castui_core.nodes) --------------------------------------------------------------
 
     async def _check_path_map(self) -> None:
@@ -725,7 +737,7 @@ class Engine(StoreReads):
 
     async def _node_heartbeats(self) -> None:
         """Tell the queue every few seconds that this node is alive and what it does."""
-        while True:
+        while not self._closing.is_set():
             try:
                 await self.queue.node_heartbeat(self.node_status())
             except QueueUnreachableError as exc:
@@ -734,7 +746,7 @@ class Engine(StoreReads):
                 self._log("warning", f"node heartbeat not recorded: {exc}")
             beat, self._beat = self._beat, asyncio.Event()
             beat.set()
-            await asyncio.sleep(self._node_heartbeat_s)
+            await self._sleep_unless_closing(self._node_heartbeat_s)
 
     async def wait_heartbeat(self) -> None:
         """Return after this node's next heartbeat was sent (or tried): tests and tools wait
@@ -859,6 +871,7 @@ class Engine(StoreReads):
                 self._committed(released, JobState.RUNNING, actor=job.lease_owner or "")
             raise
         finally:
+            running.finished = True  # ends the loop even if the cancellation below is lost
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heartbeat
@@ -973,8 +986,10 @@ class Engine(StoreReads):
 
     async def _heartbeat(self, running: RunningJob) -> None:
         interval = max(1.0, self.queue.lease_seconds / 3)
-        while True:
+        while not running.finished:
             await asyncio.sleep(interval)
+            if running.finished:
+                return
             try:
                 await self.queue.heartbeat(
                     running.claimed.id, running.claimed.token, running.progress

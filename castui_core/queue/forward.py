@@ -122,6 +122,7 @@ class OutboxForwarder:
         self._lock = asyncio.Lock()
         self._poke = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         #: The last failure's message while rows wait locally, else None.
         self.problem: str | None = None
 
@@ -149,14 +150,24 @@ class OutboxForwarder:
         self._task = asyncio.create_task(self._run(), name="castui-outbox-forward")
 
     async def stop(self) -> None:
+        """End the loop and wait for it. Why a flag as well as ``cancel()``: on Python 3.11
+        redis-py's ``asyncio.wait_for`` drops a cancellation that lands as its command
+        completes, and the loop would then wait and forward for ever (an engine's stop hung
+        so); the flag and the poke end it at its next turn."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
+        if task is None:
+            return
+        self._stopping = True
+        self._poke.set()
+        task.cancel()
+        try:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        finally:
+            self._stopping = False
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._poke.clear()
             try:
                 await self.forward_now()
@@ -164,6 +175,8 @@ class OutboxForwarder:
                 raise
             except Exception:  # a bug must not silently end forwarding; try again later
                 log.exception("forwarding the outbox failed; trying again in %g s", self._retry_s)
+            if self._stopping:
+                return
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._retry_s):
                     await self._poke.wait()
