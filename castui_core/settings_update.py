@@ -23,6 +23,7 @@ quoted string.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import threading
 import types
@@ -442,9 +443,31 @@ class _Written:
 _file_lock = threading.Lock()  # one read-modify-write of a settings file at a time
 
 
-def write_edits(file: Path, edits: Sequence[Edit]) -> _Written:
-    """Apply, validate and save (blocking: call in a thread). Raises SettingsRejected."""
+def _gone(file: Path) -> SettingsRejected:
+    why = (
+        f"{file} is gone (moved or deleted since castui read it); put it back, or restart "
+        "castui with the settings file it should use, then make the change again"
+    )
+    return SettingsRejected(f"not saved: {file} is gone", (("settings", why),))
+
+
+def write_edits(
+    file: Path,
+    edits: Sequence[Edit],
+    *,
+    running: Settings | None = None,
+    must_exist: bool = False,
+) -> _Written:
+    """Apply, validate and save (blocking: call in a thread). Raises SettingsRejected.
+
+    ``must_exist``: the engine was started from ``file``; if it is gone, refuse rather than
+    start again from the built-in defaults (that would drop every library and turn on the
+    default one). ``running``: the engine's settings; the changes reported (audited, shown)
+    are against them, since that is what the reload will change (the file may differ by a
+    hand edit not yet reloaded)."""
     with _file_lock:
+        if must_exist and not file.exists():
+            raise _gone(file)
         text = read_text(file)
         base = parse_settings(text, source=file) if text.strip() else Settings()
         doc = load_document(text)
@@ -460,9 +483,9 @@ def write_edits(file: Path, edits: Sequence[Edit]) -> _Written:
             new = parse_settings(new_text, source=file)
         except ConfigError as exc:
             raise _rejected(file, exc) from exc
-        changes = changes_between(base, new)
-        if not changes:
+        if not changes_between(base, new):
             return _Written(None, ())
+        changes = changes_between(running if running is not None else base, new)
         try:
             result = save_text(file, new_text)
         except ConfigError as exc:
@@ -511,8 +534,17 @@ async def update_settings(
     engine (see the module docstring). One update at a time per engine."""
     lock = _locks.setdefault(engine, asyncio.Lock())
     async with lock:
-        file = engine.settings.source or default_file()
-        written = await asyncio.to_thread(write_edits, file, list(edits))
+        running = engine.settings
+        file = running.source or default_file()
+        written = await asyncio.to_thread(
+            functools.partial(
+                write_edits,
+                file,
+                list(edits),
+                running=running,
+                must_exist=running.source is not None,
+            )
+        )
         if written.result is None:
             return SettingsUpdate(
                 str(file), (), False, f"nothing changed: {_shown_path(file)} left as it was"

@@ -344,3 +344,32 @@ async def test_an_engine_on_defaults_saves_to_the_user_config_file(
         assert (await engine.settings_view()).file == str(file)
     finally:
         await engine.stop()
+
+
+async def test_a_settings_file_gone_is_refused_not_replaced_by_defaults(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """The engine was started from a file that was since moved away: saving must not write a
+    one-key file and reload on the built-in defaults (every library dropped)."""
+    file = tmp_path / "settings.yaml"
+    file.rename(tmp_path / "settings.yaml.orig")
+    with pytest.raises(SettingsRejected, match="is gone") as caught:
+        await engine.update_settings([Edit(("guardrails", "gpu_max_temp_c"), 90)])
+    assert "put it back" in str(caught.value)
+    assert not file.exists()
+    assert [lib.name for lib in engine.settings.libraries] == ["Movies"]
+    assert await _audit(engine) == []
+
+
+async def test_changes_are_reported_against_what_the_engine_runs(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """A hand edit not yet reloaded is applied by the save's reload too: the changes say so."""
+    file = tmp_path / "settings.yaml"
+    file.write_text(file.read_text().replace("gpu_max_temp_c: 85", "gpu_max_temp_c: 95"))
+    update = await engine.update_settings([Edit(("guardrails", "schedule"), ["01:00-02:00"])])
+    assert [(c.path, c.before, c.after) for c in update.changes] == [
+        ("guardrails.gpu_max_temp_c", "85", "95"),
+        ("guardrails.schedule", "[]", '["01:00-02:00"]'),
+    ]
+    assert engine.settings.guardrails.gpu_max_temp_c == 95
