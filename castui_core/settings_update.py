@@ -23,6 +23,7 @@ quoted string.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import threading
@@ -527,11 +528,36 @@ def _shown_path(path: Path) -> str:
     return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
 
 
+#: Saves in flight, held so a save whose caller was cancelled is not garbage-collected.
+_saving: set[asyncio.Task[SettingsUpdate]] = set()
+
+
 async def update_settings(
     engine: _Target, edits: Sequence[Edit], *, actor: str = "dashboard"
 ) -> SettingsUpdate:
     """Apply ``edits`` to the engine's settings file, audit each change and reload the
-    engine (see the module docstring). One update at a time per engine."""
+    engine (see the module docstring). One update at a time per engine.
+
+    Why a task of its own, shielded: write, audit and reload are one step. A caller
+    cancelled half-way (a second ctrl+s in an exclusive worker, a closing screen, a dropped
+    control connection) used to leave the file written but neither audited nor applied, and
+    the next save found "nothing changed". The save now runs to its end; a cancelled caller
+    waits for it (so what it saw is what the disk and engine hold) and is then cancelled.
+    """
+    task = asyncio.create_task(_update(engine, list(edits), actor))
+    _saving.add(task)
+    task.add_done_callback(_saving.discard)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        if not task.done():
+            # Cancelled again while waiting: the save still ends on its own (held above).
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(task)
+        raise
+
+
+async def _update(engine: _Target, edits: list[Edit], actor: str) -> SettingsUpdate:
     lock = _locks.setdefault(engine, asyncio.Lock())
     async with lock:
         running = engine.settings
@@ -540,7 +566,7 @@ async def update_settings(
             functools.partial(
                 write_edits,
                 file,
-                list(edits),
+                edits,
                 running=running,
                 must_exist=running.source is not None,
             )

@@ -5,6 +5,7 @@ secrets never leave the file."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import stat
@@ -373,3 +374,19 @@ async def test_changes_are_reported_against_what_the_engine_runs(
         ("guardrails.schedule", "[]", '["01:00-02:00"]'),
     ]
     assert engine.settings.guardrails.gpu_max_temp_c == 95
+
+
+async def test_a_cancelled_caller_does_not_cut_a_save_in_half(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Cancelled while the file is being written (a second ctrl+s in an exclusive worker):
+    the save still audits and reloads, and the caller's cancellation returns only then."""
+    file = tmp_path / "settings.yaml"
+    save = asyncio.create_task(engine.update_settings([Edit(("guardrails", "gpu_max_temp_c"), 90)]))
+    await asyncio.sleep(0)  # one turn: the save is now in its writing thread
+    save.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await save
+    assert "gpu_max_temp_c: 90" in file.read_text()
+    assert engine.settings.guardrails.gpu_max_temp_c == 90
+    assert [a.details["path"] for a in await _audit(engine)] == ["guardrails.gpu_max_temp_c"]
