@@ -61,10 +61,13 @@ class EngineAPI(Protocol):
         """The engine's settings for a settings screen (secrets as ``set``), and the file a
         save goes to (the service's own, when attached)."""
 
-    async def update_settings(self, edits: Sequence[Edit], *, actor: str = ...) -> SettingsUpdate:
+    async def update_settings(
+        self, edits: Sequence[Edit], *, actor: str = ..., revision: str | None = ...
+    ) -> SettingsUpdate:
         """Validate, save (round-trip, atomic, backup), audit and apply ``edits`` in the
         process that owns the engine (castui_core/settings_update.py). A refused edit raises
-        :class:`~castui_core.errors.SettingsRejected` and nothing is written."""
+        :class:`~castui_core.errors.SettingsRejected` and nothing is written; ``revision`` (the
+        view's) refuses it when the file changed since the view was read."""
 
     async def restore_original(self, target: int | str, *, actor: str = ...) -> str:
         """Put back the archived original of a done job (``target``: its id, or a path: the

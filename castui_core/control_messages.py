@@ -115,6 +115,8 @@ class EditItem(_Message):
     path: list[str | int]
     value: Any = None
     remove: bool = False
+    append: bool = False
+    item: str | None = None
 
 
 class SettingsViewRequest(_Request):
@@ -130,6 +132,8 @@ class UpdateSettings(_Request):
     op: Literal["update_settings"] = "update_settings"
     edits: list[EditItem]
     actor: str = "dashboard"
+    #: The settings view's revision: refused when the service's file changed since.
+    revision: str | None = None
 
 
 class Calibrate(_Request):

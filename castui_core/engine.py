@@ -71,7 +71,7 @@ from castui_core.settings_update import (
     Edit,
     SettingsUpdate,
     SettingsView,
-    settings_view,
+    read_view,
     update_settings,
 )
 from castui_core.store import ClaimedJob, Job, JobResult, JobState, Progress, Store
@@ -1117,13 +1117,13 @@ class Engine(StoreReads):
             arr.poke()
 
     async def settings_view(self) -> SettingsView:
-        return settings_view(self.settings)
+        return await read_view(self.settings)
 
     async def update_settings(
-        self, edits: Sequence[Edit], *, actor: str = "dashboard"
+        self, edits: Sequence[Edit], *, actor: str = "dashboard", revision: str | None = None
     ) -> SettingsUpdate:
         """Saved, audited and reloaded here (castui_core/settings_update.py)."""
-        return await update_settings(self, edits, actor=actor)
+        return await update_settings(self, edits, actor=actor, revision=revision)
 
     async def record_event(
         self,

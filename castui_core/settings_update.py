@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import hashlib
 import json
 import threading
 import types
@@ -57,11 +58,19 @@ from castui_core.settings_file import (
 @dataclass(frozen=True)
 class Edit:
     """One change. `remove=True` deletes a list item or an optional key/section (value ignored).
-    A list index equal to the list's length appends (how a library is added: value = a dict)."""
+    A list index equal to the list's length appends (how a library is added: value = a dict).
+
+    Why ``append`` and ``item``: a screen takes list indexes from the settings it showed, and
+    the file may have changed since. ``append=True`` adds a new item at exactly that index
+    and never overwrites one (refused when the list has another length now); ``item`` is the
+    name the list item the path goes through (``libraries.1...``) had on screen, refused when
+    another item sits there now (removing library b must never remove c)."""
 
     path: KeyPath
     value: Any = None  # plain JSON-able data, as YAML would hold it
     remove: bool = False
+    append: bool = False
+    item: str | None = None
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,34 @@ class SettingsView:
 
     file: str | None
     data: dict[str, Any]  # Settings.model_dump(mode="json"), every SecretStr as "set"/None
+    #: The settings file's text as read with the view (:func:`file_revision`): sent back with
+    #: a save, which is refused when the file changed meanwhile. ``""``: there is no file.
+    revision: str = ""
+
+
+#: The problem path of a refusal because the file changed since the view was read (a
+#: :class:`SettingsRejected` crosses the control socket as message and problems only).
+STALE = "revision"
+_STALE_WHY = (
+    "the settings file changed since the screen read it; it has been read again, "
+    "make the change again"
+)
+
+
+def file_revision(text: str | None) -> str:
+    """A settings file's revision: a hash of its text; ``""`` when there is no file."""
+    if text is None:
+        return ""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def is_stale(exc: SettingsRejected) -> bool:
+    """Whether ``exc`` refused a save made on settings read before the file last changed."""
+    return any(where == STALE for where, _why in exc.problems)
+
+
+def _stale() -> SettingsRejected:
+    return SettingsRejected(f"not saved: {_STALE_WHY}", ((STALE, _STALE_WHY),))
 
 
 # --- what needs a restart -------------------------------------------------------------------
@@ -271,11 +308,22 @@ def default_file() -> Path:
     return user_config_file()
 
 
-def settings_view(settings: Settings) -> SettingsView:
+def settings_view(settings: Settings, revision: str = "") -> SettingsView:
     return SettingsView(
         file=str(settings.source) if settings.source is not None else None,
         data=view_data(settings),
+        revision=revision,
     )
+
+
+def _read_revision(file: Path) -> str:
+    return file_revision(read_text(file) if file.exists() else None)
+
+
+async def read_view(settings: Settings) -> SettingsView:
+    """:func:`settings_view` with the revision of the file a save goes to (read in a thread)."""
+    file = settings.source or default_file()
+    return settings_view(settings, await asyncio.to_thread(_read_revision, file))
 
 
 def _name(item: Any) -> Any:
@@ -392,6 +440,7 @@ def apply_edit(doc: CommentedMap, model: dict[str, Any], edit: Edit) -> None:
     path = tuple(edit.path)
     if not path:
         raise SettingsRejected("not saved", (("settings", "an edit needs a key path"),))
+    _check_item(doc, model, edit)
     node: Any = doc
     for depth, key in enumerate(path[:-1]):
         child = _child(node, key, path[: depth + 1])
@@ -415,6 +464,14 @@ def apply_edit(doc: CommentedMap, model: dict[str, Any], edit: Edit) -> None:
         _child(node, last, path)  # raises, saying why
         return
     value = plain(_coerce(edit.value, _model_at(model, path)))
+    if edit.append:
+        if not isinstance(node, CommentedSeq) or not isinstance(last, int):
+            _child(node, last, path)  # raises, saying why
+            raise SettingsRejected("not saved", ((_dotted(path), "append needs a list index"),))
+        if last != len(node):
+            raise _stale()  # the list changed since the screen counted it: never overwrite
+        node.append(value)
+        return
     if isinstance(node, CommentedSeq) and last == len(node):
         node.append(value)
         return
@@ -423,6 +480,23 @@ def apply_edit(doc: CommentedMap, model: dict[str, Any], edit: Edit) -> None:
     elif not isinstance(node, CommentedMap) or not isinstance(last, str):
         _child(node, last, path)
     _set(node, last, value)
+
+
+def _check_item(doc: CommentedMap, model: dict[str, Any], edit: Edit) -> None:
+    """Refuse ``edit`` when the list item its path goes through has another name now."""
+    if edit.item is None:
+        return
+    at = next((i for i, key in enumerate(edit.path) if isinstance(key, int)), None)
+    if at is None:
+        raise SettingsRejected(
+            "not saved", ((_dotted(edit.path), "names an item but has no list index"),)
+        )
+    where = edit.path[: at + 1]
+    found = _model_at(doc, where)
+    if found is None:  # the list is left at its default in the file
+        found = _model_at(model, where)
+    if _name(found) != edit.item:
+        raise _stale()
 
 
 def _rejected(file: Path, exc: ConfigError) -> SettingsRejected:
@@ -458,6 +532,7 @@ def write_edits(
     *,
     running: Settings | None = None,
     must_exist: bool = False,
+    revision: str | None = None,
 ) -> _Written:
     """Apply, validate and save (blocking: call in a thread). Raises SettingsRejected.
 
@@ -465,11 +540,15 @@ def write_edits(
     start again from the built-in defaults (that would drop every library and turn on the
     default one). ``running``: the engine's settings; the changes reported (audited, shown)
     are against them, since that is what the reload will change (the file may differ by a
-    hand edit not yet reloaded)."""
+    hand edit not yet reloaded). ``revision``: the file's revision the edits were made on
+    (:attr:`SettingsView.revision`); refused (nothing written) when the file changed since."""
     with _file_lock:
-        if must_exist and not file.exists():
+        exists = file.exists()
+        if must_exist and not exists:
             raise _gone(file)
         text = read_text(file)
+        if revision is not None and revision != file_revision(text if exists else None):
+            raise _stale()
         base = parse_settings(text, source=file) if text.strip() else Settings()
         doc = load_document(text)
         model = base.model_dump(mode="json")
@@ -533,7 +612,11 @@ _saving: set[asyncio.Task[SettingsUpdate]] = set()
 
 
 async def update_settings(
-    engine: _Target, edits: Sequence[Edit], *, actor: str = "dashboard"
+    engine: _Target,
+    edits: Sequence[Edit],
+    *,
+    actor: str = "dashboard",
+    revision: str | None = None,
 ) -> SettingsUpdate:
     """Apply ``edits`` to the engine's settings file, audit each change and reload the
     engine (see the module docstring). One update at a time per engine.
@@ -544,7 +627,7 @@ async def update_settings(
     the next save found "nothing changed". The save now runs to its end; a cancelled caller
     waits for it (so what it saw is what the disk and engine hold) and is then cancelled.
     """
-    task = asyncio.create_task(_update(engine, list(edits), actor))
+    task = asyncio.create_task(_update(engine, list(edits), actor, revision))
     _saving.add(task)
     task.add_done_callback(_saving.discard)
     try:
@@ -557,7 +640,9 @@ async def update_settings(
         raise
 
 
-async def _update(engine: _Target, edits: list[Edit], actor: str) -> SettingsUpdate:
+async def _update(
+    engine: _Target, edits: list[Edit], actor: str, revision: str | None
+) -> SettingsUpdate:
     lock = _locks.setdefault(engine, asyncio.Lock())
     async with lock:
         running = engine.settings
@@ -569,6 +654,7 @@ async def _update(engine: _Target, edits: list[Edit], actor: str) -> SettingsUpd
                 edits,
                 running=running,
                 must_exist=running.source is not None,
+                revision=revision,
             )
         )
         if written.result is None:
@@ -616,6 +702,7 @@ async def _update(engine: _Target, edits: list[Edit], actor: str) -> SettingsUpd
 __all__ = [
     "RESTART_RULES",
     "SECRETS",
+    "STALE",
     "Edit",
     "FieldChange",
     "KeyPath",
@@ -624,7 +711,10 @@ __all__ = [
     "SettingsView",
     "changes_between",
     "default_file",
+    "file_revision",
+    "is_stale",
     "needs_restart",
+    "read_view",
     "redact",
     "secret_paths",
     "settings_view",

@@ -33,6 +33,8 @@ from castui_core.settings_file import backup_path
 from castui_core.settings_update import (
     SECRETS,
     Edit,
+    file_revision,
+    is_stale,
     needs_restart,
     redact,
     settings_view,
@@ -390,3 +392,89 @@ async def test_a_cancelled_caller_does_not_cut_a_save_in_half(
     assert "gpu_max_temp_c: 90" in file.read_text()
     assert engine.settings.guardrails.gpu_max_temp_c == 90
     assert [a.details["path"] for a in await _audit(engine)] == ["guardrails.gpu_max_temp_c"]
+
+
+LIBS = """\
+database: {root}/state/castui.db
+libraries:
+  - name: a
+    path: {root}/a
+"""
+
+
+def _libraries(root: Path) -> Path:
+    for name in "abc":
+        (root / name).mkdir()
+    file = root / "settings.yaml"
+    file.write_text(LIBS.format(root=root))
+    return file
+
+
+def _names(file: Path) -> list[str]:
+    return [lib.name for lib in load_settings(file).libraries]
+
+
+def test_a_save_on_a_stale_revision_is_refused(tmp_path: Path) -> None:
+    file = _libraries(tmp_path)
+    revision = file_revision(file.read_text())
+    write_edits(file, [Edit(("libraries", 1), {"name": "b", "path": str(tmp_path / "b")})])
+    before = file.read_bytes()
+    with pytest.raises(SettingsRejected) as caught:
+        write_edits(file, [Edit(("libraries", 0, "watch"), "poll")], revision=revision)
+    assert is_stale(caught.value)
+    assert "changed since the screen read it" in str(caught.value)
+    assert file.read_bytes() == before
+    ok = write_edits(
+        file, [Edit(("libraries", 0, "watch"), "poll")], revision=file_revision(before.decode())
+    )
+    assert [c.path for c in ok.changes] == ["libraries.0.watch"]
+    # No file: its revision is "" (a save on defaults creates it).
+    missing = tmp_path / "new" / "settings.yaml"
+    with pytest.raises(SettingsRejected):
+        write_edits(missing, [Edit(("scan", "settle_seconds"), 1)], revision="0123")
+    assert write_edits(missing, [Edit(("scan", "settle_seconds"), 1)], revision="").changes
+
+
+def test_an_append_on_a_stale_count_never_overwrites(tmp_path: Path) -> None:
+    file = _libraries(tmp_path)
+    shown = 1  # the screen counted one library
+    write_edits(file, [Edit(("libraries", 1), {"name": "b", "path": str(tmp_path / "b")})])
+    before = file.read_bytes()
+    with pytest.raises(SettingsRejected) as caught:
+        write_edits(
+            file,
+            [Edit(("libraries", shown), {"name": "c", "path": str(tmp_path / "c")}, append=True)],
+        )
+    assert is_stale(caught.value)
+    assert file.read_bytes() == before and _names(file) == ["a", "b"]
+    write_edits(
+        file, [Edit(("libraries", 2), {"name": "c", "path": str(tmp_path / "c")}, append=True)]
+    )
+    assert _names(file) == ["a", "b", "c"]
+
+
+def test_a_list_item_is_named_as_well_as_indexed(tmp_path: Path) -> None:
+    file = _libraries(tmp_path)
+    for i, n in enumerate("bc", start=1):
+        write_edits(file, [Edit(("libraries", i), {"name": n, "path": str(tmp_path / n)})])
+    write_edits(file, [Edit(("libraries", 0), remove=True)])  # another dashboard removes a
+    with pytest.raises(SettingsRejected) as caught:  # this one confirmed "Remove b?" (index 1)
+        write_edits(file, [Edit(("libraries", 1), remove=True, item="b")])
+    assert is_stale(caught.value)
+    assert _names(file) == ["b", "c"]
+    with pytest.raises(SettingsRejected):
+        write_edits(file, [Edit(("libraries", 1, "watch"), "poll", item="b")])
+    write_edits(file, [Edit(("libraries", 0), remove=True, item="b")])
+    assert _names(file) == ["c"]
+
+
+async def test_the_view_carries_the_file_revision(engine: Engine, tmp_path: Path) -> None:
+    file = tmp_path / "settings.yaml"
+    view = await engine.settings_view()
+    assert view.revision == file_revision(file.read_text()) != ""
+    await engine.update_settings([Edit(("scan", "settle_seconds"), 2)], revision=view.revision)
+    with pytest.raises(SettingsRejected) as caught:  # the same view again: the file changed
+        await engine.update_settings([Edit(("scan", "settle_seconds"), 3)], revision=view.revision)
+    assert is_stale(caught.value)
+    assert engine.settings.scan.settle_seconds == 2
+    assert (await engine.settings_view()).revision == file_revision(file.read_text())
