@@ -213,6 +213,8 @@ class JsonLines(logging.Formatter):
                     data.update(path_json(value, key))
                 else:
                     data[key] = value
+        if record.exc_info:  # an unexpected error's traceback: what a bug report needs
+            data["traceback"] = self.formatException(record.exc_info)
         return json.dumps(json_safe(data), ensure_ascii=False, default=str)
 
 

@@ -41,6 +41,7 @@ import contextlib
 import dataclasses
 import fcntl
 import json
+import logging
 import os
 import pwd
 import socket
@@ -48,7 +49,7 @@ import stat
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, assert_never
+from typing import Any, TypeVar, assert_never
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
@@ -69,6 +70,10 @@ from castui_core.report import Calibration
 from castui_core.settings import Settings, load_settings
 from castui_core.settings_update import Edit, SettingsUpdate, SettingsView
 from castui_core.store import Job, Store
+
+#: Under the service's "castui" logger: its log file gets the tracebacks.
+_log = logging.getLogger("castui.control")
+_T = TypeVar("_T")
 
 SOCKET_NAME = "castui.sock"
 LOCK_NAME = "castui.lock"
@@ -501,6 +506,8 @@ class ControlServer:
                 await _send(writer, await self._answer(request))
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
             pass
+        except ValueError:  # readline's form of a line over the limit: out of step, close
+            _log.warning("control: a request over %d bytes; connection closed", _LINE_LIMIT)
         finally:
             self._writers.discard(writer)
             writer.close()
@@ -510,6 +517,19 @@ class ControlServer:
             result = await self._command(request)
         except CastuiError as exc:
             return error_reply(request.id, exc)
+        except Exception as exc:
+            # A bug or an untranslated OSError (a reload out of inotify watches or file
+            # handles): answered like a refusal, so the dashboard's command connection lives
+            # on instead of dying under an event stream that still says "attached".
+            _log.exception("control command %s failed", type(request).__name__)
+            return error_reply(
+                request.id,
+                CastuiError(
+                    f"the castui service failed on {type(request).__name__}: "
+                    f"{type(exc).__name__}: {exc}; its log has the details (castui.log in"
+                    " the data folder's logs); try again, or restart the service if it persists"
+                ),
+            )
         return msg.OkReply(id=request.id, result=result)
 
     async def _command(self, request: msg.Request) -> Any:
@@ -594,6 +614,24 @@ async def _send(writer: asyncio.StreamWriter, data: dict[str, Any] | BaseModel) 
     await writer.drain()
 
 
+class _LinkBroken(CastuiError):
+    """The command connection itself failed (closed, reset, out of step): unusable from now
+    on, so the dashboard drops the whole link and re-attaches."""
+
+
+def _reply_as(adapter: TypeAdapter[_T], result: Any, what: str) -> _T:
+    """A reply's result as ``T``; one a newer or older service shapes differently is a
+    CastuiError saying so, never a pydantic error in a screen's worker."""
+    try:
+        return adapter.validate_python(result)
+    except ValidationError as exc:
+        raise CastuiError(
+            f"the castui service's answer to {what} was not understood ({msg.describe(exc)});"
+            " is it the same castui version? Restart the service or the dashboard after an"
+            " upgrade"
+        ) from exc
+
+
 async def _request(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: msg.Request
 ) -> Any:
@@ -608,7 +646,7 @@ async def _request(
         while True:
             line = await reader.readline()
             if not line:
-                raise CastuiError("the castui service closed the connection")
+                raise _LinkBroken("the castui service closed the connection")
             try:
                 reply = msg.REPLY.validate_json(line)
             except ValidationError as exc:
@@ -618,7 +656,9 @@ async def _request(
             if reply.id is None or request.id is None or reply.id == request.id:
                 break  # else: the answer to a cancelled call; read on
     except (ConnectionError, asyncio.IncompleteReadError) as exc:
-        raise CastuiError(f"the castui service went away: {exc}") from exc
+        raise _LinkBroken(f"the castui service went away: {exc}") from exc
+    except ValueError as exc:  # a reply line over the limit: the stream is out of step
+        raise _LinkBroken(f"the castui service sent a reply too long to read: {exc}") from exc
     if isinstance(reply, msg.ErrorReply):
         raise error_from_reply(reply)
     return reply.result
@@ -819,7 +859,15 @@ class RemoteEngine(StoreReads):
                 )
             self._ids += 1
             request = request.model_copy(update={"id": self._ids})
-            return await _request(link.reader, link.writer, request)
+            try:
+                return await _request(link.reader, link.writer, request)
+            except _LinkBroken:
+                # The event stream may well still be up (the service lives): without this
+                # the dashboard would say "attached" while every command fails. Closing the
+                # link ends the stream's reader too, and the supervisor re-attaches.
+                if self._link is link:
+                    self._drop()
+                raise
 
     # --- EngineAPI: commands go to the service ----------------------------------------------
 
@@ -872,11 +920,12 @@ class RemoteEngine(StoreReads):
         return str(await self._call(msg.RestoreOriginal(target=target, actor=actor)))
 
     async def running_ids(self) -> list[int]:
-        return list(TypeAdapter(list[int]).validate_python(await self._call(msg.Running())))
+        return _reply_as(TypeAdapter(list[int]), await self._call(msg.Running()), "running")
 
     async def settings_view(self) -> SettingsView:
         """The service's settings (its file, secrets as ``set``)."""
-        return _SETTINGS_VIEW.validate_python(await self._call(msg.SettingsViewRequest()))
+        view = await self._call(msg.SettingsViewRequest())
+        return _reply_as(_SETTINGS_VIEW, view, "settings_view")
 
     async def update_settings(
         self, edits: Sequence[Edit], *, actor: str = "dashboard"
@@ -888,7 +937,7 @@ class RemoteEngine(StoreReads):
             edits=[msg.EditItem(path=list(e.path), value=e.value, remove=e.remove) for e in edits],
             actor=actor,
         )
-        update = _SETTINGS_UPDATE.validate_python(await self._call(request))
+        update = _reply_as(_SETTINGS_UPDATE, await self._call(request), "update_settings")
         if update.changes:
             with contextlib.suppress(CastuiError):
                 self.settings = await asyncio.to_thread(load_settings, update.file)

@@ -16,7 +16,7 @@ import pytest
 from castui_core.control import ControlServer, RemoteEngine, find_live_socket, socket_path
 from castui_core.engine import Engine
 from castui_core.errors import CastuiError
-from castui_core.events import QueueState
+from castui_core.events import QueueState, ServiceConnection
 from castui_core.guardrails.gpu import NoGpu
 from castui_core.settings import Settings, load_settings
 from castui_core.settings_update import Edit, SettingsUpdate
@@ -180,3 +180,45 @@ async def test_a_call_cancelled_after_sending_leaves_no_reply_for_the_next(
             update = await remote.update_settings([edit])
             assert isinstance(update, SettingsUpdate), (turns, update)
             assert engine.settings.guardrails.gpu_max_temp_c == limit, turns
+
+
+async def test_an_unexpected_error_in_a_command_is_answered_and_logged(
+    settings_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job number SQLite cannot hold raises OverflowError, no CastuiError, inside the
+    service. It used to kill the dashboard's command connection under a live event stream:
+    "attached", yet every later command failed until the service restarted."""
+    settings = load_settings(settings_file)
+    async with _engine(settings) as engine, ControlServer(engine), RemoteEngine(settings) as remote:
+        with pytest.raises(CastuiError, match=r"OverflowError.*log has the details"):
+            await remote.restore_original(10**30)
+        assert await remote.running_ids() == []  # the same command connection still serves
+        assert remote.connected
+    logged = [r for r in caplog.records if r.name == "castui.control"]
+    assert logged and logged[0].exc_info is not None  # the traceback goes to the service log
+
+
+async def test_a_broken_command_connection_makes_the_dashboard_reattach(
+    settings_file: Path,
+) -> None:
+    """A request line over the service's limit makes it close the command connection while
+    the event stream stays up. The dashboard must drop the link and attach again, not stay
+    "attached" with every command failing."""
+    settings = load_settings(settings_file)
+    async with _engine(settings) as engine, ControlServer(engine):
+        remote = RemoteEngine(settings, retry_initial_s=0.05, retry_max_s=0.2)
+        async with remote:
+            sub = remote.bus.subscribe()
+            try:
+                with pytest.raises(CastuiError):
+                    await remote.record_event("note", reason="x" * (5 * 1024 * 1024))
+                states: list[str] = []
+                async with asyncio.timeout(10):
+                    async for event in sub:
+                        if isinstance(event, ServiceConnection):
+                            states.append(event.state)
+                            if event.state == "attached" and "lost" in states:
+                                break
+            finally:
+                sub.close()
+            assert await remote.running_ids() == []
