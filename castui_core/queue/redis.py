@@ -41,6 +41,7 @@ scripts from the prefix, so one Redis (or a primary with replicas) is supported,
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -539,7 +540,16 @@ class RedisQueue:
 
         ``from None`` on purpose: a driver exception chained as ``__cause__`` would print the
         connection's details in any traceback a log handler writes; the message keeps the
-        driver's words (scrubbed), which is what the operator needs."""
+        driver's words (scrubbed), which is what the operator needs.
+
+        It also gives back a cancellation the driver swallowed: on Python 3.11 redis-py's
+        ``asyncio.wait_for`` around a send drops a cancel that lands as the send completes,
+        so the call returned normally and a stopping loop went on for ever. A call whose
+        task was cancelled while it ran ends in CancelledError, as on Python 3.12; what
+        Redis did stays done (the same as a cancel landing just after the call).
+        """
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         try:
             yield
         except (rx.AuthenticationError, rx.AuthorizationError) as exc:
@@ -565,6 +575,8 @@ class RedisQueue:
         except rx.RedisError as exc:
             why = _scrub(str(exc), self._secrets)
             raise StoreError(f"the queue at {self.url} failed while {doing}: {why}") from None
+        if task is not None and task.cancelling() > cancels:
+            raise asyncio.CancelledError
 
     async def _run(self, name: str, doing: str, *args: bytes | str | int | float) -> Any:
         """Run one script (EVALSHA; redis-py loads it again after a SCRIPT FLUSH/restart)."""

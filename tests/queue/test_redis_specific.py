@@ -749,3 +749,29 @@ async def test_old_audit_events_are_pruned_with_their_job_lists(
         assert event.id == 9
     finally:
         await q.close()
+
+
+async def test_a_cancelled_call_ends_cancelled_even_when_redis_py_swallowed_it(
+    server: Server, prefix: str
+) -> None:
+    """On Python 3.11, redis-py's ``asyncio.wait_for`` around a send drops a cancellation
+    that lands as the send completes: the call returned normally, the task's loop went on,
+    and ``stop()`` waited for ever (engine loops, senders). A call whose task was cancelled
+    while it ran must end in CancelledError. Cancel at each point of a call."""
+    queue = await _queue(server, prefix)
+    try:
+        returned_after_cancel: list[int] = []
+        for turns in range(80):
+            call = asyncio.create_task(queue.is_paused())
+            for _ in range(turns):
+                await asyncio.sleep(0)
+            if not call.cancel():
+                continue  # already finished: nothing to cancel
+            try:
+                await call
+            except asyncio.CancelledError:
+                continue
+            returned_after_cancel.append(turns)
+        assert returned_after_cancel == []
+    finally:
+        await queue.close()
