@@ -5,13 +5,20 @@ stays visible in the draft (marked ✗ with the reason) and the draft cannot be 
 is fixed. Saving goes through the engine API's ``update_settings`` (the service's, when
 attached): it keeps the file's comments and order, makes a backup, verifies, records each
 change in the audit log and reloads the engine for jobs that start next.
+
+The draft is made against the engine's own settings (``settings_view``: the file a save goes
+to, and the profiles as the engine runs them), not this process's: attached, the service's
+file may not be the one the dashboard was started with, and a draft checked against another
+file would be saved into the service's unchecked.
 """
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
@@ -27,8 +34,9 @@ from castui.tui.profile_editor import (
 )
 from castui.tui.screens.base import LiveScreen
 from castui_core.errors import CastuiError, SettingsRejected
+from castui_core.profiles import Profile
 from castui_core.settings import user_config_file
-from castui_core.settings_update import Edit
+from castui_core.settings_update import Edit, SettingsView
 
 
 class ProfileEditorScreen(LiveScreen):
@@ -49,15 +57,23 @@ class ProfileEditorScreen(LiveScreen):
         super().__init__()
         self.draft: ProfileDraft | None = None
         self.editing: FieldSpec | None = None
+        #: The engine's view: its file, its profiles, and the file's revision for the save.
+        self.view: SettingsView | None = None
+        self.base_text = ""
+        self.profiles: dict[str, Profile] = dict(self.castui.settings.profiles)
+        #: One save at a time: a second ctrl+s must not cancel the one in flight.
+        self.saving = False
 
     @property
     def settings_path(self) -> Path:
+        if self.view is not None and self.view.file:
+            return Path(self.view.file)
         return self.castui.settings.source or user_config_file()
 
     def compose(self) -> ComposeResult:
         yield Header()
         with Horizontal(id="profile-main"):
-            yield OptionList(*sorted(self.castui.settings.profiles), id="profile-list")
+            yield OptionList(*sorted(self.profiles), id="profile-list")
             with Vertical(id="profile-fields-box"):
                 yield DataTable(id="profile-fields", cursor_type="row")
                 yield Input(id="profile-input", placeholder="value (YAML: 30, true, null, [a, b])")
@@ -71,14 +87,39 @@ class ProfileEditorScreen(LiveScreen):
         table.add_column("value", key="value")
         table.add_column("", key="note")
         self.query_one("#profile-input", Input).display = False
+        self.query_one("#profile-status", Label).update("reading the engine's settings…")
+        self.read_engine_settings()
+
+    @work(group="profiles-load", exclusive=True, exit_on_error=False)
+    async def read_engine_settings(self, profile: str | None = None) -> None:
+        """The engine's settings and its file's text (the draft's base), then ``profile``
+        (or the first) is shown. Only reads: cancelling it (a reload) loses nothing."""
+        try:
+            view = await self.castui.engine.settings_view()
+            path = Path(view.file) if view.file else None
+            text = await asyncio.to_thread(_read_text, path)
+            profiles = _profiles(view.data)
+        except CastuiError as exc:
+            self.notify(f"cannot read the engine's settings: {exc}", severity="error")
+            return
+        self.view, self.base_text, self.profiles = view, text, profiles
+        names = self._profile_names()
         options = self.query_one("#profile-list", OptionList)
-        options.highlighted = 0
-        self.load_profile(self._profile_names()[0])
+        options.clear_options()
+        options.add_options(names)
+        if not names:
+            return
+        name = profile if profile in names else names[0]
+        self.draft = None  # so the highlight below loads the profile fresh
+        options.highlighted = names.index(name)
+        self.load_profile(name)
 
     def _profile_names(self) -> list[str]:
-        return sorted(self.castui.settings.profiles)
+        return sorted(self.profiles)
 
     def on_option_list_option_highlighted(self, event: OptionList.OptionHighlighted) -> None:
+        if self.view is None:
+            return  # still reading the engine's settings: read_engine_settings shows one
         name = self._profile_names()[event.option_index]
         if self.draft is None or self.draft.profile != name:
             if self.draft is not None and self.draft.edits:
@@ -89,20 +130,15 @@ class ProfileEditorScreen(LiveScreen):
         self.query_one("#profile-fields", DataTable).focus()
 
     def load_profile(self, name: str) -> None:
-        path = self.settings_path
-        try:
-            text = path.read_text(encoding="utf-8") if path.exists() else ""
-        except OSError as exc:
-            self.notify(f"cannot read {path}: {exc.strerror}", severity="error")
-            text = ""
-        self.draft = ProfileDraft(text, path, name)
+        """A fresh draft of ``name`` against the engine's file as last read."""
+        self.draft = ProfileDraft(self.base_text, self.settings_path, name)
         self.refresh_table()
 
     def _value(self, spec: FieldSpec) -> object:
         assert self.draft is not None
         if spec.path in self.draft.edits:
             return self.draft.edits[spec.path]
-        return field_value(self.castui.settings.profiles[self.draft.profile], spec.path)
+        return field_value(self.profiles[self.draft.profile], spec.path)
 
     def refresh_table(self) -> None:
         draft = self.draft
@@ -167,13 +203,16 @@ class ProfileEditorScreen(LiveScreen):
     def action_cancel_edit(self) -> None:
         if self.editing is not None:
             self._end_edit()
-        elif self.draft is not None and self.draft.edits:
+        elif self.draft is not None and self.draft.edits and not self.saving:
             self.load_profile(self.draft.profile)
             self.notify("edits discarded")
 
     # --- saving ---------------------------------------------------------------------------
 
     def action_save(self) -> None:
+        if self.saving:
+            self.notify("saving…", severity="warning")
+            return
         draft = self.draft
         if draft is None or not draft.edits:
             self.notify("nothing to save")
@@ -181,15 +220,21 @@ class ProfileEditorScreen(LiveScreen):
         if not draft.valid:
             self.notify("cannot save: fix the fields marked ✗ first", severity="error")
             return
-        self.run_worker(self._save(draft), exclusive=True, group="save")
+        # Not exclusive: a second save would cancel this one half-way. The guard above makes
+        # a second ctrl+s say so instead.
+        self.saving = True
+        self.run_worker(self._save(draft), group="save", exit_on_error=False)
 
     async def _save(self, draft: ProfileDraft) -> None:
         # Through the engine API, like every setting: attached to a service, the service
         # validates, writes its own file, audits and reloads (never a write behind its back).
-        app = self.castui
+        # The revision makes the engine refuse a draft made on a file that changed since.
         edits = [Edit(path, value) for path, value in draft.file_edits().items()]
+        revision = self.view.revision if self.view is not None else None
         try:
-            update = await app.engine.update_settings(edits, actor="operator")
+            update = await asyncio.shield(
+                self.castui.engine.update_settings(edits, actor="operator", revision=revision)
+            )
         except SettingsRejected as exc:
             problems = "; ".join(f"{where}: {what}" for where, what in exc.problems) or str(exc)
             self.notify(f"not saved: {problems}", severity="error", timeout=15)
@@ -197,5 +242,32 @@ class ProfileEditorScreen(LiveScreen):
         except CastuiError as exc:
             self.notify(f"not saved: {exc}", severity="error", timeout=15)
             return
+        finally:
+            self.saving = False
         self.notify(update.message, timeout=5)
-        self.load_profile(draft.profile)
+        self.read_engine_settings(draft.profile)
+
+
+def _read_text(path: Path | None) -> str:
+    """The settings file's text; ``""`` when there is none yet (a save creates it)."""
+    if path is None:
+        return ""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return ""
+    except OSError as exc:
+        raise CastuiError(f"cannot read {path}: {exc.strerror}; check its permissions") from exc
+    except UnicodeDecodeError as exc:
+        raise CastuiError(f"{path} is not UTF-8 text; fix or replace the file") from exc
+
+
+def _profiles(data: dict[str, Any]) -> dict[str, Profile]:
+    """The engine's profiles from its view (JSON form), as the editor shows them."""
+    try:
+        raw = data.get("profiles") or {}
+        return {name: Profile.model_validate(value) for name, value in raw.items()}
+    except ValueError as exc:  # pydantic's ValidationError: another castui version's shape
+        raise CastuiError(
+            f"the engine's profiles were not understood ({exc}); is it the same castui version?"
+        ) from exc
