@@ -562,9 +562,11 @@ class ControlServer:
                 return await engine.restore_original(target, actor=actor)
             case msg.SettingsViewRequest():
                 return _SETTINGS_VIEW.dump_python(await engine.settings_view(), mode="json")
-            case msg.UpdateSettings(edits=edits, actor=actor):
+            case msg.UpdateSettings(edits=edits, actor=actor, revision=revision):
                 update = await engine.update_settings(
-                    [Edit(tuple(e.path), e.value, e.remove) for e in edits], actor=actor
+                    [Edit(tuple(e.path), e.value, e.remove, e.append, e.item) for e in edits],
+                    actor=actor,
+                    revision=revision,
                 )
                 return _SETTINGS_UPDATE.dump_python(update, mode="json")
             case msg.Calibrate(library=library):
@@ -928,14 +930,20 @@ class RemoteEngine(StoreReads):
         return _reply_as(_SETTINGS_VIEW, view, "settings_view")
 
     async def update_settings(
-        self, edits: Sequence[Edit], *, actor: str = "dashboard"
+        self, edits: Sequence[Edit], *, actor: str = "dashboard", revision: str | None = None
     ) -> SettingsUpdate:
         """Sent to the service, which validates, writes its own file, audits and reloads;
         a refusal arrives as the same :class:`SettingsRejected`. This process's copy of the
         settings is then read again from the file the service wrote."""
         request = msg.UpdateSettings(
-            edits=[msg.EditItem(path=list(e.path), value=e.value, remove=e.remove) for e in edits],
+            edits=[
+                msg.EditItem(
+                    path=list(e.path), value=e.value, remove=e.remove, append=e.append, item=e.item
+                )
+                for e in edits
+            ],
             actor=actor,
+            revision=revision,
         )
         update = _reply_as(_SETTINGS_UPDATE, await self._call(request), "update_settings")
         if update.changes:

@@ -316,14 +316,31 @@ def settings_view(settings: Settings, revision: str = "") -> SettingsView:
     )
 
 
-def _read_revision(file: Path) -> str:
-    return file_revision(read_text(file) if file.exists() else None)
+def _file_view(settings: Settings) -> SettingsView:
+    file = settings.source or default_file()
+    if not file.exists():
+        return settings_view(settings, "")
+    text = read_text(file)
+    shown = settings
+    if text.strip():
+        with contextlib.suppress(ConfigError):  # invalid: a save says so; show what runs
+            shown = parse_settings(text, source=file)
+    return SettingsView(
+        file=str(settings.source) if settings.source is not None else None,
+        data=view_data(shown),
+        revision=file_revision(text),
+    )
 
 
 async def read_view(settings: Settings) -> SettingsView:
-    """:func:`settings_view` with the revision of the file a save goes to (read in a thread)."""
-    file = settings.source or default_file()
-    return settings_view(settings, await asyncio.to_thread(_read_revision, file))
+    """The view of the file a save goes to, with its revision (read in a thread).
+
+    Why the file's values rather than the engine's (``settings``): a save edits the file,
+    and its list indexes must be the file's. A hand edit not reloaded yet (a library added)
+    would otherwise shift them for good: every add or removal on that screen refused as
+    stale, or worse, aimed at the wrong item. They differ only until the next reload; a
+    missing or invalid file shows what the engine runs."""
+    return await asyncio.to_thread(_file_view, settings)
 
 
 def _name(item: Any) -> Any:
@@ -440,7 +457,7 @@ def apply_edit(doc: CommentedMap, model: dict[str, Any], edit: Edit) -> None:
     path = tuple(edit.path)
     if not path:
         raise SettingsRejected("not saved", (("settings", "an edit needs a key path"),))
-    _check_item(doc, model, edit)
+    _check_item(model, edit)
     node: Any = doc
     for depth, key in enumerate(path[:-1]):
         child = _child(node, key, path[: depth + 1])
@@ -482,7 +499,7 @@ def apply_edit(doc: CommentedMap, model: dict[str, Any], edit: Edit) -> None:
     _set(node, last, value)
 
 
-def _check_item(doc: CommentedMap, model: dict[str, Any], edit: Edit) -> None:
+def _check_item(model: dict[str, Any], edit: Edit) -> None:
     """Refuse ``edit`` when the list item its path goes through has another name now."""
     if edit.item is None:
         return
@@ -491,11 +508,9 @@ def _check_item(doc: CommentedMap, model: dict[str, Any], edit: Edit) -> None:
         raise SettingsRejected(
             "not saved", ((_dotted(edit.path), "names an item but has no list index"),)
         )
-    where = edit.path[: at + 1]
-    found = _model_at(doc, where)
-    if found is None:  # the list is left at its default in the file
-        found = _model_at(model, where)
-    if _name(found) != edit.item:
+    # The file's settings as read (defaults filled in: an arr entry's name comes from its
+    # kind), which is what the screen's view showed.
+    if _name(_model_at(model, edit.path[: at + 1])) != edit.item:
         raise _stale()
 
 

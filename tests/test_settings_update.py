@@ -478,3 +478,10 @@ async def test_the_view_carries_the_file_revision(engine: Engine, tmp_path: Path
     assert is_stale(caught.value)
     assert engine.settings.scan.settle_seconds == 2
     assert (await engine.settings_view()).revision == file_revision(file.read_text())
+
+    # A hand edit not reloaded yet: the view shows the file (its indexes are the save's).
+    tv = f"    watch: off\n  - name: TV\n    path: {tmp_path / 'tv'}\n"
+    file.write_text(file.read_text().replace("    watch: off\n", tv, 1))
+    view = await engine.settings_view()
+    assert [lib["name"] for lib in view.data["libraries"]] == ["Movies", "TV"]
+    assert [lib.name for lib in engine.settings.libraries] == ["Movies"]

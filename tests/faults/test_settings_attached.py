@@ -23,7 +23,7 @@ from castui_core.control import RemoteEngine, find_live_socket
 from castui_core.errors import SettingsRejected
 from castui_core.settings import load_settings
 from castui_core.settings_file import backup_path
-from castui_core.settings_update import Edit
+from castui_core.settings_update import Edit, file_revision, is_stale
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -126,3 +126,29 @@ async def test_attached_invalid_edit_is_refused_by_the_service(
     assert await remote.store.list_events(kind="settings_edit") == []
     view = await remote.settings_view()
     assert view.data["guardrails"]["gpu_max_temp_c"] == 85
+
+
+async def test_attached_save_on_a_stale_view_is_refused_by_the_service(
+    service: dict[str, Path], remote: RemoteEngine
+) -> None:
+    """The revision, the append and the item name cross the socket: a dashboard whose view
+    is older than the service's file never edits the wrong library (review #1)."""
+    file = service["settings"]
+    view = await remote.settings_view()
+    assert view.revision == file_revision(file.read_text())
+    libraries = view.data["libraries"]
+    await remote.update_settings([Edit(("scan", "settle_seconds"), 2)], revision=view.revision)
+    before = file.read_bytes()
+    with pytest.raises(SettingsRejected) as caught:
+        await remote.update_settings([Edit(("scan", "settle_seconds"), 3)], revision=view.revision)
+    assert is_stale(caught.value)
+    with pytest.raises(SettingsRejected) as caught:  # appended at a count the file no longer has
+        await remote.update_settings(
+            [Edit(("libraries", len(libraries) + 1), dict(libraries[0]), append=True)]
+        )
+    assert is_stale(caught.value)
+    with pytest.raises(SettingsRejected) as caught:
+        await remote.update_settings([Edit(("libraries", 0), remove=True, item="not-this-one")])
+    assert is_stale(caught.value)
+    assert file.read_bytes() == before
+    assert (await remote.settings_view()).data["scan"]["settle_seconds"] == 2

@@ -232,9 +232,9 @@ class SettingsFakeEngine(FakeEngine):
         return view_of(self.settings)
 
     async def update_settings(
-        self, edits: Sequence[Edit], *, actor: str = "dashboard"
+        self, edits: Sequence[Edit], *, actor: str = "dashboard", revision: str | None = None
     ) -> SettingsUpdate:
-        return await update_of(self, edits, actor=actor)
+        return await update_of(self, edits, actor=actor, revision=revision)
 
 
 @pytest.fixture
@@ -368,3 +368,38 @@ async def test_add_a_sonarr_then_its_key(settings: Settings, settings_file: Path
         assert load_settings(settings_file).arr[0].api_key_value() == "k3y-0f-s0narr"
         await wait_until(pilot, lambda: cell(screen, "api_key", "value") == "set", what="view")
         assert "k3y-0f-s0narr" not in screen_text(app)
+
+
+async def test_a_stale_screen_never_overwrites_a_library_added_meanwhile(
+    tmp_path: Path, settings: Settings, settings_file: Path
+) -> None:
+    """Review #1: the screen read one library; another is added to the file meanwhile (by
+    hand or by another dashboard). 'a' used to overwrite it with the new one; the save is now
+    refused as stale, the screen reads the file again, and adding again appends."""
+    (tmp_path / "films").mkdir()
+    (tmp_path / "tv").mkdir()
+    engine = make_engine(settings, scan=False)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        screen = await open_settings(pilot)
+        first = screen.view
+        films = f"    profile: tv\n  - name: films\n    path: {tmp_path / 'films'}\n"
+        settings_file.write_text(settings_file.read_text().replace("    profile: tv\n", films, 1))
+        changed = settings_file.read_text()
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, AddEntryScreen), what="form")
+        await pilot.press(*"tv", "enter", *str(tmp_path / "tv"), "enter", "enter")
+        await wait_until(pilot, lambda: screen.view is not first, what="the view read again")
+        assert settings_file.read_text() == changed  # nothing written
+        assert screen.view is not None
+        assert [lib["name"] for lib in screen.view.data["libraries"]] == ["media", "films"]
+
+        await pilot.press("a")
+        await wait_until(pilot, lambda: isinstance(app.screen, AddEntryScreen), what="form")
+        await pilot.press(*"tv", "enter", *str(tmp_path / "tv"), "enter", "enter")
+        await wait_until(pilot, lambda: len(engine.settings.libraries) == 3, what="saved")
+        assert [lib.name for lib in load_settings(settings_file).libraries] == [
+            "media",
+            "films",
+            "tv",
+        ]

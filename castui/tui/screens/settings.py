@@ -47,7 +47,13 @@ from castui.tui.settings_form import (
     value_at,
 )
 from castui_core.errors import CastuiError
-from castui_core.settings_update import Edit, SettingsRejected, SettingsView, needs_restart
+from castui_core.settings_update import (
+    Edit,
+    SettingsRejected,
+    SettingsView,
+    is_stale,
+    needs_restart,
+)
 
 #: Marks a field whose change takes effect only after castui restarts.
 RESTART = "↻"
@@ -372,7 +378,10 @@ class SettingsScreen(LiveScreen):
             return
         if self.view is None:
             return
-        edits = [Edit(path, value) for path, value in changed(self.view.data, self.draft)]
+        edits = [
+            Edit(path, value, item=self._item(path))
+            for path, value in changed(self.view.data, self.draft)
+        ]
         if not edits:
             self.notify("nothing to save")
             return
@@ -380,6 +389,13 @@ class SettingsScreen(LiveScreen):
             self.notify("not saved: fix the fields marked ✗ first", severity="error")
             return
         self.send(edits)
+
+    def _item(self, path: KeyPath) -> str | None:
+        """The name of the list item ``path`` goes through (``libraries.1...``) as shown, so
+        the engine refuses the edit if another item sits at that index now."""
+        if self.view is None or len(path) < 2 or not isinstance(path[1], int):
+            return None
+        return _name_at(self.view.data, path[:2])
 
     def send(self, edits: list[Edit], select: str | None = None) -> None:
         """Send edits to the engine, one save at a time (a second ctrl+s waits its turn)."""
@@ -395,10 +411,17 @@ class SettingsScreen(LiveScreen):
         :meth:`load`: a save is never abandoned half-way)."""
         try:
             update = await asyncio.shield(
-                self.castui.engine.update_settings(edits, actor="dashboard")
+                self.castui.engine.update_settings(
+                    edits,
+                    actor="dashboard",
+                    revision=self.view.revision if self.view is not None else None,
+                )
             )
         except SettingsRejected as exc:
-            self._rejected(exc)
+            if is_stale(exc):
+                self._stale(exc)
+            else:
+                self._rejected(exc)
             return
         except CastuiError as exc:
             self.notify(f"not saved: {exc}", severity="error", timeout=15)
@@ -417,6 +440,20 @@ class SettingsScreen(LiveScreen):
         self.problems.clear()
         self.general = []
         self.load(select)
+
+    def _stale(self, exc: SettingsRejected) -> None:
+        """The file changed since this screen read it (another dashboard, a hand edit): the
+        edit may name the wrong list item now, so it is dropped and the settings read again."""
+        self.notify(
+            exc.problems[0][1] if exc.problems else str(exc),
+            title="not saved; the settings file is unchanged",
+            severity="error",
+            timeout=15,
+        )
+        self.draft.clear()
+        self.problems.clear()
+        self.general = []
+        self.load()
 
     def _rejected(self, exc: SettingsRejected) -> None:
         """Each of the model's problems next to its field; the rest under the table."""
@@ -467,7 +504,7 @@ class SettingsScreen(LiveScreen):
             if value is None or self.view is None:
                 return
             index = len(self.view.data.get(key) or [])
-            self.send([Edit((key, index), value)], select=f"{key}.{index}")
+            self.send([Edit((key, index), value, append=True)], select=f"{key}.{index}")
 
         return chosen
 
@@ -485,7 +522,7 @@ class SettingsScreen(LiveScreen):
 
         def chosen(remove: bool | None) -> None:
             if remove:
-                self.send([Edit(section.base, remove=True)])
+                self.send([Edit(section.base, remove=True, item=self._item(section.base))])
 
         if section.base[0] == "libraries":
             detail = "Its files stay where they are; castui stops looking after them."
@@ -621,3 +658,13 @@ class ConfirmRemoveScreen(ModalScreen[bool]):
 
     def action_choose(self, remove: bool) -> None:
         self.dismiss(remove)
+
+
+def _name_at(data: dict[str, Any], path: KeyPath) -> str | None:
+    """The ``name`` of the list item at ``path`` (``("libraries", 1)``) in the view's data."""
+    items = data.get(str(path[0]))
+    index = path[1]
+    if not isinstance(items, list) or not isinstance(index, int) or not 0 <= index < len(items):
+        return None
+    name = items[index].get("name") if isinstance(items[index], dict) else None
+    return str(name) if name is not None else None
