@@ -31,8 +31,10 @@ from enum import Enum
 from pathlib import Path
 from typing import Any
 
+import yaml
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString, ScalarString
 
 from castui_core.errors import CastuiError, ConfigError
 from castui_core.settings import Settings, load_settings, parse_settings
@@ -50,9 +52,26 @@ def _yaml() -> YAML:
     return yaml
 
 
+def _reads_back(text: str) -> bool:
+    """Whether ``text`` written unquoted is read back by castui's loader as the same text.
+
+    Why: ruamel writes YAML 1.2, where ``off``, ``yes``, ``21:00`` and ``1_000`` are plain
+    text, but castui reads the file with PyYAML (YAML 1.1): ``off`` -> False, ``21:00`` ->
+    the sexagesimal 1260. Such a value is written double-quoted instead."""
+    try:
+        return bool(yaml.safe_load(text) == text)
+    except yaml.YAMLError:
+        return False
+
+
+def _text(value: str) -> str:
+    return value if _reads_back(value) else DoubleQuotedScalarString(value)
+
+
 def plain(value: Any) -> Any:
     """``value`` as YAML nodes: tuples and lists as block sequences, dicts as block mappings
-    (a plain dict would be dumped in flow style, ``{name: x, path: y}``), paths as text."""
+    (a plain dict would be dumped in flow style, ``{name: x, path: y}``), paths as text;
+    text YAML 1.1 would read as something else (``off``, ``21:00``) double-quoted."""
     if isinstance(value, tuple | list):
         seq = CommentedSeq()
         seq.extend(plain(v) for v in value)
@@ -60,12 +79,14 @@ def plain(value: Any) -> Any:
     if isinstance(value, Mapping):
         out = CommentedMap()
         for key, item in value.items():
-            out[key] = plain(item)
+            out[_text(key) if isinstance(key, str) else key] = plain(item)
         return out
     if isinstance(value, Path):
-        return str(value)
+        return _text(str(value))
     if isinstance(value, Enum):  # WatchMode.POLL: YAML holds its value
         return plain(value.value)
+    if isinstance(value, str) and not isinstance(value, ScalarString):
+        return _text(value)
     return value
 
 

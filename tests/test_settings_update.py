@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from test_engine import Recorder, make_engine
 
 from castui_core.control import error_from_reply, error_reply
@@ -29,7 +30,7 @@ from castui_core.errors import (
 )
 from castui_core.events import LogLine
 from castui_core.settings import Settings, WatchMode, load_settings
-from castui_core.settings_file import backup_path
+from castui_core.settings_file import backup_path, dump_document, plain
 from castui_core.settings_update import (
     SECRETS,
     Edit,
@@ -485,3 +486,50 @@ async def test_the_view_carries_the_file_revision(engine: Engine, tmp_path: Path
     view = await engine.settings_view()
     assert [lib["name"] for lib in view.data["libraries"]] == ["Movies", "TV"]
     assert [lib.name for lib in engine.settings.libraries] == ["Movies"]
+
+
+@pytest.mark.parametrize(
+    ("text", "quoted"),
+    [
+        ("off", True),
+        ("yes", True),
+        ("on", True),
+        ("No", True),
+        ("21:00", True),  # YAML 1.1: the sexagesimal 1260
+        ("08:30", False),  # a leading 0 is no sexagesimal: text either way
+        ("1_000", True),
+        ("0x10", True),
+        ("null", True),
+        ("~", True),
+        ("", True),
+        ("true", True),
+        ("a: b", True),
+        ("#not a comment", True),
+        ("playing", False),
+        ("/srv/films", False),
+        ("Living room TV", False),
+    ],
+)
+def test_text_is_read_back_as_the_same_text(text: str, quoted: bool) -> None:
+    """Written by ruamel (YAML 1.2), read by castui's PyYAML (1.1): never another value."""
+    dumped = dump_document(plain({"k": text, text or "empty": [text]}))
+    assert yaml.safe_load(dumped) == {"k": text, text or "empty": [text]}
+    assert dumped.startswith('k: "') is quoted
+
+
+def test_a_yaml_11_word_saved_from_the_screen_loads_as_that_word(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    file = tmp_path / "settings.yaml"
+    file.write_text(f"database: {tmp_path}/db.sqlite\njellyfin:\n  url: http://127.0.0.1:9\n")
+    write_edits(
+        file,
+        [
+            Edit(("jellyfin", "pause_while"), "off"),
+            Edit(("notify", "daily_summary_at"), "21:00"),
+            Edit(("libraries", 0), {"name": "off", "path": str(tmp_path / "a")}),
+        ],
+    )
+    settings = load_settings(file)
+    assert settings.jellyfin is not None and settings.jellyfin.pause_while == "off"
+    assert settings.notify.daily_summary_at == "21:00"
+    assert settings.libraries[0].name == "off"
