@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import functools
 import gc
 import io
 import json
@@ -288,6 +289,8 @@ async def run_headless(args: argparse.Namespace) -> int:
     logger.info("castui headless starting (settings: %s, log: %s)", source, log_file)
     once: bool = args.once
     engine = Engine(settings, watch=not once, scan_at_start=True)
+    # --node/--role outlive every reload: SIGHUP's, a dashboard's save, the socket's reload.
+    engine.settings_overrides = functools.partial(apply_node, args=args)
     viewer = asyncio.create_task(_log_events(engine.bus.subscribe(), EventFormatter()))
     metrics = None
     if settings.metrics.enabled:

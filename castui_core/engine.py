@@ -185,6 +185,11 @@ class Engine(StoreReads):
         #: "queue unreachable: ..." while the queue cannot be reached, else None.
         self.queue_problem: str | None = None
         self.summary = RunSummary()
+        #: What the command line sets over the settings file (``--node``/``--role``): applied
+        #: by every reload (SIGHUP, a dashboard's save, the control socket's reload), which
+        #: read the file alone; without it a save from the dashboard turned a worker node
+        #: back into the file's role.
+        self.settings_overrides: Callable[[Settings], Settings] | None = None
         self._gpu = gpu
         self._nvenc = nvenc
         self._watch = watch
@@ -537,6 +542,8 @@ class Engine(StoreReads):
         (the database, the metrics listener, ffmpeg's path, the probe pool, lease length) is
         named in the log line as needing a restart, with its old and new value.
         """
+        if self.settings_overrides is not None:
+            settings = self.settings_overrides(settings)
         old, self.settings = self.settings, settings
         self.guardrails.reconfigure(
             settings.guardrails, min_free_bytes=int(settings.operational.min_free_gb * 1e9)

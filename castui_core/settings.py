@@ -791,10 +791,12 @@ def _raw_cross_problems(data: dict[str, Any]) -> list[tuple[str, str]]:
 def find_settings_file(explicit: str | os.PathLike[str] | None = None) -> Path | None:
     """The settings file to use, following the documented lookup order.
 
-    ``None`` means no file anywhere: run on the built-in defaults.
+    ``None`` means no file anywhere: run on the built-in defaults. The path is absolute: a
+    service started with ``--config settings.yaml`` hands its file's path to dashboards
+    (and reloads it) from other working directories.
     """
     if explicit is not None:
-        path = Path(explicit).expanduser()
+        path = Path(explicit).expanduser().absolute()
         if not path.is_file():
             raise ConfigError(
                 f"settings file {path} does not exist; check --config, or copy"
@@ -803,7 +805,7 @@ def find_settings_file(explicit: str | os.PathLike[str] | None = None) -> Path |
         return path
     env = os.environ.get(ENV_CONFIG)
     if env:
-        path = Path(env).expanduser()
+        path = Path(env).expanduser().absolute()
         if not path.is_file():
             raise ConfigError(f"${ENV_CONFIG} points to {path}, which does not exist")
         return path

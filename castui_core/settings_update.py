@@ -31,7 +31,7 @@ import threading
 import types
 import typing
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -389,6 +389,21 @@ def _diff(path: tuple[str | int, ...], before: Any, after: Any, out: list[FieldC
     )
 
 
+def _secret_values(tree: Any) -> set[str]:
+    if isinstance(tree, _Secret):
+        return {tree.value} if tree.value else set()
+    if isinstance(tree, Mapping):
+        return set().union(set(), *(_secret_values(v) for v in tree.values()))
+    if isinstance(tree, list):
+        return set().union(set(), *(_secret_values(v) for v in tree))
+    return set()
+
+
+def new_secret(before: Settings, after: Settings) -> bool:
+    """Whether ``after`` holds a secret value ``before`` did not (a key just typed)."""
+    return bool(_secret_values(_comparable(after)) - _secret_values(_comparable(before)))
+
+
 def changes_between(before: Settings, after: Settings) -> tuple[FieldChange, ...]:
     out: list[FieldChange] = []
     _diff((), _comparable(before), _comparable(after), out)
@@ -548,6 +563,7 @@ def write_edits(
     running: Settings | None = None,
     must_exist: bool = False,
     revision: str | None = None,
+    overrides: Callable[[Settings], Settings] | None = None,
 ) -> _Written:
     """Apply, validate and save (blocking: call in a thread). Raises SettingsRejected.
 
@@ -556,7 +572,9 @@ def write_edits(
     default one). ``running``: the engine's settings; the changes reported (audited, shown)
     are against them, since that is what the reload will change (the file may differ by a
     hand edit not yet reloaded). ``revision``: the file's revision the edits were made on
-    (:attr:`SettingsView.revision`); refused (nothing written) when the file changed since."""
+    (:attr:`SettingsView.revision`); refused (nothing written) when the file changed since.
+    ``overrides``: what the engine's reload lays over the file (``--node``/``--role``), so
+    the changes against ``running`` are not the command line's own values undone."""
     with _file_lock:
         exists = file.exists()
         if must_exist and not exists:
@@ -580,9 +598,10 @@ def write_edits(
             raise _rejected(file, exc) from exc
         if not changes_between(base, new):
             return _Written(None, ())
-        changes = changes_between(running if running is not None else base, new)
+        after = overrides(new) if overrides is not None and running is not None else new
+        changes = changes_between(running if running is not None else base, after)
         try:
-            result = save_text(file, new_text)
+            result = save_text(file, new_text, private=new_secret(base, new))
         except ConfigError as exc:
             if exc.problems:
                 raise _rejected(file, exc) from exc
@@ -670,6 +689,7 @@ async def _update(
                 running=running,
                 must_exist=running.source is not None,
                 revision=revision,
+                overrides=getattr(engine, "settings_overrides", None),
             )
         )
         if written.result is None:
@@ -710,6 +730,11 @@ async def _update(
         if restart:
             need = "needs" if len(restart) == 1 else "need"
             parts.append(f"{_changes(len(restart))} {need} a restart: " + ", ".join(restart))
+        if result.tightened_from is not None:
+            parts.append(
+                f"{_shown_path(result.path)} was readable by others "
+                f"({result.tightened_from:04o}) and now holds a key: made 0600"
+            )
         parts.extend(problems)
         return SettingsUpdate(str(result.path), written.changes, applied, "; ".join(parts))
 

@@ -106,12 +106,24 @@ async def test_stale_socket_replaced_and_live_one_refused(settings_file: Path) -
             await ControlServer(engine).start()
 
 
-def start_headless(settings_file: Path) -> subprocess.Popen[bytes]:
+def start_headless(
+    settings_file: Path, *extra: str, config: str | None = None, cwd: Path | None = None
+) -> subprocess.Popen[bytes]:
     """``castui --no-ui`` in its own process; returns once its socket answers."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "castui", "--no-ui", "--config", str(settings_file)],
+        [
+            sys.executable,
+            "-m",
+            "castui",
+            "--no-ui",
+            "--config",
+            config or str(settings_file),
+            *list(extra),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
     )
     database = load_settings(settings_file).database
     deadline = time.monotonic() + 20
@@ -222,3 +234,34 @@ async def test_a_broken_command_connection_makes_the_dashboard_reattach(
             finally:
                 sub.close()
             assert await remote.running_ids() == []
+
+
+async def test_a_dashboard_save_keeps_the_command_line_and_a_relative_config(
+    settings_file: Path,
+) -> None:
+    """A service started as ``castui --no-ui --config settings.yaml --node n1 --role worker``
+    from the file's folder: a save from a dashboard elsewhere used to reload the file alone
+    (the node became the file's role "all", announced as "needs a restart: node.role") and
+    hand back the relative path, read again from the dashboard's own folder."""
+    proc = start_headless(
+        settings_file,
+        "--node",
+        "n1",
+        "--role",
+        "worker",
+        config="settings.yaml",
+        cwd=settings_file.parent,
+    )
+    try:
+        settings = load_settings(settings_file)
+        async with RemoteEngine(settings) as remote:
+            view = await remote.settings_view()
+            assert view.file == str(settings_file)  # absolute, whatever the service's folder
+            update = await remote.update_settings([Edit(("guardrails", "gpu_max_temp_c"), 77)])
+            assert update.file == str(settings_file)
+            assert [c.path for c in update.changes] == ["guardrails.gpu_max_temp_c"]
+            assert "restart" not in update.message, update.message
+            assert remote.settings.guardrails.gpu_max_temp_c == 77  # read from the right file
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
