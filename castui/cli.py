@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -262,6 +263,7 @@ def run_tui(args: argparse.Namespace) -> int:
     engine in-process (serving the attach socket so a second ``castui`` attaches to it)."""
     from castui.tui.app import dashboard_for
     from castui_core.control import ForeignServiceError
+    from castui_core.engine import Engine
 
     settings = apply_node(load_settings(args.config), args)  # --node, --role
     # First: another user's service is named as such, not as an unwritable folder of theirs.
@@ -273,6 +275,8 @@ def run_tui(args: argparse.Namespace) -> int:
         prepare_data_dir(settings.database)  # if castui's folder is at fault: which, what to do
         raise
     prepare_data_dir(settings.database)  # before the screen opens: the message stays readable
+    if isinstance(app.engine, Engine):  # its own engine: --node/--role outlive a save's reload
+        app.engine.settings_overrides = functools.partial(apply_node, args=args)
     return app.run() or 0
 
 
