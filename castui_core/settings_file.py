@@ -25,6 +25,7 @@ from __future__ import annotations
 import io
 import os
 import shutil
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
@@ -126,6 +127,9 @@ class SaveResult:
     path: Path
     backup: Path | None
     settings: Settings
+    #: The file's mode before, when the save made it private (0600) because it now holds a
+    #: key and was readable by others; ``None`` when its mode was kept.
+    tightened_from: int | None = None
 
 
 def backup_path(path: Path) -> Path:
@@ -145,14 +149,23 @@ def read_text(path: Path) -> str:
 
 
 def _write_atomic(path: Path, text: str, mode: int | None) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write ``text`` to ``path`` through a temporary file and an atomic rename.
+
+    Why ``resolve``: a settings file that is a symlink (into a dotfiles folder) must stay
+    one; the new text replaces the file it points to. Why ``mkstemp``: the temporary file is
+    created new (O_EXCL, never one planted at a guessable name) and 0600 from the start, so
+    keys in it are never readable by others, not even between write and chmod.
+    """
+    path = path.resolve()
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = Path(name)
     try:
-        with open(tmp, "w", encoding="utf-8") as fh:
+        with open(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
+            if mode is not None:
+                os.fchmod(fh.fileno(), mode)
             os.fsync(fh.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -164,22 +177,27 @@ def _write_atomic(path: Path, text: str, mode: int | None) -> None:
         os.close(dir_fd)
 
 
-def save_text(path: Path, new_text: str) -> SaveResult:
+def save_text(path: Path, new_text: str, *, private: bool = False) -> SaveResult:
     """Write ``new_text`` as the settings file at ``path`` safely (see the module docstring).
 
     Raises :class:`ConfigError` (with ``problems``) when the text is not valid settings; the
     file is then untouched. A file that did not exist is created (0600: it may hold keys).
+    ``private``: the text holds a key just typed; a file readable by group or others is made
+    0600 (:attr:`SaveResult.tightened_from` says so), else it keeps its mode.
     """
     parse_settings(new_text, source=path)  # raises ConfigError: nothing written
     existed = path.exists()
     backup: Path | None = None
     mode: int | None = None if existed else 0o600
+    tightened: int | None = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         if existed:
             backup = backup_path(path)
             shutil.copy2(path, backup)
             mode = path.stat().st_mode & 0o7777
+            if private and mode & 0o077:
+                tightened, mode = mode, 0o600
         _write_atomic(path, new_text, mode)
     except OSError as exc:
         raise ConfigError(f"cannot write {path}: {exc}") from exc
@@ -188,7 +206,7 @@ def save_text(path: Path, new_text: str) -> SaveResult:
     except CastuiError:
         rollback(path, backup)
         raise
-    return SaveResult(path, backup, settings)
+    return SaveResult(path, backup, settings, tightened)
 
 
 def save_edits(path: Path, edits: Mapping[KeyPath, Any]) -> SaveResult:

@@ -533,3 +533,41 @@ def test_a_yaml_11_word_saved_from_the_screen_loads_as_that_word(tmp_path: Path)
     assert settings.jellyfin is not None and settings.jellyfin.pause_while == "off"
     assert settings.notify.daily_summary_at == "21:00"
     assert settings.libraries[0].name == "off"
+
+
+def test_a_symlinked_settings_file_stays_a_symlink(tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles" / "castui.yaml"
+    real.parent.mkdir()
+    real.write_text(f"database: {tmp_path}/db.sqlite\n")
+    link = tmp_path / "settings.yaml"
+    link.symlink_to(real)
+    written = write_edits(link, [Edit(("guardrails", "gpu_max_temp_c"), 90)])
+    assert link.is_symlink() and link.resolve() == real
+    assert "gpu_max_temp_c: 90" in real.read_text()
+    assert written.result is not None and written.result.settings.guardrails.gpu_max_temp_c == 90
+    assert sorted(p.name for p in real.parent.iterdir()) == ["castui.yaml"]  # no temp left
+
+
+def test_the_temporary_file_is_never_one_planted_beforehand(tmp_path: Path) -> None:
+    file = tmp_path / "settings.yaml"
+    file.write_text(f"database: {tmp_path}/db.sqlite\n")
+    victim = tmp_path / "victim"
+    (tmp_path / f".settings.yaml.{os.getpid()}.tmp").symlink_to(victim)  # the old fixed name
+    write_edits(file, [Edit(("jellyfin", "url"), "http://127.0.0.1:9")])
+    assert not victim.exists()
+    assert not file.is_symlink() and "127.0.0.1:9" in file.read_text()
+
+
+async def test_a_key_saved_into_a_readable_file_makes_it_private(
+    engine: Engine, tmp_path: Path
+) -> None:
+    file = tmp_path / "settings.yaml"
+    file.chmod(0o644)
+    kept = await engine.update_settings([Edit(("guardrails", "gpu_max_temp_c"), 90)])
+    assert stat.S_IMODE(file.stat().st_mode) == 0o644  # no key: the operator's mode is kept
+    assert "0600" not in kept.message
+    update = await engine.update_settings(
+        [Edit(("jellyfin", "url"), "http://127.0.0.1:9"), Edit(("jellyfin", "api_key"), "k3y")]
+    )
+    assert stat.S_IMODE(file.stat().st_mode) == 0o600
+    assert "was readable by others (0644) and now holds a key: made 0600" in update.message
