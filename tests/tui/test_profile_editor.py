@@ -155,3 +155,45 @@ async def test_attached_drafts_against_the_service_and_saves_one_at_a_time(
                 )
     finally:
         await engine.stop()
+
+
+async def test_a_draft_on_a_file_changed_since_is_refused_and_read_again(
+    settings: Settings, settings_file: Path
+) -> None:
+    """The save carries the revision the draft was made on: a hand edit meanwhile refuses
+    it (nothing written over the hand edit), and the editor reads the file again, so the
+    next save goes through."""
+    engine = make_engine(settings, scan=False)
+    app = make_app(engine)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_until(pilot, lambda: app.engine_ready.is_set())
+        await pilot.press("e")
+        await wait_until(pilot, lambda: isinstance(app.screen, ProfileEditorScreen))
+        screen = app.screen
+        assert isinstance(screen, ProfileEditorScreen)
+        await wait_until(pilot, lambda: screen.draft is not None, what="a draft")
+        assert screen.view is not None and screen.draft is not None
+        first = screen.view.revision
+        name = screen.draft.profile
+        assert engine.settings.profiles[name].video.quality != 30
+        spec = next(f for f in PROFILE_FIELDS if f.name == "video.quality")
+        hand_edit = settings_file.read_text() + "# a hand edit\n"
+        settings_file.write_text(hand_edit)
+        screen.draft.set(spec, 30)
+        assert screen.draft.valid
+        await pilot.press("ctrl+s")
+        await wait_until(
+            pilot,
+            lambda: screen.view is not None and screen.view.revision != first,
+            what="the editor to read the file again",
+        )
+        assert settings_file.read_text() == hand_edit
+        assert screen.draft is not None and screen.draft.profile == name
+        screen.draft.set(spec, 30)
+        await pilot.press("ctrl+s")
+        await wait_until(
+            pilot,
+            lambda: engine.settings.profiles[name].video.quality == 30,
+            what="the second save",
+        )
+        assert "# a hand edit" in settings_file.read_text()

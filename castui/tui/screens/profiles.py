@@ -36,7 +36,7 @@ from castui.tui.screens.base import LiveScreen
 from castui_core.errors import CastuiError, SettingsRejected
 from castui_core.profiles import Profile
 from castui_core.settings import user_config_file
-from castui_core.settings_update import Edit, SettingsView
+from castui_core.settings_update import Edit, SettingsView, is_stale
 
 
 class ProfileEditorScreen(LiveScreen):
@@ -229,15 +229,19 @@ class ProfileEditorScreen(LiveScreen):
         # Through the engine API, like every setting: attached to a service, the service
         # validates, writes its own file, audits and reloads (never a write behind its back).
         # The revision makes the engine refuse a draft made on a file that changed since.
+        # No shield needed here: the engine's update_settings finishes a save whose caller
+        # was cancelled (a closed screen), and so does a service whose dashboard went away.
         edits = [Edit(path, value) for path, value in draft.file_edits().items()]
         revision = self.view.revision if self.view is not None else None
         try:
-            update = await asyncio.shield(
-                self.castui.engine.update_settings(edits, actor="operator", revision=revision)
+            update = await self.castui.engine.update_settings(
+                edits, actor="operator", revision=revision
             )
         except SettingsRejected as exc:
             problems = "; ".join(f"{where}: {what}" for where, what in exc.problems) or str(exc)
             self.notify(f"not saved: {problems}", severity="error", timeout=15)
+            if is_stale(exc):  # the file changed under the draft: read it again
+                self.read_engine_settings(draft.profile)
             return
         except CastuiError as exc:
             self.notify(f"not saved: {exc}", severity="error", timeout=15)
