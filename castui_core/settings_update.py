@@ -660,14 +660,18 @@ async def update_settings(
     control connection) used to leave the file written but neither audited nor applied, and
     the next save found "nothing changed". The save now runs to its end; a cancelled caller
     waits for it (so what it saw is what the disk and engine hold) and is then cancelled.
+    A save still waiting its turn (another one holds the engine's lock) is dropped instead.
     """
-    task = asyncio.create_task(_update(engine, list(edits), actor, revision))
+    started = asyncio.Event()
+    task = asyncio.create_task(_update(engine, list(edits), actor, revision, started))
     _saving.add(task)
     task.add_done_callback(_saving.discard)
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
-        if not task.done():
+        if not started.is_set():
+            task.cancel()  # nothing read or written yet
+        elif not task.done():
             # Cancelled again while waiting: the save still ends on its own (held above).
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.shield(task)
@@ -675,10 +679,11 @@ async def update_settings(
 
 
 async def _update(
-    engine: _Target, edits: list[Edit], actor: str, revision: str | None
+    engine: _Target, edits: list[Edit], actor: str, revision: str | None, started: asyncio.Event
 ) -> SettingsUpdate:
     lock = _locks.setdefault(engine, asyncio.Lock())
     async with lock:
+        started.set()
         running = engine.settings
         file = running.source or default_file()
         written = await asyncio.to_thread(

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from test_engine import Recorder, make_engine
 
+from castui_core import settings_update
 from castui_core.control import error_from_reply, error_reply
 from castui_core.control_messages import REPLY, ErrorReply, encode
 from castui_core.engine import Engine
@@ -385,8 +386,14 @@ async def test_a_cancelled_caller_does_not_cut_a_save_in_half(
     """Cancelled while the file is being written (a second ctrl+s in an exclusive worker):
     the save still audits and reloads, and the caller's cancellation returns only then."""
     file = tmp_path / "settings.yaml"
+    before = file.read_text()
     save = asyncio.create_task(engine.update_settings([Edit(("guardrails", "gpu_max_temp_c"), 90)]))
-    await asyncio.sleep(0)  # one turn: the save is now in its writing thread
+
+    async def written() -> None:
+        while file.read_text() == before:
+            await asyncio.sleep(0.001)
+
+    await asyncio.wait_for(written(), timeout=10)  # the thread has replaced the file
     save.cancel()
     with pytest.raises(asyncio.CancelledError):
         await save
@@ -571,3 +578,23 @@ async def test_a_key_saved_into_a_readable_file_makes_it_private(
     )
     assert stat.S_IMODE(file.stat().st_mode) == 0o600
     assert "was readable by others (0644) and now holds a key: made 0600" in update.message
+
+
+async def test_a_save_cancelled_while_waiting_its_turn_is_dropped(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """Cancelled before it read anything (another save held the engine's lock): dropped."""
+    file = tmp_path / "settings.yaml"
+    before = file.read_bytes()
+    lock = settings_update._locks.setdefault(engine, asyncio.Lock())
+    async with lock:  # as a save in progress holds it
+        save = asyncio.create_task(
+            engine.update_settings([Edit(("guardrails", "gpu_max_temp_c"), 90)])
+        )
+        for _ in range(5):
+            await asyncio.sleep(0)  # let it reach the lock
+        save.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await save
+    assert file.read_bytes() == before
+    assert await _audit(engine) == []
