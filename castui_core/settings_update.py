@@ -15,6 +15,11 @@ Secrets (``jellyfin.api_key``, ``notify.urls``, ``arr[].api_key``, ``queue.url``
 ``SecretStr`` of the model, found by :func:`secret_paths`) are written to the file only: the
 view, the returned changes, the audit and the logs show ``set`` / ``not set``.
 
+A save names the file's revision it was made on (:attr:`SettingsView.revision`) and is
+refused when the file changed since; list items are added with ``Edit.append`` (never over
+another) and named with ``Edit.item``: a screen's list indexes are only good for the text it
+read. Write, audit and reload run as one task a cancelled caller cannot cut in half.
+
 A text value for a field that is now a number or a boolean (what a text input gives) is
 read as YAML (``"90"`` -> ``90``, ``"true"`` -> ``true``), so the file holds a number, not a
 quoted string.
