@@ -268,7 +268,20 @@ class Ingest:
         settling, the outputs castui wrote (``note_output``) and a library's pause or forced
         polling survive a reload (re-initialising dropped them, so a half-copied file was
         forgotten and castui's own outputs looked like new media).
+
+        When nothing ingest reads changed (libraries, scan settings, profiles: a guardrail or
+        a Jellyfin edit from the settings screen), nothing restarts: restarting every watcher
+        and rescanning every library for a temperature limit cost seconds on a big library and
+        could miss events while the watchers were down.
         """
+        old = self.settings
+        if (settings.libraries, settings.scan, settings.profiles) == (
+            old.libraries,
+            old.scan,
+            old.profiles,
+        ):
+            self.settings = settings
+            return
         was_running = self._running
         await self.stop()
         self.settings = settings

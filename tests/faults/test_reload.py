@@ -109,3 +109,34 @@ async def test_reload_applies_workers_guardrails_and_names_what_needs_a_restart(
         assert engine.store.path == tmp_path / "state" / "castui.db"  # still the old one
     finally:
         await engine.stop()
+
+
+def _rescan_line(e: Event) -> bool:
+    return isinstance(e, LogLine) and e.message == "scanning library 'Test': settings reloaded"
+
+
+async def test_a_reload_that_changes_nothing_ingest_reads_restarts_no_watcher_and_no_scan(
+    tmp_path: Path,
+) -> None:
+    """A guardrail saved from the settings screen restarted every watcher and rescanned every
+    library; only a change to libraries, scan settings or profiles may."""
+    (tmp_path / "lib").mkdir()
+    engine = make_engine(_settings(tmp_path), now=lambda: NOON)
+    rec = Recorder(engine.bus)
+    await engine.start()
+    try:
+        await engine.reload(_settings(tmp_path, guardrails={"gpu_max_temp_c": 80}))
+        assert engine.settings.guardrails.gpu_max_temp_c == 80
+        # A scan of our own: a rescan the reload started would have begun (and said so)
+        # while this one awaited its work; a marker then ends the observation.
+        await engine.scan("Test")
+        engine.bus.publish(LogLine(level="info", message="test: marker"))
+        await rec.wait_for(lambda e: isinstance(e, LogLine) and e.message == "test: marker")
+        assert [e for e in rec.events if _rescan_line(e)] == []
+        # A real library change still rescans.
+        changed = _settings(tmp_path)
+        libraries = (changed.libraries[0].model_copy(update={"follow_symlinks": True}),)
+        await engine.reload(changed.model_copy(update={"libraries": libraries}))
+        await rec.wait_for(_rescan_line)
+    finally:
+        await engine.stop()
