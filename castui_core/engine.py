@@ -317,14 +317,7 @@ class Engine(StoreReads):
                 self._log("info", f"NVDEC: {', '.join(sorted(nvdec.codecs)) or 'none'}")
                 if missing:
                     self._log("info", f"decoded on the CPU: {missing}")
-                used = {lib.profile for lib in settings.libraries} | {DEFAULT_PROFILE}
-                per_profile = await detect_nvenc_for_profiles(
-                    tools.ffmpeg, {n: settings.profiles[n] for n in used if n in settings.profiles}
-                )
-                self.converter.profile_nvenc = per_profile
-                for name, status in sorted(per_profile.items()):
-                    if not status.available:
-                        self._log("info", f"profile {name} encodes on the CPU: {status.reason}")
+                await self._probe_profiles(settings)
             gpu = self._gpu if self._gpu is not None else await asyncio.to_thread(open_gpu_backend)
             self.guardrails = Guardrails(
                 settings.guardrails,
@@ -557,6 +550,7 @@ class Engine(StoreReads):
         if settings.arr != old.arr or self.arr:  # Sonarr/Radarr: check again, resume stopped
             await self._stop_arr()
             self.arr = await start_arr_senders(settings, self.queue, self.bus)
+        await self._probe_profiles(settings)
         await self._recheck_node()
         restart = [
             f"{name} ({before} -> {after})"
@@ -703,6 +697,28 @@ class Engine(StoreReads):
             self._nvenc is not None and self._nvenc.available,
             self._nvenc.reason if self._nvenc is not None else None,
         )
+
+    async def _probe_profiles(self, settings: Settings) -> None:
+        """Whether NVENC can run each profile the libraries use (main10, HEVC, B-frames...).
+
+        At start and on every reload: a profile edited to HEVC or 10-bit from the dashboard,
+        or a library switched to another profile, is probed before its jobs start, so a GPU
+        that cannot run it sends them to the CPU under ``auto`` instead of failing them. The
+        probe is remembered per encoder arguments, so a reload probes only what is new.
+        """
+        converter = getattr(self, "converter", None)  # None before start
+        if converter is None or self._nvenc is None or not self._nvenc.available:
+            return
+        used = {lib.profile for lib in settings.libraries} | {DEFAULT_PROFILE}
+        per_profile = await detect_nvenc_for_profiles(
+            converter.tools.ffmpeg,
+            {n: settings.profiles[n] for n in used if n in settings.profiles},
+        )
+        before = converter.profile_nvenc
+        converter.profile_nvenc = per_profile
+        for name, status in sorted(per_profile.items()):
+            if not status.available and before.get(name) != status:
+                self._log("info", f"profile {name} encodes on the CPU: {status.reason}")
 
     async def _recheck_node(self) -> None:
         """A reload checks the node again: a fixed ``node.path_map`` (or encoder) lets a

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
+from test_engine import make_engine
 
 from castui_core.ffmpeg import nvenc
 from castui_core.ffmpeg.nvenc import (
@@ -19,6 +21,8 @@ from castui_core.ffmpeg.nvenc import (
     profile_probe_args,
 )
 from castui_core.profiles import Profile, builtin_profiles
+from castui_core.settings import Settings, parse_settings
+from castui_core.tools import Tools
 
 TESTS = Path(__file__).parent
 PROFILES = builtin_profiles()
@@ -147,3 +151,42 @@ async def test_profile_probe_on_this_machine(tmp_path: Path) -> None:
         pytest.skip("this machine has working NVENC")
     assert set(found) == set(PROFILES)
     assert all(s.reason.startswith("NVENC unavailable") for s in found.values()), found
+
+
+async def test_a_reload_probes_a_profile_the_libraries_now_use(tmp_path: Path) -> None:
+    """A library switched (from the settings screen) to a 10-bit HEVC profile on a GPU that
+    cannot encode it: probed on reload, so its jobs go to the CPU under auto instead of
+    failing on NVENC (the per-profile probe ran only at start)."""
+    wrapper, _log = _shim(tmp_path)
+    (tmp_path / "lib").mkdir()
+
+    def settings(profile: str) -> Settings:
+        return parse_settings(
+            yaml.safe_dump(
+                {
+                    "database": f"{tmp_path}/state/castui.db",
+                    "libraries": [
+                        {"name": "T", "path": f"{tmp_path}/lib", "watch": "off", "profile": profile}
+                    ],
+                    "operational": {"encoder": "auto", "min_free_gb": 0},
+                }
+            )
+        )
+
+    ffprobe = shutil.which("ffprobe")
+    assert ffprobe is not None
+    engine = make_engine(
+        settings("chromecast-1080p"),
+        nvenc=nvenc.NvencStatus(True, "h264_nvenc encoded a test frame"),
+        tools=Tools(ffmpeg=wrapper, ffprobe=Path(ffprobe)),
+        scan_at_start=False,
+    )
+    await engine.start()
+    try:
+        assert "chromecast-4k-hevc" not in engine.converter.profile_nvenc
+        await engine.reload(settings("chromecast-4k-hevc"))
+        status = engine.converter.profile_nvenc["chromecast-4k-hevc"]
+        assert not status.available and "10-bit" in status.reason, status
+        assert engine.converter.profile_nvenc["chromecast-1080p"].available
+    finally:
+        await engine.stop()
