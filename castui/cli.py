@@ -13,8 +13,6 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 
-from rich.console import Console
-
 from castui.cli_args import add_node, apply_node
 from castui.keymap import keymap_problems
 from castui.version_view import VersionAction
@@ -206,6 +204,8 @@ def run_config_check(args: argparse.Namespace) -> int:
     problems = check_environment(settings)
     if problems:
         raise ConfigError("settings are valid, but:", problems=tuple(problems))
+    from rich.console import Console  # here only: `castui scan` and `--no-ui` never pay for it
+
     out = Console(highlight=False, soft_wrap=True)
     out.print("ok")
     source = settings.source or "built-in defaults (no settings file found)"

@@ -15,11 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from castui.cli_args import add_config
 from castui_core.datadir import data_dir_problems
@@ -31,6 +27,9 @@ from castui_core.settings import Settings, load_settings
 from castui_core.store import FINISHED_STATES, Job, JobState, Store
 from castui_core.store.confirmations import StoredConfirmation
 from castui_core.store.watch_history import StoredWatchHistory
+
+if TYPE_CHECKING:
+    from rich.text import Text
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -151,6 +150,8 @@ def run_db_backup(args: argparse.Namespace) -> int:
     database = load_settings(args.config).database
     dest = Path(args.path).expanduser()
     written = asyncio.run(_backup(database, dest, overwrite=bool(getattr(args, "force", False))))
+    from rich.console import Console  # here, not at the top: `castui scan` never needs it
+
     Console(highlight=False).print(f"backed up {database} to {written}")
     return 0
 
@@ -163,6 +164,8 @@ def run_retry(args: argparse.Namespace) -> int:
     if not database.exists():
         raise CastuiError(f"no database at {database} yet: there is nothing to retry")
     retried = asyncio.run(_retry(load_settings(args.config), ids, dead=bool(args.dead)))
+    from rich.console import Console  # here, not at the top: `castui scan` never needs it
+
     out = Console(highlight=False, soft_wrap=True)
     if not retried:
         out.print("no dead jobs to retry")
@@ -309,6 +312,10 @@ def _local(ts: float | None) -> str:
 
 
 def _print_queue(jobs: list[Job], database: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     out = Console(highlight=False)
     if not jobs:
         out.print(f"no queued, running or dead jobs ({database})")
@@ -353,6 +360,10 @@ def _print_history(
     confirmed: dict[int, StoredConfirmation] | None = None,
     watched: dict[int, StoredWatchHistory] | None = None,
 ) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
     out = Console(highlight=False)
     if not jobs:
         out.print(f"no finished jobs ({database})")

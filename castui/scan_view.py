@@ -6,16 +6,12 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from json.encoder import encode_basestring as _encode_str
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
-
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
-from rich.text import Text
 
 from castui_core.bus import EventBus, Subscription
 from castui_core.decide import Action
@@ -32,6 +28,9 @@ from castui_core.store.outputs import read_outputs
 from castui_core.tools import find_tool
 
 if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.text import Text
+
     from castui.jellyfin_scan import JellyfinColumn
 
 #: Library label of a scan of PATHs given on the command line.
@@ -89,7 +88,7 @@ async def run_scan_command(args: argparse.Namespace) -> int:
         ffprobe: Path | None = find_tool("ffprobe", settings.ffprobe)
     except ToolNotFoundError:
         ffprobe = None  # only the crash fallback needs it; PyAV does the probing
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = ScanStderr()
     bus = EventBus()
     rules = IgnoreRules(settings.scan.extensions, settings.scan.ignore)
     reports: list[ScanReport] = []
@@ -105,7 +104,7 @@ async def run_scan_command(args: argparse.Namespace) -> int:
             settings.database, reclaim_on_open=False, event_retention_s=None
         )
     except StoreError as exc:
-        err.print(Text.assemble(("warning", "yellow"), f": {exc}; every file is probed"))
+        err.warn(f"{exc}; every file is probed")
     try:
         with ProbePool(settings.scan.probe_workers, timeout=settings.scan.probe_timeout_s) as pool:
             # What castui wrote itself.
@@ -134,13 +133,13 @@ async def run_scan_command(args: argparse.Namespace) -> int:
                     # Rows the engine acted on stay: it cancels their queued jobs itself.
                     await store.remove_files(vanished, scan_only=True)
             except StoreError as exc:  # the scan's answer stands; only the memory is lost
-                err.print(Text.assemble(("warning", "yellow"), f": {exc}; nothing remembered"))
+                err.warn(f"{exc}; nothing remembered")
     finally:
         if store is not None:
             await store.close()
     probed = pool.probed  # every file a probe worker opened (copies checked included)
     reused = sum(m.reused for m in memories)
-    err.print(f"catalog: {probed} files probed, {reused} unchanged files not probed again")
+    err.line(f"catalog: {probed} files probed, {reused} unchanged files not probed again")
     files = [f for report in reports for f in report.files]
     jf: dict[str, JellyfinColumn] | None = None
     if getattr(args, "jellyfin", False):  # Jellyfin's own reasons beside castui's
@@ -150,32 +149,38 @@ async def run_scan_command(args: argparse.Namespace) -> int:
     if args.json:
         write_json_lines(sys.stdout, _json_lines(files, jf))
     else:
-        out = Console(highlight=False, soft_wrap=False)
         # With --jellyfin a file castui leaves but Jellyfin would transcode is shown too.
         disagree = {p for p, col in (jf or {}).items() if col.disagreement}
         shown = [f for f in files if args.all or f.action is not Action.SKIP or f.path in disagree]
-        if shown:
-            table = Table(show_edge=False, pad_edge=False, expand=False)
-            table.add_column("action")
-            table.add_column("path", overflow="fold")
-            table.add_column("reasons", overflow="fold")
+        if not shown:  # the common rescan: one line, no table, so no rich to import
+            print(summary_line(reports), flush=True)
+            return 0
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        out = Console(highlight=False, soft_wrap=False)
+        table = Table(show_edge=False, pad_edge=False, expand=False)
+        table.add_column("action")
+        table.add_column("path", overflow="fold")
+        table.add_column("reasons", overflow="fold")
+        if jf is not None:
+            table.add_column("jellyfin", overflow="fold")
+        for f in shown:
+            style = _ACTION_STYLE[f.action]
+            row: list[str | Text] = [
+                f"[{style}]{f.action.value}[/]",
+                Text(display_path(f.path)),  # Text: a "[" in a name is not markup
+                Text(display_text("; ".join(f.decision.reasons))),
+            ]
             if jf is not None:
-                table.add_column("jellyfin", overflow="fold")
-            for f in shown:
-                style = _ACTION_STYLE[f.action]
-                row: list[str | Text] = [
-                    f"[{style}]{f.action.value}[/]",
-                    Text(display_path(f.path)),  # Text: a "[" in a name is not markup
-                    Text(display_text("; ".join(f.decision.reasons))),
-                ]
-                if jf is not None:
-                    col = jf.get(f.path)
-                    text = col.verdict.text if col else ""
-                    if col and col.disagreement:
-                        text += f" — DISAGREES: {col.disagreement}"
-                    row.append(Text(text, style="red" if col and col.disagreement else ""))
-                table.add_row(*row)
-            out.print(table)
+                col = jf.get(f.path)
+                text = col.verdict.text if col else ""
+                if col and col.disagreement:
+                    text += f" — DISAGREES: {col.disagreement}"
+                row.append(Text(text, style="red" if col and col.disagreement else ""))
+            table.add_row(*row)
+        out.print(table)
         out.print(summary_line(reports), soft_wrap=True)
     return 0
 
@@ -279,15 +284,65 @@ def format_bytes(n: int) -> str:
     raise AssertionError("unreachable")
 
 
-async def _show_progress(sub: Subscription, err: Console) -> None:
+def _rich_terminal(stream: TextIO) -> bool:
+    """Whether rich would treat ``stream`` as a terminal (a tty, or the environment forces
+    one or asks for colour). Only then is rich worth its ~50 ms of imports: elsewhere its
+    output is the plain text, with no colour and no live bar."""
+    forced = ("FORCE_TERMINAL", "TTY_INTERACTIVE", "TTY_COMPATIBLE", "FORCE_COLOR")
+    if any(os.environ.get(name) for name in forced):
+        return True
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):  # a closed or odd stream: rich says no too
+        return False
+
+
+class ScanStderr:
+    """A scan's stderr: rich (a yellow ``warning``, a live bar) on a terminal, plain lines
+    elsewhere, so ``castui scan`` in a script or a pipe never imports rich."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream if stream is not None else sys.stderr
+        self.console: Console | None = None
+        if _rich_terminal(self.stream):
+            from rich.console import Console
+
+            self.console = Console(file=self.stream, highlight=False, soft_wrap=True)
+
+    def warn(self, text: str) -> None:
+        if self.console is None:
+            print(f"warning: {text}", file=self.stream, flush=True)
+        else:
+            from rich.text import Text
+
+            self.console.print(Text.assemble(("warning", "yellow"), ": ", text))
+
+    def line(self, text: str) -> None:
+        if self.console is None:
+            print(text, file=self.stream, flush=True)
+        else:
+            from rich.text import Text
+
+            self.console.print(Text(text))
+
+
+async def _show_progress(sub: Subscription, err: ScanStderr) -> None:
     """Follow scan events on stderr: a live bar on a terminal, problems always."""
-    live = err.is_terminal
+    if err.console is None:
+        async for event in sub:
+            if isinstance(event, ScanProblem):
+                err.warn(_problem_text(event))
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.text import Text
+
+    live = err.console.is_terminal
     progress = Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total} files"),
         TimeElapsedColumn(),
-        console=err,
+        console=err.console,
         transient=True,
         disable=not live,
     )
@@ -295,8 +350,7 @@ async def _show_progress(sub: Subscription, err: Console) -> None:
     with progress:
         async for event in sub:
             if isinstance(event, ScanProblem):
-                where = "" if event.library == PATHS_LABEL else f"library {event.library}: "
-                what = display_text(f"{where}{event.path}: {event.reason}")
+                what = _problem_text(event)
                 progress.console.print(Text.assemble(("warning", "yellow"), ": ", what))
             elif isinstance(event, ScanProgress) and live:
                 task = tasks.get(event.library)
@@ -304,3 +358,8 @@ async def _show_progress(sub: Subscription, err: Console) -> None:
                     task = tasks[event.library] = progress.add_task(f"scan {event.library}")
                 total = event.found if event.walk_done else None
                 progress.update(task, completed=event.decided, total=total)  # type: ignore[arg-type]
+
+
+def _problem_text(event: ScanProblem) -> str:
+    where = "" if event.library == PATHS_LABEL else f"library {event.library}: "
+    return display_text(f"{where}{event.path}: {event.reason}")
