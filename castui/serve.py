@@ -342,6 +342,7 @@ def _server_class() -> type[Any]:
             for task in sessions:
                 task.cancel()
             await asyncio.gather(*sessions, return_exceptions=True)
+            await asyncio.to_thread(_end_sessions, self.service.pid if self.service else None)
             if self.service is not None:
                 self.console.print("stopping the castui service (running jobs get its grace)")
                 await stop_service(self.service)
@@ -349,6 +350,37 @@ def _server_class() -> type[Any]:
                 await self._watch  # ends with the service's exit
 
     return CastuiServer
+
+
+def _end_sessions(service_pid: int | None, grace_s: float = 10.0) -> None:
+    """Every browser session's dashboard has ended when serve stops (runs in a thread).
+
+    The sessions were asked to quit; a cancellation that lands while textual-serve is still
+    starting or stopping one can skip that, and a loaded machine can take seconds to let a
+    dashboard go. So the session processes (serve's children, except the service, which stops
+    next with its own grace) get ``grace_s`` to exit, then SIGTERM, then SIGKILL: no dashboard
+    outlives the serve that started it (seen once in CI).
+    """
+    import psutil
+
+    me = psutil.Process()
+    keep = set()
+    if service_pid is not None:
+        with contextlib.suppress(psutil.Error):
+            service = psutil.Process(service_pid)
+            keep = {service_pid, *(c.pid for c in service.children(recursive=True))}
+    try:
+        left = [c for c in me.children(recursive=True) if c.pid not in keep]
+    except psutil.Error:
+        return
+    _, left = psutil.wait_procs(left, timeout=grace_s)
+    for signal_name in ("terminate", "kill"):
+        if not left:
+            return
+        for proc in left:
+            with contextlib.suppress(psutil.Error):
+                getattr(proc, signal_name)()
+        _, left = psutil.wait_procs(left, timeout=3)
 
 
 async def start_service(settings: Settings) -> asyncio.subprocess.Process | None:
