@@ -30,15 +30,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.scalarstring import DoubleQuotedScalarString, ScalarString
 
 from castui_core.errors import CastuiError, ConfigError
 from castui_core.settings import Settings, load_settings, parse_settings
+
+if TYPE_CHECKING:
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap
+
+# ruamel.yaml (~30 ms) is imported inside the functions that read or write a settings file:
+# `castui --no-ui` imports this module through the engine but saves settings only on request.
 
 #: A key path from the top of the file, e.g. ``("profiles", "tv", "video", "max_width")``;
 #: an ``int`` indexes a list (``("libraries", 1, "watch")``).
@@ -46,6 +50,8 @@ KeyPath = tuple[str | int, ...]
 
 
 def _yaml() -> YAML:
+    from ruamel.yaml import YAML
+
     yaml = YAML(typ="rt")
     yaml.preserve_quotes = True
     yaml.width = 4096  # never re-wrap the operator's long lines
@@ -66,6 +72,8 @@ def _reads_back(text: str) -> bool:
 
 
 def _text(value: str) -> str:
+    from ruamel.yaml.scalarstring import DoubleQuotedScalarString
+
     return value if _reads_back(value) else DoubleQuotedScalarString(value)
 
 
@@ -73,6 +81,9 @@ def plain(value: Any) -> Any:
     """``value`` as YAML nodes: tuples and lists as block sequences, dicts as block mappings
     (a plain dict would be dumped in flow style, ``{name: x, path: y}``), paths as text;
     text YAML 1.1 would read as something else (``off``, ``21:00``) double-quoted."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.scalarstring import ScalarString
+
     if isinstance(value, tuple | list):
         seq = CommentedSeq()
         seq.extend(plain(v) for v in value)
@@ -93,6 +104,8 @@ def plain(value: Any) -> Any:
 
 def load_document(text: str) -> CommentedMap:
     """The round-trip document of a settings file's text (an empty file: an empty mapping)."""
+    from ruamel.yaml.comments import CommentedMap
+
     data = _yaml().load(text) if text.strip() else None
     if data is None:
         return CommentedMap()
@@ -109,6 +122,8 @@ def dump_document(data: CommentedMap) -> str:
 
 def apply_edits(text: str, edits: Mapping[KeyPath, Any]) -> str:
     """``text`` with each key path set to its value (mappings created as needed)."""
+    from ruamel.yaml.comments import CommentedMap
+
     data = load_document(text)
     for path, value in edits.items():
         node: Any = data

@@ -40,12 +40,10 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Any, Protocol, Union
+from typing import TYPE_CHECKING, Any, Protocol, Union
 
 import yaml
 from pydantic import BaseModel, SecretStr
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
-from ruamel.yaml.error import YAMLError
 
 from castui_core.errors import CastuiError, ConfigError, SettingsRejected
 from castui_core.settings import Settings, parse_settings, user_config_file
@@ -58,6 +56,9 @@ from castui_core.settings_file import (
     read_text,
     save_text,
 )
+
+if TYPE_CHECKING:
+    from ruamel.yaml.comments import CommentedMap
 
 
 @dataclass(frozen=True)
@@ -447,6 +448,8 @@ def _coerce(value: Any, current: Any) -> Any:
 
 
 def _child(node: Any, key: str | int, path: tuple[str | int, ...]) -> Any:
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq  # only a save needs ruamel
+
     if isinstance(node, CommentedMap):
         if not isinstance(key, str):
             raise SettingsRejected(
@@ -474,6 +477,8 @@ def apply_edit(doc: CommentedMap, model: dict[str, Any], edit: Edit) -> None:
     """Apply ``edit`` to ``doc`` (the file's round-trip document). ``model`` is the file's
     settings as JSON (defaults included): a list the file leaves at its default (no
     ``libraries:`` key) is written out from it before an item of it is changed."""
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq  # only a save needs ruamel
+
     path = tuple(edit.path)
     if not path:
         raise SettingsRejected("not saved", (("settings", "an edit needs a key path"),))
@@ -580,6 +585,8 @@ def write_edits(
     (:attr:`SettingsView.revision`); refused (nothing written) when the file changed since.
     ``overrides``: what the engine's reload lays over the file (``--node``/``--role``), so
     the changes against ``running`` are not the command line's own values undone."""
+    from ruamel.yaml.error import YAMLError  # here: `castui --no-ui` imports this module
+
     with _file_lock:
         exists = file.exists()
         if must_exist and not exists:
