@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,8 @@ from castui_core.events import (
 from castui_core.guardrails.disk import FreeSpace
 from castui_core.originals import restore_job
 from castui_core.settings import Settings, parse_settings
+from castui_core.settings_update import Edit, SettingsUpdate, SettingsView, read_view
+from castui_core.settings_update import update_settings as save_settings
 from castui_core.store import Job, JobResult, Store
 from castui_core.swap import Journal
 
@@ -169,6 +171,16 @@ class FakeEngine(StoreReads):
 
     async def scan(self, library: str | None = None) -> None:
         return None
+
+    async def settings_view(self) -> SettingsView:
+        """The real reader: the profile editor and the settings screen draft against it."""
+        return await read_view(self.settings)
+
+    async def update_settings(
+        self, edits: Sequence[Edit], *, actor: str = "dashboard", revision: str | None = None
+    ) -> SettingsUpdate:
+        """The real save (file, audit through record_event, then reload) as Engine's."""
+        return await save_settings(self, edits, actor=actor, revision=revision)
 
     async def reload(self, settings: Settings) -> None:
         self.reloaded.append(settings)

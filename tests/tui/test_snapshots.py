@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from fake_engine import NOW, FakeEngine, fake_settings, free_space
 from textual.pilot import Pilot
 
 from castui.tui.app import CastuiApp, make_app
+from castui.tui.screens.profiles import ProfileEditorScreen
 from castui_core.events import GpuSample
 
 SIZES = [(80, 24), (120, 40)]
@@ -49,6 +51,13 @@ def keys(*pressed: str) -> Any:
             else:
                 await pilot.press(key)
             await pilot.pause(0.1)
+        # A screen that reads the engine when it opens (the profile editor) is shot once it
+        # has: under CI's load 0.3 s was not always enough, and the snapshot caught "reading…".
+        screen = pilot.app.screen
+        if isinstance(screen, ProfileEditorScreen):
+            async with asyncio.timeout(30):
+                while screen.view is None or screen.draft is None:
+                    await pilot.pause(0.02)
         await pilot.pause(0.2)
 
     return run
