@@ -664,8 +664,13 @@ class Engine(StoreReads):
         problems = await asyncio.to_thread(nodes.check_roots, roots, path_map)
         unreachable = {p.library for p in problems}
         expected: dict[str, tuple[str, list[tuple[str, ...]]]] = {}
+        # The files are looked for only where a mount can be the wrong one: through a path
+        # map, or from a shared queue (another host). On one host the library host itself
+        # found them; a file gone since was deleted or renamed by someone, and refusing every
+        # job for that stopped the whole node (found in review).
+        check_files = bool(path_map) or self.queue is not self.store
         for lib in self.settings.libraries:
-            if lib.name in unreachable:
+            if lib.name in unreachable or not check_files:
                 continue
             try:
                 jobs = await self.queue.recent_jobs(lib.name, nodes.EXPECTED_SAMPLE)

@@ -194,13 +194,15 @@ def check_roots(
 EXPECTED_SAMPLE = 20
 #: Job states whose file should be there: a cancelled job's file often vanished (that is why
 #: ingest cancelled it), so it proves nothing either way.
-_EXPECTED_STATES = frozenset({"queued", "running", "done", "failed", "dead"})
+# Failed and dead jobs are left out: their files are the ones people delete or rename.
+_EXPECTED_STATES = frozenset({"queued", "running", "done"})
 
 
 def job_files(state: str, path: str, output_path: str | None) -> tuple[str, ...]:
     """Where a job's file should be now, as the library host sees it (pure): a done job's
     output first (the replace layout moved the source into the archive), then its source (a
-    layout that keeps it, or an original restored since); nothing for a cancelled job."""
+    layout that keeps it, or an original restored since); nothing for a cancelled, failed or
+    dead job, whose file is often deleted or renamed by its owner and so proves nothing."""
     if state not in _EXPECTED_STATES:
         return ()
     if state == "done" and output_path:

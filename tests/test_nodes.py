@@ -605,3 +605,39 @@ async def test_castui_queue_and_retry_read_the_shared_redis_queue(
     assert shown.returncode == 0, shown.stderr
     jobs = json.loads(shown.stdout)
     assert [j["path"] for j in jobs] == ["/media/x.avi"], jobs
+
+
+async def test_one_host_whose_newest_files_were_deleted_still_claims(
+    samples: dict[str, Path], tmp_path: Path
+) -> None:
+    """On one host (local queue, no path map) the expected-files check must not run: files the
+    owner deleted since their jobs ran (a folder removed, an upgrade renamed) stopped the
+    whole node from claiming ("mount the library there"), though nothing was mounted wrong."""
+    lib = tmp_path / "lib"
+    place_settled(samples["compliant.mkv"], lib / "gone.mkv")
+    settings = node_settings(tmp_path, "one", {"name": "one"})
+    first = engine(settings)
+    log = first.bus.subscribe()
+    try:
+        async with running(first):
+            await wait_event(
+                log, lambda e: isinstance(e, JobFinished) and e.status == "done", timeout=120
+            )
+    finally:
+        log.close()
+    for leftover in list(lib.iterdir()):  # the owner deletes the converted file, its original
+        if leftover.is_dir():
+            shutil.rmtree(leftover)
+        else:
+            leftover.unlink()
+    place_settled(samples["mpeg4.avi"], lib / "new.avi")
+    again = engine(settings)
+    log = again.bus.subscribe()
+    try:
+        async with running(again):
+            assert again.refusal is None, again.refusal
+            await wait_event(
+                log, lambda e: isinstance(e, JobFinished) and e.status == "done", timeout=120
+            )
+    finally:
+        log.close()
