@@ -593,6 +593,9 @@ class Engine(StoreReads):
         backoff = _QUEUE_BACKOFF_MIN_S
         # n >= the limit: a reload lowered max_concurrent_jobs; exit between jobs.
         while not self._stopping.is_set() and n < self._worker_limit:
+            # Cleared before looking for work, not when going idle: a job queued while this
+            # worker was claiming (and found nothing yet) must not wait a whole idle poll.
+            self._wake.clear()
             if self.refusal is not None:  # the path map does not reach a library: claim nothing
                 await self._idle(n)
                 continue
@@ -784,7 +787,6 @@ class Engine(StoreReads):
     async def _idle(self, worker: int) -> None:
         # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation, which
         # would make stop() hang on an idle worker.
-        self._wake.clear()
         self._parked.add(worker)
         changed, self._parked_changed = self._parked_changed, asyncio.Event()
         changed.set()
