@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from typing import Any
 
 
@@ -26,3 +27,23 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
     for task in running:
         with contextlib.suppress(asyncio.CancelledError):
             await task
+
+
+async def end_loop(task: asyncio.Task[Any] | None, wake: Callable[[bool], None]) -> None:
+    """Stop a service's loop task and wait for it, even when a library swallowed the cancel.
+
+    Why more than ``cancel()``: on Python 3.11, ``asyncio.wait_for`` (redis-py wraps every
+    command in it) drops a cancellation that lands as the wrapped call completes, and the
+    loop would then wait for its next poll, or for ever. ``wake(True)`` sets the loop's stop
+    flag and wakes it, so it ends at its next turn; ``wake(False)`` clears the flag once the
+    task has ended (the service may start again).
+    """
+    if task is None:
+        return
+    wake(True)
+    task.cancel()
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    finally:
+        wake(False)

@@ -28,6 +28,7 @@ from castui_core.queue.protocol import JobQueue
 from castui_core.settings import Settings
 from castui_core.store.outbox import NOTIFY, OutboxEntry, OutboxRow
 from castui_core.store.store import Store
+from castui_core.tasks import end_loop
 
 log = logging.getLogger("castui.queue.forward")
 
@@ -155,16 +156,12 @@ class OutboxForwarder:
         completes, and the loop would then wait and forward for ever (an engine's stop hung
         so); the flag and the poke end it at its next turn."""
         task, self._task = self._task, None
-        if task is None:
-            return
-        self._stopping = True
-        self._poke.set()
-        task.cancel()
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        finally:
-            self._stopping = False
+        await end_loop(task, self._set_stopping)
+
+    def _set_stopping(self, stopping: bool) -> None:
+        self._stopping = stopping
+        if stopping:
+            self._poke.set()
 
     async def _run(self) -> None:
         while not self._stopping:

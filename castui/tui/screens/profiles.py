@@ -36,6 +36,7 @@ from castui.tui.screens.base import LiveScreen
 from castui_core.errors import CastuiError, SettingsRejected
 from castui_core.profiles import Profile
 from castui_core.settings import user_config_file
+from castui_core.settings_file import read_text
 from castui_core.settings_update import Edit, SettingsView, is_stale
 
 
@@ -254,16 +255,7 @@ class ProfileEditorScreen(LiveScreen):
 
 def _read_text(path: Path | None) -> str:
     """The settings file's text; ``""`` when there is none yet (a save creates it)."""
-    if path is None:
-        return ""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return ""
-    except OSError as exc:
-        raise CastuiError(f"cannot read {path}: {exc.strerror}; check its permissions") from exc
-    except UnicodeDecodeError as exc:
-        raise CastuiError(f"{path} is not UTF-8 text; fix or replace the file") from exc
+    return "" if path is None else read_text(path)
 
 
 def _profiles(data: dict[str, Any]) -> dict[str, Profile]:

@@ -21,7 +21,6 @@ Why this design (peers lose notifications or hurt the server):
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import random
@@ -37,6 +36,7 @@ from castui_core.integrations.jellyfin.paths import to_jellyfin
 from castui_core.queue.protocol import JobQueue
 from castui_core.settings import JellyfinSettings, Settings
 from castui_core.store.outbox import OutboxEntry, OutboxRow
+from castui_core.tasks import end_loop
 
 log = logging.getLogger("castui.jellyfin")
 
@@ -208,16 +208,12 @@ class JellyfinSender:
         its next wait instead of after a 30 s idle poll.
         """
         task, self._task = self._task, None
-        if task is None:
-            return
-        self._stopping = True
-        self._wake.set()
-        task.cancel()
-        try:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        finally:
-            self._stopping = False
+        await end_loop(task, self._set_stopping)
+
+    def _set_stopping(self, stopping: bool) -> None:
+        self._stopping = stopping
+        if stopping:
+            self._wake.set()
 
     async def _run(self) -> None:
         await self._check()
