@@ -291,7 +291,8 @@ async def run_headless(args: argparse.Namespace) -> int:
     engine = Engine(settings, watch=not once, scan_at_start=True)
     # --node/--role outlive every reload: SIGHUP's, a dashboard's save, the socket's reload.
     engine.settings_overrides = functools.partial(apply_node, args=args)
-    viewer = asyncio.create_task(_log_events(engine.bus.subscribe(), EventFormatter()))
+    formatter = EventFormatter(node=engine.node)  # --node's name, not the host's
+    viewer = asyncio.create_task(_log_events(engine.bus.subscribe(), formatter))
     metrics = None
     if settings.metrics.enabled:
         from castui_core.metrics import Metrics

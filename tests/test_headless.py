@@ -84,9 +84,14 @@ def _hidden(lib: Path) -> list[str]:
 
 def test_once_exit_codes_and_summary(site: dict[str, Path], samples: dict[str, Path]) -> None:
     shutil.copy(samples["mpeg4.avi"], site["lib"] / "a.avi")
-    result = _castui("--no-ui", "--once", "--config", str(site["settings"]), root=site["root"])
+    config = str(site["settings"])
+    node = ("--node", "film-box")
+    result = _castui("--no-ui", "--once", "--config", config, *node, root=site["root"])
     assert result.returncode == 0, result.stdout + result.stderr
     assert "summary: 1 done, 0 failed" in result.stdout
+    # Job lines name the node castui runs as (--node), not the host name it had before.
+    job_lines = [line for line in result.stderr.splitlines() if "[job=" in line]
+    assert job_lines and all(line.endswith("node=film-box]") for line in job_lines), job_lines
     assert (site["lib"] / "a.mp4").is_file()
 
     # A truncated source: its output falls short of the probed duration -> failed -> exit 1.
