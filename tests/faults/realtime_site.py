@@ -19,6 +19,9 @@ from cli_helpers import castui_env, run_castui
 from textual.pilot import Pilot
 from tui import tui_helpers
 
+from castui_core.control import find_live_socket
+from castui_core.settings import Settings, load_settings
+
 SHIM = Path(__file__).parent.parent / "nvenc_shim.py"
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 
@@ -149,3 +152,52 @@ async def wait_until(
     comes third, and 30 s by default, since a real-time encode in another process is slower
     to show than the in-process engine the TUI tests use."""
     await tui_helpers.wait_until(pilot, condition, timeout=timeout, what=what)
+
+
+class Service:
+    """``castui --no-ui`` processes on one site, each returned once its control socket listens
+    (its log in a file: a full pipe would stall it). ``realtime``: the shim reads at native
+    rate, so an encode lasts as long as its clip."""
+
+    def __init__(self, site: dict[str, Path], *, realtime: bool = True) -> None:
+        self.site = site
+        self.settings: Settings = load_settings(site["settings"])
+        self.realtime = realtime
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start(self, *, deadline_s: float = 30) -> subprocess.Popen[bytes]:
+        extra = {"CASTUI_REAL_FFMPEG": FFMPEG}
+        if self.realtime:
+            extra["CASTUI_SHIM_REALTIME"] = "1"
+        log = open(self.log_path(len(self.procs)), "wb")  # noqa: SIM115
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "castui", "--no-ui", "--config", str(self.site["settings"])],
+            stdout=log,
+            stderr=log,
+            env=castui_env(self.site["root"], **extra),
+            cwd=self.site["root"],
+        )
+        log.close()
+        self.procs.append(proc)
+        deadline = time.monotonic() + deadline_s
+        while find_live_socket(self.settings.database) is None:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the service did not start: {self.log(len(self.procs) - 1)}")
+            time.sleep(0.05)  # a socket appearing has no event to wait on
+        return proc
+
+    def log_path(self, n: int) -> Path:
+        return self.site["root"] / f"service-{n}.log"
+
+    def log(self, n: int) -> str:
+        return self.log_path(n).read_text(errors="replace")[-3000:]
+
+    def stop_all(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()

@@ -10,22 +10,17 @@ dashboard under Textual's pilot.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import castui_env
-from realtime_site import FFMPEG, clip, make_site, wait_until
+from realtime_site import Service, clip, make_site, wait_until
 from textual.widgets import Label
 from textual.widgets.data_table import ColumnKey
 
 from castui.tui.app import CastuiApp, make_app
 from castui.tui.widgets.active_jobs import ActiveJobs
-from castui_core.control import RemoteEngine, find_live_socket
-from castui_core.settings import Settings, load_settings
+from castui_core.control import RemoteEngine
 
 
 @pytest.fixture
@@ -33,46 +28,6 @@ def site(tmp_path: Path) -> Iterator[dict[str, Path]]:
     site = make_site(tmp_path)
     clip(site["lib"] / "movie.avi", 40)  # read in real time: the encode lasts 40 s
     yield site
-
-
-class Service:
-    """``castui --no-ui`` in its own process (its log in a file: a full pipe would stall it)."""
-
-    def __init__(self, site: dict[str, Path]) -> None:
-        self.site = site
-        self.settings: Settings = load_settings(site["settings"])
-        self.procs: list[subprocess.Popen[bytes]] = []
-
-    def start(self) -> subprocess.Popen[bytes]:
-        log = open(self.site["root"] / f"service-{len(self.procs)}.log", "wb")  # noqa: SIM115
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "castui", "--no-ui", "--config", str(self.site["settings"])],
-            stdout=log,
-            stderr=log,
-            env=castui_env(self.site["root"], CASTUI_SHIM_REALTIME="1", CASTUI_REAL_FFMPEG=FFMPEG),
-            cwd=self.site["root"],
-        )
-        log.close()
-        self.procs.append(proc)
-        deadline = time.monotonic() + 30
-        while find_live_socket(self.settings.database) is None:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the service did not start: {self.log(len(self.procs) - 1)}")
-            time.sleep(0.05)  # a socket appearing has no event to wait on
-        return proc
-
-    def log(self, n: int) -> str:
-        return (self.site["root"] / f"service-{n}.log").read_text(errors="replace")[-3000:]
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
 
 
 @pytest.fixture

@@ -9,17 +9,13 @@ A real ``castui --no-ui`` process, a real socket, the real file and database.
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from cli_helpers import castui_env
-from realtime_site import make_site
+from realtime_site import Service, make_site
 
-from castui_core.control import RemoteEngine, find_live_socket
+from castui_core.control import RemoteEngine
 from castui_core.errors import SettingsRejected
 from castui_core.settings import load_settings
 from castui_core.settings_file import backup_path
@@ -34,31 +30,12 @@ GUARDRAILS = "guardrails:\n  gpu_max_temp_c: 85   # the card runs hot\n"
 def service(tmp_path: Path) -> Iterator[dict[str, Path]]:
     """``castui --no-ui`` on an empty library, serving its control socket."""
     site = make_site(tmp_path, extra_yaml=GUARDRAILS)
-    settings = load_settings(site["settings"])
-    log_path = tmp_path / "service.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "castui", "--no-ui", "--config", str(site["settings"])],
-            stdout=log,
-            stderr=log,
-            env=castui_env(tmp_path),
-            cwd=tmp_path,
-        )
-    site["log"] = log_path
+    svc = Service(site, realtime=False)
     try:
-        deadline = time.monotonic() + 60
-        while find_live_socket(settings.database) is None:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the service did not start: {log_path.read_text()[-3000:]}")
-            time.sleep(0.05)  # a socket appearing has no event to wait on
+        svc.start(deadline_s=60)
         yield site
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        svc.stop_all()
 
 
 @pytest.fixture

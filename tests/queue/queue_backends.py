@@ -14,7 +14,7 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from redis_server import RedisServer
 from worker_process import WorkerProcess
@@ -35,24 +35,23 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-class Backend:
+class Backend(Protocol):
     """How a test opens, restarts and names one backend."""
 
     name: str
 
-    async def open(self, **overrides: Any) -> JobQueue:
-        raise NotImplementedError
+    async def open(self, **overrides: Any) -> JobQueue: ...
 
     async def restart(self) -> None:
         """Make the backend lose everything but what it made durable."""
-        raise NotImplementedError
+        ...
 
     def spec(self) -> str:
         """The backend as a worker process's argument."""
-        raise NotImplementedError
+        ...
 
 
-class SqliteBackend(Backend):
+class SqliteBackend:
     name = "sqlite"
 
     def __init__(self, path: Path) -> None:
@@ -71,7 +70,7 @@ class SqliteBackend(Backend):
         return f"sqlite:{self.path}"
 
 
-class RedisBackend(Backend):
+class RedisBackend:
     name = "redis"
 
     def __init__(self, server: RedisServer, prefix: str) -> None:
