@@ -10,12 +10,12 @@ in a fresh interpreter and fail if one of them comes back at start-up.
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 from cli_helpers import castui_env
-from media import FFMPEG
 
 #: Top-level packages the non-interactive CLI paths must not import.
 HEAVY = ("rich", "textual", "httpx", "httpcore", "redis", "hiredis", "av")
@@ -58,22 +58,19 @@ def _run(tmp_path: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], 
     return done, modules
 
 
-def test_scan_of_an_unchanged_library_imports_no_ui_or_network_package(tmp_path: Path) -> None:
+def _library(tmp_path: Path, samples: dict[str, Path]) -> Path:
+    """One file a Chromecast plays as it is (H.264 + AAC in MP4): the scan skips it."""
     (tmp_path / "home").mkdir()
     library = tmp_path / "lib"
     library.mkdir()
-    # A file a Chromecast plays as it is (H.264 + AAC in MP4): the scan skips it, no table.
-    subprocess.run(
-        [
-            FFMPEG, "-v", "error", "-y",
-            "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=1",
-            "-f", "lavfi", "-i", "sine=duration=1",
-            "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", "-shortest",
-            str(library / "clip.mp4"),
-        ],
-        check=True,
-        timeout=60,
-    )  # fmt: skip
+    shutil.copy(samples["compliant.mp4"], library / "clip.mp4")
+    return library
+
+
+def test_scan_of_an_unchanged_library_imports_no_ui_or_network_package(
+    tmp_path: Path, samples: dict[str, Path]
+) -> None:
+    library = _library(tmp_path, samples)
     config = tmp_path / "settings.yaml"
     config.write_text(
         f"database: {tmp_path / 'castui.db'}\nlibraries:\n  - name: tiny\n    path: {library}\n"
@@ -91,20 +88,11 @@ def test_scan_of_an_unchanged_library_imports_no_ui_or_network_package(tmp_path:
     assert _heavy(modules) == []
 
 
-def test_scan_with_a_table_still_draws_it_with_rich(tmp_path: Path) -> None:
+def test_scan_with_a_table_still_draws_it_with_rich(
+    tmp_path: Path, samples: dict[str, Path]
+) -> None:
     """The lazy import is not a lost feature: ``--all`` shows the table, through rich."""
-    (tmp_path / "home").mkdir()
-    library = tmp_path / "lib"
-    library.mkdir()
-    subprocess.run(
-        [
-            FFMPEG, "-v", "error", "-y",
-            "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=1",
-            "-c:v", "libx264", "-pix_fmt", "yuv420p", str(library / "clip.mp4"),
-        ],
-        check=True,
-        timeout=60,
-    )  # fmt: skip
+    library = _library(tmp_path, samples)
     done, modules = _run(tmp_path, "scan", "--all", str(library))
     assert done.returncode == 0, done.stderr
     assert "clip.mp4" in done.stdout and "skip" in done.stdout
