@@ -4,16 +4,27 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from textual.pilot import Pilot
 from textual.widgets import DataTable
 from tui_helpers import add_sample, make_engine, wait_until
 
-from castui.tui.app import make_app
+from castui.tui.app import CastuiApp, make_app
 from castui.tui.profile_editor import PROFILE_FIELDS
 from castui.tui.screens.profiles import ProfileEditorScreen
 from castui.tui.settings_writer import apply_edits
 from castui_core.control import ControlServer, RemoteEngine
 from castui_core.settings import Settings, load_settings
 from castui_core.store import JobState
+
+
+async def open_editor(pilot: Pilot[object], app: CastuiApp) -> ProfileEditorScreen:
+    """The profile editor, opened with its key once the engine is ready."""
+    await wait_until(pilot, lambda: app.engine_ready.is_set(), what="the engine")
+    await pilot.press("e")
+    await wait_until(pilot, lambda: isinstance(app.screen, ProfileEditorScreen))
+    screen = app.screen
+    assert isinstance(screen, ProfileEditorScreen)
+    return screen
 
 
 def test_apply_edits_keeps_comments_and_order(settings_file: Path) -> None:
@@ -32,11 +43,7 @@ async def test_edit_invalid_refused_valid_saved_and_used(
     engine = make_engine(settings, scan=True)
     app = make_app(engine)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.engine_ready.is_set())
-        await pilot.press("e")
-        await wait_until(pilot, lambda: isinstance(app.screen, ProfileEditorScreen))
-        screen = app.screen
-        assert isinstance(screen, ProfileEditorScreen)
+        screen = await open_editor(pilot, app)
         options = screen.query_one("#profile-list")
         options.focus()
         for _ in range(sorted(settings.profiles).index("tv")):
@@ -106,11 +113,7 @@ async def test_attached_drafts_against_the_service_and_saves_one_at_a_time(
         async with ControlServer(engine):
             app = make_app(RemoteEngine(load_settings(local_file)), attached=True)
             async with app.run_test(size=(120, 40)) as pilot:
-                await wait_until(pilot, lambda: app.engine_ready.is_set(), what="the engine")
-                await pilot.press("e")
-                await wait_until(pilot, lambda: isinstance(app.screen, ProfileEditorScreen))
-                screen = app.screen
-                assert isinstance(screen, ProfileEditorScreen)
+                screen = await open_editor(pilot, app)
                 await wait_until(pilot, lambda: screen.view is not None, what="the view")
                 options = screen.query_one("#profile-list")
                 options.focus()
@@ -166,11 +169,7 @@ async def test_a_draft_on_a_file_changed_since_is_refused_and_read_again(
     engine = make_engine(settings, scan=False)
     app = make_app(engine)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_until(pilot, lambda: app.engine_ready.is_set())
-        await pilot.press("e")
-        await wait_until(pilot, lambda: isinstance(app.screen, ProfileEditorScreen))
-        screen = app.screen
-        assert isinstance(screen, ProfileEditorScreen)
+        screen = await open_editor(pilot, app)
         await wait_until(pilot, lambda: screen.draft is not None, what="a draft")
         assert screen.view is not None and screen.draft is not None
         first = screen.view.revision
