@@ -671,18 +671,20 @@ class Engine(StoreReads):
         # map, or from a shared queue (another host). On one host the library host itself
         # found them; a file gone since was deleted or renamed by someone, and refusing every
         # job for that stopped the whole node (found in review).
-        check_files = bool(path_map) or self.queue is not self.store
-        for lib in self.settings.libraries:
-            if lib.name in unreachable or not check_files:
-                continue
-            try:
-                jobs = await self.queue.recent_jobs(lib.name, nodes.EXPECTED_SAMPLE)
-            except CastuiError as exc:  # the roots are checked; the files wait for next time
-                self._log("warning", f"library {lib.name!r}: expected files not checked: {exc}")
-                continue
-            samples = [nodes.job_files(j.state.value, j.path, j.result.output_path) for j in jobs]
-            expected[lib.name] = (str(lib.path), samples)
-        problems += await asyncio.to_thread(nodes.check_files, expected, path_map)
+        if path_map or self.queue is not self.store:
+            for lib in self.settings.libraries:
+                if lib.name in unreachable:
+                    continue
+                try:
+                    jobs = await self.queue.recent_jobs(lib.name, nodes.EXPECTED_SAMPLE)
+                except CastuiError as exc:  # the roots are checked; files wait for next time
+                    self._log("warning", f"library {lib.name!r}: expected files not checked: {exc}")
+                    continue
+                samples = [
+                    nodes.job_files(j.state.value, j.path, j.result.output_path) for j in jobs
+                ]
+                expected[lib.name] = (str(lib.path), samples)
+            problems += await asyncio.to_thread(nodes.check_files, expected, path_map)
         if problems:
             self.refusal = "; ".join(p.message for p in problems)
             self._log("error", f"node {self.node} claims no jobs: {self.refusal}")
