@@ -98,7 +98,7 @@ class SettingsUpdate:
 @dataclass(frozen=True)
 class SettingsView:
     """What the settings screen shows. ``file`` is where a save goes; ``None``: the engine
-    runs on the built-in defaults and a save creates :func:`default_file`."""
+    runs on the built-in defaults and a save creates the user's file (``user_config_file``)."""
 
     file: str | None
     data: dict[str, Any]  # Settings.model_dump(mode="json"), every SecretStr as "set"/None
@@ -309,11 +309,6 @@ def _comparable(settings: Settings) -> dict[str, Any]:
     return data
 
 
-def default_file() -> Path:
-    """Where a save goes when the engine runs on the built-in defaults."""
-    return user_config_file()
-
-
 def settings_view(settings: Settings, revision: str = "") -> SettingsView:
     return SettingsView(
         file=str(settings.source) if settings.source is not None else None,
@@ -323,7 +318,7 @@ def settings_view(settings: Settings, revision: str = "") -> SettingsView:
 
 
 def _file_view(settings: Settings) -> SettingsView:
-    file = settings.source or default_file()
+    file = settings.source or user_config_file()
     if not file.exists():
         return settings_view(settings, "")
     text = read_text(file)
@@ -697,7 +692,7 @@ async def _update(
     async with lock:
         started.set()
         running = engine.settings
-        file = running.source or default_file()
+        file = running.source or user_config_file()
         written = await asyncio.to_thread(
             functools.partial(
                 write_edits,
@@ -767,7 +762,6 @@ __all__ = [
     "SettingsUpdate",
     "SettingsView",
     "changes_between",
-    "default_file",
     "file_revision",
     "is_stale",
     "needs_restart",
