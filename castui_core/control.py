@@ -357,6 +357,7 @@ def _try_lock(path: Path) -> int | None:
 
 _SETTINGS_VIEW: TypeAdapter[SettingsView] = TypeAdapter(SettingsView)
 _SETTINGS_UPDATE: TypeAdapter[SettingsUpdate] = TypeAdapter(SettingsUpdate)
+_JOB_IDS: TypeAdapter[list[int]] = TypeAdapter(list[int])
 
 
 def error_reply(rid: int | None, exc: CastuiError) -> msg.ErrorReply:
@@ -922,7 +923,7 @@ class RemoteEngine(StoreReads):
         return str(await self._call(msg.RestoreOriginal(target=target, actor=actor)))
 
     async def running_ids(self) -> list[int]:
-        return _reply_as(TypeAdapter(list[int]), await self._call(msg.Running()), "running")
+        return _reply_as(_JOB_IDS, await self._call(msg.Running()), "running")
 
     async def settings_view(self) -> SettingsView:
         """The service's settings (its file, secrets as ``set``)."""
