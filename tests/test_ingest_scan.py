@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import time
@@ -9,14 +10,23 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+import yaml
+from redis_server import RedisServer
 
 from castui_core.bus import EventBus
+from castui_core.errors import QueueUnreachableError
 from castui_core.events import JobCancelled, JobQueued, ScanFinished
 from castui_core.ingest.catalog_scan import CatalogScanner, WalkedFile
 from castui_core.probe import ProbePool
 from castui_core.profiles import builtin_profiles
+from castui_core.queue.open import open_queue
 from castui_core.scan import IgnoreRules
-from castui_core.settings import DEFAULT_EXTENSIONS, DEFAULT_IGNORE, LibrarySettings
+from castui_core.settings import (
+    DEFAULT_EXTENSIONS,
+    DEFAULT_IGNORE,
+    LibrarySettings,
+    parse_settings,
+)
 from castui_core.store import JobState, Store
 
 RULES = IgnoreRules(DEFAULT_EXTENSIONS, DEFAULT_IGNORE)
@@ -113,6 +123,48 @@ async def test_changed_file_is_reprobed_and_deleted_file_cancels_its_job(
     assert any(isinstance(e, JobCancelled) and e.path == str(gone) for e in _events(sub))
     assert [Path(j.path).name for j in await store.active_jobs()] == ["keep.mp4"]
     assert [Path(e.path).name for e in await store.list_files("Movies")] == ["keep.mp4"]
+
+
+async def test_files_a_scan_could_not_queue_are_queued_by_the_next_scan(
+    samples: dict[str, Path],
+    tmp_path: Path,
+    store: Store,
+    pool: ProbePool,
+    redis_url: str,
+    redis_server: RedisServer,
+) -> None:
+    """A real redis-server stopped while the catalog (local SQLite) still answers: the scan
+    fails at the queue, and the next scan, Redis back, queues both files. Before, the catalog
+    was written first, so the next scan found the files unchanged and never queued them."""
+    lib = tmp_path / "lib"
+    _place(samples["compliant.mkv"], lib / "remux.mkv")
+    _place(samples["high10.mkv"], lib / "transcode.mkv")
+    settings = parse_settings(
+        yaml.safe_dump(
+            {
+                "database": str(tmp_path / "castui.db"),
+                "queue": {"backend": "redis", "url": redis_url, "prefix": "scan"},
+            }
+        )
+    )
+    queue = await open_queue(settings, store)
+    scanner = CatalogScanner(store, pool, EventBus(), RULES, settle_seconds=30, queue=queue)
+    library = LibrarySettings(name="Movies", path=lib)
+    try:
+        await asyncio.to_thread(redis_server.stop)
+        with pytest.raises(QueueUnreachableError):
+            await scanner.scan(library, PROFILE)
+        await asyncio.to_thread(redis_server.start)
+        again = await scanner.scan(library, PROFILE)
+        active = await queue.active_jobs()
+    finally:
+        await queue.close()
+    assert again.probed == 2, again
+    assert sorted(Path(j.path).name for j in active) == ["remux.mkv", "transcode.mkv"]
+    assert sorted(Path(e.path).name for e in await store.list_files("Movies")) == [
+        "remux.mkv",
+        "transcode.mkv",
+    ]
 
 
 async def test_missing_or_suddenly_empty_root_pauses_and_changes_nothing(

@@ -296,8 +296,6 @@ class CatalogScanner:
                     reasons=decision.reasons,
                 )
             )
-        if entries:
-            await self.store.upsert_files(entries)
         work = [(w, d) for w, d in decided if d.action.needs_work]
         results: dict[str, EnqueueResult] = {}
         if work:
@@ -324,6 +322,13 @@ class CatalogScanner:
                         outcome=res.outcome.value,
                     )
                 )
+        # The catalog is written only once the jobs are queued. The other way round, a queue
+        # that failed in between (Redis down, a kill -9) left files recorded as decided but
+        # never queued, and every later scan skipped them as unchanged. This way such a
+        # failure leaves them unrecorded: the next scan probes them again and the queue merges
+        # any job that did get in.
+        if entries:
+            await self.store.upsert_files(entries)
         return [Recorded(w.path, w.stat.size, d, results.get(w.path)) for w, d in decided]
 
     async def _own_work(
@@ -509,8 +514,8 @@ class CatalogScanner:
         except Exception as exc:
             if len(batch) == 1:
                 path = batch[0][0].path
-                # Its catalog row may be written while its job is not: forget the row, so the
-                # next scan sees the file as new instead of unchanged (and never queued).
+                # record() writes the catalog last, but forget any row all the same: the next
+                # scan must see the file as new, never as unchanged and not queued.
                 await self.store.remove_files([path])
                 event = ScanProblem(
                     library=library,
