@@ -313,6 +313,37 @@ async def test_many_changes_go_out_in_one_request_per_batch(
     assert paths == sorted(paths, key=lambda p: (os.path.dirname(p), p))  # by folder
 
 
+async def test_a_stop_while_a_batch_is_on_its_way_waits_for_it_instead_of_sending_it_twice(
+    jellyfin: StandinJellyfin,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Seen in CI as a duplicate notice: stop() cancelled a POST that Jellyfin had received,
+    the rows stayed pending, and stop()'s own last try posted them again."""
+    lib = tmp_path / "lib"
+    jellyfin.add_library("Movies", [str(lib)])
+    settings = settings_for(tmp_path, jellyfin, batch_window_s=0)
+    bus = EventBus()
+    events = Events(bus)
+    async with Store.open(settings.database) as store:
+        sender = JellyfinSender(store, settings, bus)
+        await sender.start()
+        try:
+            await events.wait_state(lambda s: s.connected)  # the health check ran
+            jellyfin.slow_s = 1.0  # Jellyfin answers the POST a second after receiving it
+            await store.outbox_add([OutboxEntry(f"{lib}/Film.mp4", "Created", "Movies")])
+            sender.poke()
+            await wait_standin(
+                jellyfin, lambda: bool(jellyfin.requests_to("/Library/Media/Updated"))
+            )
+        finally:
+            await sender.stop()
+        counts = await store.outbox_counts()
+    await events.close()
+    assert len(jellyfin.requests_to("/Library/Media/Updated")) == 1
+    assert counts["pending"] == 0 and counts["stopped"] == 0, counts
+    assert sender.sent == 1
+
+
 # --- failures ---------------------------------------------------------------------------------
 
 

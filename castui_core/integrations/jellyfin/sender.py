@@ -21,6 +21,7 @@ Why this design (peers lose notifications or hurt the server):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import random
@@ -141,6 +142,7 @@ class JellyfinSender:
         self._client: JellyfinClient | None = None
         self._held: str | None = None  # a settings problem: sending waits for a reload
         self._stopping = False  # set by _end_loop: the loop ends at its next wait
+        self._posting: asyncio.Task[None] | None = None  # a batch on its way (see _post)
         self.sent = 0
         self.failed = 0
         self.connected = False
@@ -167,8 +169,9 @@ class JellyfinSender:
         Bounded by the client's timeout; whatever is not delivered stays in the outbox."""
         await self._end_loop()
         try:
-            if self._held is None and self._settings.jellyfin is not None:
-                async with asyncio.timeout(self._settings.jellyfin.timeout_s * 2):
+            async with asyncio.timeout(self._timeout_s()):
+                await self._finish_posting()
+                if self._held is None and self._settings.jellyfin is not None:
                     rows = await self._store.outbox_due(BATCH_LIMIT)
                     if rows:
                         await self._send(rows)
@@ -185,10 +188,15 @@ class JellyfinSender:
 
     async def reload(self, settings: Settings) -> None:
         """New settings (key, URL, path_map): check again and resume stopped batches."""
+        await self._end_loop()
+        try:
+            async with asyncio.timeout(self._timeout_s()):
+                await self._finish_posting()  # with the old settings and client
+        except TimeoutError:
+            log.warning("Jellyfin: a batch in flight did not finish before the reload; retried")
         self._settings = settings
         self._held = None
         await self._close_client()
-        await self._end_loop()
         if settings.jellyfin is None:  # switched off: keep what is queued, send nothing
             counts = await self._store.outbox_counts()
             waiting = counts["pending"] + counts["stopped"]
@@ -272,7 +280,43 @@ class JellyfinSender:
             rows = await self._store.outbox_due(BATCH_LIMIT)
             if not rows:
                 return
-        await self._send(rows)
+        await self._post(rows)
+
+    async def _post(self, rows: Sequence[OutboxRow]) -> None:
+        """``_send`` in a task of its own that a stop does not cut short.
+
+        Why: cancelling a POST that Jellyfin has already received left its rows pending, and
+        stop() (or the next start) sent them again: a duplicate notice for one swap. The loop
+        may end while the batch is on its way; stop() and reload() wait for it (bounded by the
+        client's timeout) through ``_finish_posting``.
+        """
+        task = asyncio.create_task(self._send(rows), name="castui-jellyfin-post")
+        self._posting = task
+        try:
+            await asyncio.shield(task)
+        finally:
+            if task.done():  # else the loop was stopped: the batch is _finish_posting's
+                self._posting = None
+
+    async def _finish_posting(self) -> None:
+        """Wait for a batch the loop left on its way; cancel it if the wait is cancelled (a
+        caller's timeout) so no request outlives the sender."""
+        task, self._posting = self._posting, None
+        if task is None:
+            return
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            raise
+        except Exception:  # the loop would have logged it; a stop must still go on
+            log.exception("Jellyfin: the batch in flight failed while castui stopped")
+
+    def _timeout_s(self) -> float:
+        jf = self._settings.jellyfin
+        return jf.timeout_s * 2 if jf is not None else 10.0
 
     async def _send(self, rows: Sequence[OutboxRow]) -> None:
         jf = self._settings.jellyfin
