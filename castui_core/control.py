@@ -47,7 +47,7 @@ import pwd
 import socket
 import stat
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar, assert_never
 
@@ -138,6 +138,30 @@ def private_dir(database: Path) -> Path:
 def socket_path(database: Path) -> Path:
     """Where the control socket of this user's engine on ``database`` lives."""
     return private_dir(database) / SOCKET_NAME
+
+
+#: What a socket address may hold: ``sun_path`` is 108 bytes, the last one a NUL.
+_SUN_PATH_MAX = 107
+
+
+@contextlib.contextmanager
+def unix_address(path: Path) -> Iterator[str]:
+    """An address to bind or connect the socket at ``path``, however long ``path`` is.
+
+    Why: a database on a deep path (a long home folder, a NAS mount) put the control socket
+    beyond the 107 bytes a socket address holds, and the engine died with "AF_UNIX path too
+    long". Such a path is reached through ``/proc/self/fd/N`` of its folder (opened
+    ``O_PATH`` for the call), so the socket file still lies next to the database where
+    ``find_service`` looks for it.
+    """
+    if len(os.fsencode(path)) <= _SUN_PATH_MAX:
+        yield str(path)
+        return
+    fd = os.open(path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        yield f"/proc/self/fd/{fd}/{os.fsdecode(path.name)}"
+    finally:
+        os.close(fd)
 
 
 def check_database_folder(folder: Path) -> None:
@@ -262,7 +286,8 @@ def is_live(path: Path, timeout_s: float = 0.5) -> bool:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(timeout_s)
         try:
-            sock.connect(str(path))
+            with unix_address(path) as address:
+                sock.connect(address)
         except OSError:
             return False
     return True
@@ -459,9 +484,15 @@ class ControlServer:
             self.path.unlink()  # only we may write in the folder, and we hold its lock
         old_umask = os.umask(0o177)  # the socket is created 0600: no window for others
         try:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=str(self.path), limit=_LINE_LIMIT
-            )
+            with unix_address(self.path) as address:
+                self._server = await asyncio.start_unix_server(
+                    self._serve, path=address, limit=_LINE_LIMIT
+                )
+        except OSError as exc:
+            raise CastuiError(
+                f"castui cannot listen on its control socket {self.path} ({exc.strerror or exc});"
+                " check that the database folder is on a local disk and writable by this user"
+            ) from exc
         finally:
             os.umask(old_umask)
         os.chmod(self.path, stat.S_IRUSR | stat.S_IWUSR)
@@ -607,6 +638,12 @@ class ControlServer:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+
+
+async def _connect(path: Path) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A connection to the control socket at ``path`` (any length: see ``unix_address``)."""
+    with unix_address(path) as address:
+        return await asyncio.open_unix_connection(address, limit=_LINE_LIMIT)
 
 
 async def _send(writer: asyncio.StreamWriter, data: dict[str, Any] | BaseModel) -> None:
@@ -769,13 +806,9 @@ class RemoteEngine(StoreReads):
         try:
             await asyncio.to_thread(verify_socket, self.path)
             async with asyncio.timeout(_CONNECT_TIMEOUT_S):
-                reader, writer = await asyncio.open_unix_connection(
-                    str(self.path), limit=_LINE_LIMIT
-                )
+                reader, writer = await _connect(self.path)
                 try:
-                    events, events_writer = await asyncio.open_unix_connection(
-                        str(self.path), limit=_LINE_LIMIT
-                    )
+                    events, events_writer = await _connect(self.path)
                 except BaseException:
                     writer.close()
                     raise
@@ -959,9 +992,7 @@ class RemoteEngine(StoreReads):
         try:
             await asyncio.to_thread(verify_socket, self.path)
             async with asyncio.timeout(_CONNECT_TIMEOUT_S):
-                reader, writer = await asyncio.open_unix_connection(
-                    str(self.path), limit=_LINE_LIMIT
-                )
+                reader, writer = await _connect(self.path)
         except (OSError, TimeoutError) as exc:
             raise CastuiError(
                 f"the castui service at {self.path} is not reachable: {exc}; calibrate again"

@@ -154,6 +154,31 @@ async def test_attach_to_headless_service(settings_file: Path) -> None:
     assert not socket_path(load_settings(settings_file).database).exists()
 
 
+async def test_a_database_on_a_path_too_long_for_a_socket_address_still_serves(
+    tmp_path: Path,
+) -> None:
+    """A socket address holds 107 bytes; a deep database folder used to kill the engine with
+    "AF_UNIX path too long". The socket still lies next to the database, and a dashboard
+    attaches to it."""
+    root = tmp_path / ("deep-folder-" * 5) / ("nested-library-" * 5)
+    root.mkdir(parents=True)
+    settings_file = write_settings(root)
+    database = load_settings(settings_file).database
+    assert len(os.fsencode(socket_path(database))) > 107
+    proc = start_headless(settings_file)
+    try:
+        assert stat.S_ISSOCK(os.lstat(socket_path(database)).st_mode)
+        async with RemoteEngine(load_settings(settings_file)) as remote:
+            assert remote.remote_pid == proc.pid
+            await remote.pause_queue(reason="from the test")
+            assert await remote.store.is_paused()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    assert proc.returncode == 0
+    assert not socket_path(database).exists()
+
+
 async def test_a_socket_or_folder_others_may_write_is_never_connected_to(
     settings_file: Path,
 ) -> None:
