@@ -174,6 +174,9 @@ class CatalogScanResult:
     seconds: float = 0.0
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def catalog_entry(
     library: str, path: str, stat: FileStat, result: ProbeResult, decision: Decision
 ) -> CatalogEntry:
@@ -183,6 +186,11 @@ def catalog_entry(
     an unreadable one: a probe is recorded either way, so an unchanged broken file is not
     re-probed by every rescan (it is once it changes).
     """
+    for name, value in (("size", stat.size), ("mtime_ns", stat.mtime_ns), ("inode", stat.inode)):
+        # Checked here, before ``record`` queues anything: the catalog is written after the
+        # queue, and a job whose row cannot be written would be queued with nothing to say why.
+        if value is not None and not _INT64_MIN <= value <= _INT64_MAX:
+            raise OverflowError(f"its {name} {value} does not fit SQLite's 64-bit INTEGER")
     probe = result.to_json() if isinstance(result, MediaInfo) else {"failure": result.reason}
     return CatalogEntry(
         path=path,
