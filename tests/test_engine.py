@@ -234,6 +234,15 @@ def process_status(pid: int | None) -> str:
     return str(psutil.Process(pid).status())
 
 
+async def wait_stopped(pid: int | None) -> None:
+    """Wait until the kernel shows ``pid`` stopped: SIGSTOP takes effect when the process next
+    runs, which on a loaded machine is after the engine has said "paused". The event loop
+    cannot be told about process state, so it is polled, with a deadline."""
+    async with asyncio.timeout(TIMEOUT_S):
+        while process_status(pid) != psutil.STATUS_STOPPED:
+            await asyncio.sleep(0.01)
+
+
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 4 s MPEG-4/MP3 AVI (needs a transcode): long enough to act on a realtime encode."""
@@ -337,7 +346,7 @@ async def test_hot_gpu_pauses_and_resumes_a_running_nvenc_encode(
         assert isinstance(paused, JobNote)
         assert paused.message == "paused: GPU 0 at 90 °C ≥ 85 °C (resumes at 75)"
         pid = engine.converter.pid_of(str(source))
-        assert process_status(pid) == psutil.STATUS_STOPPED
+        await wait_stopped(pid)
         rec.drain()  # progress read from the pipe before the stop
         window = await rec.during(1.0)
         assert [e for e in window if isinstance(e, JobProgress)] == []
@@ -508,7 +517,7 @@ async def test_schedule_pause_stops_and_resumes_a_running_cpu_encode(
         assert isinstance(paused, JobNote)
         assert paused.message == tripped.reason  # "paused: outside ...", said once
         pid = engine.converter.pid_of(str(source))
-        assert process_status(pid) == psutil.STATUS_STOPPED
+        await wait_stopped(pid)
         rec.drain()
         window = await rec.during(1.0)
         assert [e for e in window if isinstance(e, JobProgress)] == []

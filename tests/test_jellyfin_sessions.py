@@ -27,6 +27,7 @@ from test_engine import (  # the engine test helpers: real ffmpeg through a real
     process_status,
     progress_of,
     shim_tools,
+    wait_stopped,
 )
 
 from castui_core.bus import EventBus
@@ -164,7 +165,7 @@ async def test_two_viewers_pause_a_real_encode_until_they_stop(
         assert isinstance(paused, JobNote)
         assert paused.message == "paused: 2 people are watching on Jellyfin"
         pid = engine.converter.pid_of(str(source))
-        assert process_status(pid) == psutil.STATUS_STOPPED
+        await wait_stopped(pid)
         rec.drain()
         assert [e for e in await rec.during(1.0) if isinstance(e, JobProgress)] == []
         assert process_status(pid) == psutil.STATUS_STOPPED
