@@ -46,6 +46,7 @@ import os
 import pwd
 import socket
 import stat
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -139,6 +140,11 @@ def socket_path(database: Path) -> Path:
     """Where the control socket of this user's engine on ``database`` lives."""
     return private_dir(database) / SOCKET_NAME
 
+
+#: Python 3.13+ removes a listening socket's file on close, by the address it was bound
+#: to: for a ``/proc/self/fd`` address whose fd is closed by then, that fails with a logged
+#: error. ``ControlServer.stop`` removes the file itself (only if it is still its own).
+_NO_CLEANUP: dict[str, Any] = {"cleanup_socket": False} if sys.version_info >= (3, 13) else {}
 
 #: What a socket address may hold: ``sun_path`` is 108 bytes, the last one a NUL.
 _SUN_PATH_MAX = 107
@@ -486,7 +492,7 @@ class ControlServer:
         try:
             with unix_address(self.path) as address:
                 self._server = await asyncio.start_unix_server(
-                    self._serve, path=address, limit=_LINE_LIMIT
+                    self._serve, path=address, limit=_LINE_LIMIT, **_NO_CLEANUP
                 )
         except OSError as exc:
             raise CastuiError(

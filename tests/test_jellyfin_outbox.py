@@ -344,6 +344,43 @@ async def test_a_stop_while_a_batch_is_on_its_way_waits_for_it_instead_of_sendin
     assert sender.sent == 1
 
 
+async def test_a_stop_during_a_reload_sends_the_batch_once_and_leaves_no_loop(
+    jellyfin: StandinJellyfin,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """SIGHUP then SIGTERM while a POST is slow: the reload waits for the batch, and the stop
+    must neither post the same rows again nor let the reload start a loop after it."""
+    lib = tmp_path / "lib"
+    jellyfin.add_library("Movies", [str(lib)])
+    settings = settings_for(tmp_path, jellyfin, batch_window_s=0)
+    bus = EventBus()
+    events = Events(bus)
+    async with Store.open(settings.database) as store:
+        sender = JellyfinSender(store, settings, bus)
+        await sender.start()
+        reloading: asyncio.Task[None] | None = None
+        try:
+            await events.wait_state(lambda s: s.connected)
+            jellyfin.slow_s = 1.0
+            await store.outbox_add([OutboxEntry(f"{lib}/Film.mp4", "Created", "Movies")])
+            sender.poke()
+            await wait_standin(
+                jellyfin, lambda: bool(jellyfin.requests_to("/Library/Media/Updated"))
+            )
+            reloading = asyncio.create_task(sender.reload(settings))
+            await asyncio.sleep(0)  # the reload begins: it ends the loop, then waits
+        finally:
+            await sender.stop()
+            if reloading is not None:
+                await reloading
+        loops = [t for t in asyncio.all_tasks() if t.get_name().startswith("castui-jellyfin")]
+        counts = await store.outbox_counts()
+    await events.close()
+    assert len(jellyfin.requests_to("/Library/Media/Updated")) == 1
+    assert loops == []
+    assert counts["pending"] == 0, counts
+
+
 # --- failures ---------------------------------------------------------------------------------
 
 

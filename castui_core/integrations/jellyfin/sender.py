@@ -143,6 +143,11 @@ class JellyfinSender:
         self._held: str | None = None  # a settings problem: sending waits for a reload
         self._stopping = False  # set by _end_loop: the loop ends at its next wait
         self._posting: asyncio.Task[None] | None = None  # a batch on its way (see _post)
+        # stop() and reload() one at a time: a stop during a reload's wait for the batch on
+        # its way found nothing on its way and posted the same rows again, and the reload then
+        # started a loop after the stop. Once stopped, a late reload does nothing.
+        self._lifecycle = asyncio.Lock()
+        self._closed = False
         self.sent = 0
         self.failed = 0
         self.connected = False
@@ -160,6 +165,7 @@ class JellyfinSender:
 
     async def start(self) -> None:
         # A restart is the operator's "try again": what a config error stopped is due again.
+        self._closed = False
         await self._store.outbox_resume()
         self._task = asyncio.create_task(self._run(), name="castui-jellyfin")
 
@@ -167,6 +173,11 @@ class JellyfinSender:
         """Stop the loop, then try once to deliver what is due (``castui --no-ui --once``
         ends right after its last job: that job's change should not wait for the next run).
         Bounded by the client's timeout; whatever is not delivered stays in the outbox."""
+        async with self._lifecycle:
+            self._closed = True
+            await self._stop()
+
+    async def _stop(self) -> None:
         await self._end_loop()
         try:
             async with asyncio.timeout(self._timeout_s()):
@@ -188,6 +199,11 @@ class JellyfinSender:
 
     async def reload(self, settings: Settings) -> None:
         """New settings (key, URL, path_map): check again and resume stopped batches."""
+        async with self._lifecycle:
+            if not self._closed:
+                await self._reload(settings)
+
+    async def _reload(self, settings: Settings) -> None:
         await self._end_loop()
         try:
             async with asyncio.timeout(self._timeout_s()):
@@ -301,7 +317,7 @@ class JellyfinSender:
     async def _finish_posting(self) -> None:
         """Wait for a batch the loop left on its way; cancel it if the wait is cancelled (a
         caller's timeout) so no request outlives the sender."""
-        task, self._posting = self._posting, None
+        task = self._posting
         if task is None:
             return
         try:
@@ -313,6 +329,9 @@ class JellyfinSender:
             raise
         except Exception:  # the loop would have logged it; a stop must still go on
             log.exception("Jellyfin: the batch in flight failed while castui stopped")
+        finally:
+            if task.done() and self._posting is task:
+                self._posting = None
 
     def _timeout_s(self) -> float:
         jf = self._settings.jellyfin
