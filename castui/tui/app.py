@@ -22,6 +22,7 @@ from typing import Any, ClassVar
 from textual import work
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.css.query import NoMatches
 from textual.screen import Screen
 
 from castui.keymap import keymap_problems, usable_keymap
@@ -227,7 +228,13 @@ class CastuiApp(App[int]):
             return
         for screen in self.screen_stack:
             if isinstance(screen, LiveScreen) and screen.is_mounted:
-                screen.live_changed(changed)
+                try:
+                    screen.live_changed(changed)
+                except NoMatches:
+                    # Its widgets are not there: the screen is being built (it draws the
+                    # state when mounted or resumed) or torn down as the app exits. Seen at
+                    # exit when a queue re-read landed as the dashboard's tables went away.
+                    continue
 
     async def _refresh_jobs_loop(self) -> None:
         """Re-read the active jobs when events say they changed.
