@@ -563,9 +563,20 @@ async def test_two_engines_on_one_database_never_run_the_same_job(
         rec.drain()
     starts = [e.path for rec in recs for e in rec.of(JobStarted)]
     counts = {str(s): starts.count(str(s)) for s in sources}
-    assert counts == {str(s): 1 for s in sources}, counts
     async with Store.open(settings.database) as store:
         jobs = await store.history(limit=100)
+        # Seen once in a full run (a file never started; not reproduced in 46 runs since):
+        # what each engine said and what the queue holds, to find out why if it recurs.
+        said = [
+            f"engine {i}: {e!r}"[:300]
+            for i, rec in enumerate(recs)
+            for e in rec.events
+            if not isinstance(e, GpuSample | JobProgress)
+        ]
+        queue = [(j.path, j.state, j.attempts, j.reason) for j in jobs + await store.active_jobs()]
+        assert counts == {str(s): 1 for s in sources}, "\n".join(
+            [str(counts), *map(str, queue), *said]
+        )
         assert sorted((j.path, j.state, j.attempts) for j in jobs) == sorted(
             (str(s), JobState.DONE, 1) for s in sources
         )
