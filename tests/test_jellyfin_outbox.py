@@ -313,6 +313,17 @@ async def test_many_changes_go_out_in_one_request_per_batch(
     assert paths == sorted(paths, key=lambda p: (os.path.dirname(p), p))  # by folder
 
 
+async def slow_post_on_its_way(
+    server: StandinJellyfin, store: Store, sender: JellyfinSender, events: Events, lib: Path
+) -> None:
+    """Return once Jellyfin has received a POST it will answer only a second later."""
+    await events.wait_state(lambda s: s.connected)  # the health check ran
+    server.slow_s = 1.0
+    await store.outbox_add([OutboxEntry(f"{lib}/Film.mp4", "Created", "Movies")])
+    sender.poke()
+    await wait_standin(server, lambda: bool(server.requests_to("/Library/Media/Updated")))
+
+
 async def test_a_stop_while_a_batch_is_on_its_way_waits_for_it_instead_of_sending_it_twice(
     jellyfin: StandinJellyfin,  # noqa: F811
     tmp_path: Path,
@@ -328,13 +339,7 @@ async def test_a_stop_while_a_batch_is_on_its_way_waits_for_it_instead_of_sendin
         sender = JellyfinSender(store, settings, bus)
         await sender.start()
         try:
-            await events.wait_state(lambda s: s.connected)  # the health check ran
-            jellyfin.slow_s = 1.0  # Jellyfin answers the POST a second after receiving it
-            await store.outbox_add([OutboxEntry(f"{lib}/Film.mp4", "Created", "Movies")])
-            sender.poke()
-            await wait_standin(
-                jellyfin, lambda: bool(jellyfin.requests_to("/Library/Media/Updated"))
-            )
+            await slow_post_on_its_way(jellyfin, store, sender, events, lib)
         finally:
             await sender.stop()
         counts = await store.outbox_counts()
@@ -360,13 +365,7 @@ async def test_a_stop_during_a_reload_sends_the_batch_once_and_leaves_no_loop(
         await sender.start()
         reloading: asyncio.Task[None] | None = None
         try:
-            await events.wait_state(lambda s: s.connected)
-            jellyfin.slow_s = 1.0
-            await store.outbox_add([OutboxEntry(f"{lib}/Film.mp4", "Created", "Movies")])
-            sender.poke()
-            await wait_standin(
-                jellyfin, lambda: bool(jellyfin.requests_to("/Library/Media/Updated"))
-            )
+            await slow_post_on_its_way(jellyfin, store, sender, events, lib)
             reloading = asyncio.create_task(sender.reload(settings))
             await asyncio.sleep(0)  # the reload begins: it ends the loop, then waits
         finally:
