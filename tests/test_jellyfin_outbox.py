@@ -313,48 +313,16 @@ async def test_many_changes_go_out_in_one_request_per_batch(
     assert paths == sorted(paths, key=lambda p: (os.path.dirname(p), p))  # by folder
 
 
-async def slow_post_on_its_way(
-    server: StandinJellyfin, store: Store, sender: JellyfinSender, events: Events, lib: Path
-) -> None:
-    """Return once Jellyfin has received a POST it will answer only a second later."""
-    await events.wait_state(lambda s: s.connected)  # the health check ran
-    server.slow_s = 1.0
-    await store.outbox_add([OutboxEntry(f"{lib}/Film.mp4", "Created", "Movies")])
-    sender.poke()
-    await wait_standin(server, lambda: bool(server.requests_to("/Library/Media/Updated")))
-
-
-async def test_a_stop_while_a_batch_is_on_its_way_waits_for_it_instead_of_sending_it_twice(
+@pytest.mark.parametrize("reload_first", [False, True], ids=["stop", "reload-then-stop"])
+async def test_a_stop_while_a_batch_is_on_its_way_sends_it_once_and_leaves_no_loop(
     jellyfin: StandinJellyfin,  # noqa: F811
     tmp_path: Path,
+    reload_first: bool,
 ) -> None:
     """Seen in CI as a duplicate notice: stop() cancelled a POST that Jellyfin had received,
-    the rows stayed pending, and stop()'s own last try posted them again."""
-    lib = tmp_path / "lib"
-    jellyfin.add_library("Movies", [str(lib)])
-    settings = settings_for(tmp_path, jellyfin, batch_window_s=0)
-    bus = EventBus()
-    events = Events(bus)
-    async with Store.open(settings.database) as store:
-        sender = JellyfinSender(store, settings, bus)
-        await sender.start()
-        try:
-            await slow_post_on_its_way(jellyfin, store, sender, events, lib)
-        finally:
-            await sender.stop()
-        counts = await store.outbox_counts()
-    await events.close()
-    assert len(jellyfin.requests_to("/Library/Media/Updated")) == 1
-    assert counts["pending"] == 0 and counts["stopped"] == 0, counts
-    assert sender.sent == 1
-
-
-async def test_a_stop_during_a_reload_sends_the_batch_once_and_leaves_no_loop(
-    jellyfin: StandinJellyfin,  # noqa: F811
-    tmp_path: Path,
-) -> None:
-    """SIGHUP then SIGTERM while a POST is slow: the reload waits for the batch, and the stop
-    must neither post the same rows again nor let the reload start a loop after it."""
+    the rows stayed pending, and stop()'s own last try posted them again. With a reload first
+    (SIGHUP then SIGTERM), the reload waits for the batch: the stop must neither post the
+    same rows again nor let the reload start a loop after it."""
     lib = tmp_path / "lib"
     jellyfin.add_library("Movies", [str(lib)])
     settings = settings_for(tmp_path, jellyfin, batch_window_s=0)
@@ -365,9 +333,16 @@ async def test_a_stop_during_a_reload_sends_the_batch_once_and_leaves_no_loop(
         await sender.start()
         reloading: asyncio.Task[None] | None = None
         try:
-            await slow_post_on_its_way(jellyfin, store, sender, events, lib)
-            reloading = asyncio.create_task(sender.reload(settings))
-            await asyncio.sleep(0)  # the reload begins: it ends the loop, then waits
+            await events.wait_state(lambda s: s.connected)  # the health check ran
+            jellyfin.slow_s = 1.0  # Jellyfin answers the POST a second after receiving it
+            await store.outbox_add([OutboxEntry(f"{lib}/Film.mp4", "Created", "Movies")])
+            sender.poke()
+            await wait_standin(
+                jellyfin, lambda: bool(jellyfin.requests_to("/Library/Media/Updated"))
+            )
+            if reload_first:
+                reloading = asyncio.create_task(sender.reload(settings))
+                await asyncio.sleep(0)  # the reload begins: it ends the loop, then waits
         finally:
             await sender.stop()
             if reloading is not None:
@@ -377,7 +352,8 @@ async def test_a_stop_during_a_reload_sends_the_batch_once_and_leaves_no_loop(
     await events.close()
     assert len(jellyfin.requests_to("/Library/Media/Updated")) == 1
     assert loops == []
-    assert counts["pending"] == 0, counts
+    assert counts["pending"] == 0 and counts["stopped"] == 0, counts
+    assert sender.sent == 1
 
 
 # --- failures ---------------------------------------------------------------------------------
