@@ -76,6 +76,14 @@ async def test_scan_work_starts_at_once_and_wait_idle_ends_with_the_last_job(
     assert took < WITHIN_S
     async with Store.open(tmp_path / "state" / "castui.db") as store:
         done = {j.path for j in await store.history(states=[JobState.DONE])}
-    assert done == {str(s) for s in sources}
+        # Seen once in a full run: a.avi not done when wait_idle returned (not reproduced in
+        # 30 runs under load). If it recurs, say what each job went through.
+        jobs = await store.history(limit=10) + await store.active_jobs()
+        trail = [
+            (j.path, j.state, j.attempts, j.reason, [(e.kind, e.details) for e in events])
+            for j in jobs
+            for events in [await store.list_events(job_id=j.id)]
+        ]
+    assert done == {str(s) for s in sources}, trail
     for source in sources:
         assert source.with_suffix(".mp4").is_file()
