@@ -6,14 +6,13 @@ from pathlib import Path
 
 from textual.pilot import Pilot
 from textual.widgets import DataTable
-from tui_helpers import add_sample, make_engine, wait_until
+from tui_helpers import add_sample, attached_to_service, make_engine, wait_until
 
 from castui.tui.app import CastuiApp, make_app
 from castui.tui.profile_editor import PROFILE_FIELDS
 from castui.tui.screens.profiles import ProfileEditorScreen
 from castui.tui.settings_writer import apply_edits
-from castui_core.control import ControlServer, RemoteEngine
-from castui_core.settings import Settings, load_settings
+from castui_core.settings import Settings
 from castui_core.store import JobState
 
 
@@ -108,57 +107,51 @@ async def test_attached_drafts_against_the_service_and_saves_one_at_a_time(
     local_file.parent.mkdir()
     local_text = settings_file.read_text().replace("quality: 23", "quality: 27")
     local_file.write_text(local_text)
-    engine = make_engine(settings, scan=False)
-    await engine.start()
-    try:
-        async with ControlServer(engine):
-            app = make_app(RemoteEngine(load_settings(local_file)), attached=True)
-            async with app.run_test(size=(120, 40)) as pilot:
-                screen = await open_editor(pilot, app)
-                await wait_until(pilot, lambda: screen.view is not None, what="the view")
-                options = screen.query_one("#profile-list")
-                options.focus()
-                for _ in range(screen._profile_names().index("tv")):
-                    await pilot.press("down")
-                await wait_until(
-                    pilot, lambda: screen.draft is not None and screen.draft.profile == "tv"
-                )
-                assert screen.draft is not None and screen.draft.source == settings_file
-                table = screen.query_one("#profile-fields", DataTable)
-                table.focus()
-                row = [f.name for f in PROFILE_FIELDS].index("video.quality")
-                assert str(table.get_cell("video.quality", "value")) == "23"  # the service's
-                for _ in range(row):
-                    await pilot.press("down")
-                await pilot.press("enter", "ctrl+a", "ctrl+k", *"30", "enter")
-                assert screen.draft.valid
-                # Two ctrl+s in one tick (a key press waits until the app is idle, by which
-                # time a save over the socket may be done): the second finds the first out.
-                screen.action_save()
-                assert screen.saving
-                screen.action_save()
-                await wait_until(
-                    pilot,
-                    lambda: "saving…" in [n.message for n in app._notifications],
-                    what="the second ctrl+s to say a save is out",
-                )
-                await wait_until(
-                    pilot,
-                    lambda: engine.settings.profiles["tv"].video.quality == 30,
-                    what="the service to apply it",
-                )
-                await wait_until(pilot, lambda: not screen.saving, what="the save to end")
-                events = await engine.store.list_events(kind="settings_edit")
-                assert [e.details["path"] for e in events] == ["profiles.tv.video.quality"]
-                assert "quality: 30" in settings_file.read_text()
-                assert local_file.read_text() == local_text
-                await wait_until(
-                    pilot,
-                    lambda: str(table.get_cell("video.quality", "value")) == "30",
-                    what="the editor to show the saved value",
-                )
-    finally:
-        await engine.stop()
+    async with (
+        attached_to_service(settings, local_file) as (engine, app),
+        app.run_test(size=(120, 40)) as pilot,
+    ):
+        screen = await open_editor(pilot, app)
+        await wait_until(pilot, lambda: screen.view is not None, what="the view")
+        options = screen.query_one("#profile-list")
+        options.focus()
+        for _ in range(screen._profile_names().index("tv")):
+            await pilot.press("down")
+        await wait_until(pilot, lambda: screen.draft is not None and screen.draft.profile == "tv")
+        assert screen.draft is not None and screen.draft.source == settings_file
+        table = screen.query_one("#profile-fields", DataTable)
+        table.focus()
+        row = [f.name for f in PROFILE_FIELDS].index("video.quality")
+        assert str(table.get_cell("video.quality", "value")) == "23"  # the service's
+        for _ in range(row):
+            await pilot.press("down")
+        await pilot.press("enter", "ctrl+a", "ctrl+k", *"30", "enter")
+        assert screen.draft.valid
+        # Two ctrl+s in one tick (a key press waits until the app is idle, by which
+        # time a save over the socket may be done): the second finds the first out.
+        screen.action_save()
+        assert screen.saving
+        screen.action_save()
+        await wait_until(
+            pilot,
+            lambda: "saving…" in [n.message for n in app._notifications],
+            what="the second ctrl+s to say a save is out",
+        )
+        await wait_until(
+            pilot,
+            lambda: engine.settings.profiles["tv"].video.quality == 30,
+            what="the service to apply it",
+        )
+        await wait_until(pilot, lambda: not screen.saving, what="the save to end")
+        events = await engine.store.list_events(kind="settings_edit")
+        assert [e.details["path"] for e in events] == ["profiles.tv.video.quality"]
+        assert "quality: 30" in settings_file.read_text()
+        assert local_file.read_text() == local_text
+        await wait_until(
+            pilot,
+            lambda: str(table.get_cell("video.quality", "value")) == "30",
+            what="the editor to show the saved value",
+        )
 
 
 async def test_a_draft_on_a_file_changed_since_is_refused_and_read_again(

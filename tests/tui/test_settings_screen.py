@@ -16,13 +16,12 @@ from fake_engine import NOW, FakeEngine, fake_settings, free_space
 from textual.coordinate import Coordinate
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Input, Label, OptionList
-from tui_helpers import make_engine, wait_until
+from tui_helpers import attached_to_service, make_engine, wait_until
 
 from castui.tui.app import CastuiApp, make_app
 from castui.tui.screens.profiles import ProfileEditorScreen
 from castui.tui.screens.settings import AddEntryScreen, ConfirmRemoveScreen, SettingsScreen
 from castui.tui.settings_form import LIBRARY_FIELDS
-from castui_core.control import ControlServer, RemoteEngine
 from castui_core.settings import Settings, load_settings
 from castui_core.settings_update import Edit, SettingsUpdate, SettingsView
 from castui_core.settings_update import settings_view as view_of
@@ -269,32 +268,26 @@ async def test_attached_the_service_saves_its_own_file(
     local_file = tmp_path / "elsewhere" / "settings.yaml"
     local_file.parent.mkdir()
     local_file.write_text(settings_file.read_text())
-    engine = make_engine(settings, scan=False)
-    await engine.start()
-    try:
-        async with ControlServer(engine):
-            app = make_app(RemoteEngine(load_settings(local_file)), attached=True)
-            async with app.run_test(size=(120, 40)) as pilot:
-                screen = await open_settings(pilot)
-                assert screen.view is not None and screen.view.file == str(settings_file)
-                await select_section(pilot, screen, "guardrails")
-                await edit_field(pilot, screen, "gpu_max_temp_c", "92")
-                await pilot.press("ctrl+s")
-                await wait_until(
-                    pilot,
-                    lambda: engine.settings.guardrails.gpu_max_temp_c == 92,
-                    what="the service's engine to apply it",
-                )
-                await wait_until(
-                    pilot, lambda: cell(screen, "gpu_max_temp_c", "value") == "92", what="view"
-                )
-                await pilot.press("q")
+    async with attached_to_service(settings, local_file) as (engine, app):
+        async with app.run_test(size=(120, 40)) as pilot:
+            screen = await open_settings(pilot)
+            assert screen.view is not None and screen.view.file == str(settings_file)
+            await select_section(pilot, screen, "guardrails")
+            await edit_field(pilot, screen, "gpu_max_temp_c", "92")
+            await pilot.press("ctrl+s")
+            await wait_until(
+                pilot,
+                lambda: engine.settings.guardrails.gpu_max_temp_c == 92,
+                what="the service's engine to apply it",
+            )
+            await wait_until(
+                pilot, lambda: cell(screen, "gpu_max_temp_c", "value") == "92", what="view"
+            )
+            await pilot.press("q")
         assert "gpu_max_temp_c: 92" in settings_file.read_text()
         assert "gpu_max_temp_c" not in local_file.read_text()
         events = await engine.store.list_events(kind="settings_edit")
         assert [(e.actor, e.details["after"]) for e in events] == [("dashboard", "92")]
-    finally:
-        await engine.stop(0.0)
 
 
 async def test_restart_marks_toggles_clearing_and_the_profiles_link(

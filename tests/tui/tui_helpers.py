@@ -5,15 +5,18 @@ from __future__ import annotations
 import asyncio
 import shutil
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 from textual.css.query import NoMatches
 from textual.pilot import Pilot
 
+from castui.tui.app import CastuiApp, make_app
+from castui_core.control import ControlServer, RemoteEngine
 from castui_core.engine import Engine
 from castui_core.guardrails.gpu import NoGpu
-from castui_core.settings import Settings
+from castui_core.settings import Settings, load_settings
 
 SETTINGS_TEMPLATE = """\
 # castui settings for the dashboard tests
@@ -88,3 +91,19 @@ async def wait_until(
             raise AssertionError(f"timed out waiting for {what}")
         await pilot.pause(0.05)
         await asyncio.sleep(0.02)
+
+
+@asynccontextmanager
+async def attached_to_service(
+    settings: Settings, local_file: Path
+) -> AsyncIterator[tuple[Engine, CastuiApp]]:
+    """A real engine on ``settings`` serving its control socket, and a dashboard attached to
+    it whose own settings file is ``local_file`` (a different copy, same database): saves
+    must go through the service and write the service's file, never the dashboard's."""
+    engine = make_engine(settings, scan=False)
+    await engine.start()
+    try:
+        async with ControlServer(engine):
+            yield engine, make_app(RemoteEngine(load_settings(local_file)), attached=True)
+    finally:
+        await engine.stop(0.0)
