@@ -77,6 +77,7 @@ from castui_core.settings_update import (
 from castui_core.store import ClaimedJob, Job, JobResult, JobState, Progress, Store
 from castui_core.store.outbox import JELLYFIN
 from castui_core.swap import Journal, recover
+from castui_core.tasks import wait_set
 from castui_core.tools import Tools, find_tools
 
 T = TypeVar("T")
@@ -388,16 +389,12 @@ class Engine(StoreReads):
             self._log(
                 "info", f"stopping: {len(self._running)} job(s) running, waiting up to {grace:g} s"
             )
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(grace):
-                    await self._none_running.wait()
+            await wait_set(self._none_running, grace)
             for running in list(self._running.values()):
                 await self.converter.cancel(running.path, "castui is stopping")
             # Every phase (encode, validation) ends on the cancel; let the workers record the
             # hand-back (no attempt used) before their tasks go. A swap in progress finishes.
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(_RECORD_GRACE_S):
-                    await self._none_running.wait()
+            await wait_set(self._none_running, _RECORD_GRACE_S)
         workers = [*self._workers.values(), *self._tasks]
         self._workers = {}
         self._tasks = []
@@ -429,9 +426,7 @@ class Engine(StoreReads):
                 and self._all_parked()  # still: no worker woke and claimed meanwhile
             ):
                 return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(poll_s):
-                    await changed.wait()
+            await wait_set(changed, poll_s)
 
     def _all_parked(self) -> bool:
         """No job runs here and every live worker waits in ``_idle``."""
@@ -509,7 +504,7 @@ class Engine(StoreReads):
                 self._queue_unreachable(exc)  # try again next round
             except CastuiError as exc:
                 self._log("warning", f"reclaiming expired leases: {exc}")
-            await self._sleep_unless_closing(interval_s)
+            await wait_set(self._closing, interval_s)
 
     async def scan(self, library: str | None = None) -> None:
         """Scan one library (or all) now; new work is queued as it is found."""
@@ -607,7 +602,7 @@ class Engine(StoreReads):
                 # Stop claiming and try again with backoff; running encodes go on while their
                 # lease allows (their heartbeats keep trying), and claiming resumes when back.
                 self._queue_unreachable(exc)
-                await self._sleep_unless_stopping(backoff)
+                await wait_set(self._stopping, backoff)
                 backoff = min(backoff * 2, _QUEUE_BACKOFF_MAX_S)
                 continue
             except CastuiError as exc:
@@ -644,16 +639,6 @@ class Engine(StoreReads):
                 continue
             self._queue_reachable()
             return result
-
-    async def _sleep_unless_stopping(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._stopping.wait()
-
-    async def _sleep_unless_closing(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._closing.wait()
 
     # --- nodes (castui_core.nodes) --------------------------------------------------------------
 
@@ -779,7 +764,7 @@ class Engine(StoreReads):
                 self._log("warning", f"node heartbeat not recorded: {exc}")
             beat, self._beat = self._beat, asyncio.Event()
             beat.set()
-            await self._sleep_unless_closing(self._node_heartbeat_s)
+            await wait_set(self._closing, self._node_heartbeat_s)
 
     async def wait_heartbeat(self) -> None:
         """Return after this node's next heartbeat was sent (or tried): tests and tools wait
@@ -787,15 +772,11 @@ class Engine(StoreReads):
         await self._beat.wait()
 
     async def _idle(self, worker: int) -> None:
-        # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation, which
-        # would make stop() hang on an idle worker.
         self._parked.add(worker)
         changed, self._parked_changed = self._parked_changed, asyncio.Event()
         changed.set()
         try:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._idle_poll_s):
-                    await self._wake.wait()
+            await wait_set(self._wake, self._idle_poll_s)
         finally:
             self._parked.discard(worker)
 

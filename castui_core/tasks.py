@@ -29,6 +29,18 @@ async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
             await task
 
 
+async def wait_set(event: asyncio.Event, seconds: float | None) -> None:
+    """Wait until ``event`` is set or ``seconds`` have passed (``None``: no limit).
+
+    The one shape of castui's "sleep, unless woken" (an idle poll, a retry delay, a stop's
+    grace): ``asyncio.timeout``, not ``wait_for``, which on 3.11 can swallow a cancellation
+    and make a stop hang.
+    """
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await event.wait()
+
+
 async def end_loop(task: asyncio.Task[Any] | None, wake: Callable[[bool], None]) -> None:
     """Stop a service's loop task and wait for it, even when a library swallowed the cancel.
 

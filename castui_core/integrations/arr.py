@@ -22,7 +22,6 @@ The API key goes only in the ``X-Api-Key`` header: never in a URL, a message or 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -38,7 +37,7 @@ from castui_core.integrations.jellyfin.paths import to_jellyfin, under
 from castui_core.integrations.jellyfin.sender import BACKOFF_BASE_S, backoff_s
 from castui_core.settings import ArrSettings, Settings
 from castui_core.store.outbox import OutboxEntry, OutboxRow, arr_target
-from castui_core.tasks import cancel_and_wait
+from castui_core.tasks import cancel_and_wait, wait_set
 
 if TYPE_CHECKING:
     import httpx
@@ -363,9 +362,7 @@ class ArrSender:
 
     async def _wait(self, wait_s: float | None) -> None:
         self._wake.clear()
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(wait_s):
-                await self._wake.wait()
+        await wait_set(self._wake, wait_s)
 
     def _say(self, level: str, line: str) -> None:
         if level == "warning":

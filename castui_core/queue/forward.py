@@ -17,7 +17,6 @@ the shared outbox speaks the library host's paths, like the jobs do.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 from collections.abc import Callable, Mapping
@@ -28,7 +27,7 @@ from castui_core.queue.protocol import JobQueue
 from castui_core.settings import Settings
 from castui_core.store.outbox import NOTIFY, OutboxEntry, OutboxRow
 from castui_core.store.store import Store
-from castui_core.tasks import end_loop
+from castui_core.tasks import end_loop, wait_set
 
 log = logging.getLogger("castui.queue.forward")
 
@@ -174,6 +173,4 @@ class OutboxForwarder:
                 log.exception("forwarding the outbox failed; trying again in %g s", self._retry_s)
             if self._stopping:
                 return
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._retry_s):
-                    await self._poke.wait()
+            await wait_set(self._poke, self._retry_s)
